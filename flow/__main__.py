@@ -1,0 +1,7 @@
+"""`python -m flow` is the `flow` command."""
+
+import sys
+
+from flow.cli import main
+
+sys.exit(main())

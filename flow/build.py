@@ -1,0 +1,180 @@
+"""The `flow hls` stage: dataset, training (or reuse), hls4ml project, C simulation, IR."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from flow.card import Card, Hardware, card_to_yaml, load_card
+from flow.convert import HlsSettings, convert, predict, synthesize, write_and_compile
+from flow.data import Dataset, dataset_fingerprint, load_dataset
+from flow.errors import FlowError
+from flow.ir_extract import extract_ir
+from flow.log import info
+from flow.metrics import agreement, primary_metric, score
+from flow.project import Project, atomic_dir, read_json, write_json, write_npz
+
+TB_VECTORS = 1000  # test-bench vectors written into the hls4ml project (C/RTL co-simulation time grows with it)
+
+
+@dataclass(frozen=True)
+class Source:
+    """Where a model comes from: a card (trained here) or a user's saved QKeras model and data."""
+
+    name: str
+    card: Card | None = None
+    keras_path: Path | None = None
+    data_path: Path | None = None
+
+    @classmethod
+    def from_card(cls, name_or_path: str) -> Source:
+        card = load_card(name_or_path)
+        return cls(name=card.name, card=card)
+
+    @classmethod
+    def from_keras(cls, keras_path: str, data_path: str | None, name: str | None = None) -> Source:
+        kp = Path(keras_path)
+        if not kp.exists():
+            raise FlowError(f"{kp}: model file not found (expected a saved QKeras .h5 model)")
+        if not data_path:
+            raise FlowError(f"{kp}: a user model needs its data: DATA=path/to/data.npz (X_train, y_train, X_test, y_test)")
+        dp = Path(data_path)
+        if not dp.exists():
+            raise FlowError(f"{dp}: data file not found (expected an .npz with X_train, y_train, X_test, y_test)")
+        return cls(name=name or kp.stem, keras_path=kp.resolve(), data_path=dp.resolve())
+
+    @property
+    def dataset_spec(self) -> dict:
+        return dict(self.card.dataset) if self.card else {"kind": "npz", "path": str(self.data_path)}
+
+    @property
+    def seed(self) -> int:
+        return self.card.training.seed if self.card else 1
+
+    @property
+    def settings(self) -> HlsSettings:
+        return HlsSettings.from_card(self.card) if self.card else HlsSettings(Hardware(), {})
+
+
+def load_data(source: Source) -> tuple[Dataset, str]:
+    """The source's dataset and its fingerprint."""
+    spec = source.dataset_spec
+    card_path = source.card.path if source.card else None
+    t0 = time.perf_counter()
+    ds = load_dataset(spec, seed=source.seed, card_path=card_path)
+    info(f"{source.name}: dataset {spec['kind']} ready ({len(ds.X_train)} train, {len(ds.X_test)} test, {time.perf_counter() - t0:.1f} s)")
+    return ds, dataset_fingerprint(spec, source.seed)
+
+
+def _save_data(project: Project, ds: Dataset, fingerprint: str) -> None:
+    """The test set for later stages (verify, sim, report), which never regenerate data."""
+    write_npz(
+        project.data,
+        X_test=ds.X_test,
+        y_test=ds.y_test,
+        fingerprint=np.array(fingerprint),
+        task=np.array(ds.task),
+    )
+
+
+def obtain_model(source: Source, ds: Dataset, fingerprint: str, project: Project, *, retrain: bool = False) -> dict:
+    """Train from the card (or reuse), or import the user's model; returns the train summary."""
+    from flow.model import load_keras
+    from flow.train import train
+
+    if source.card is not None:
+        return train(source.card, ds, project, fingerprint, force=retrain)
+    model = load_keras(source.keras_path)
+    project.root.mkdir(parents=True, exist_ok=True)
+    tmp = project.keras.with_name(".model.tmp.h5")
+    model.save(tmp, save_format="h5")
+    tmp.replace(project.keras)
+    q_metrics = score(ds, model.predict(ds.X_test, verbose=0, batch_size=4096))
+    summary = {
+        "model": source.name,
+        "source": str(source.keras_path),
+        "task": ds.task,
+        "primary_metric": primary_metric(ds.task),
+        "qkeras": {"metrics": q_metrics},
+        "n_params": int(model.count_params()),
+    }
+    write_json(project.train_json, summary)
+    return summary
+
+
+def build_hls(source: Source, *, synth: bool = False, retrain: bool = False, projects_dir: Path | None = None) -> dict[str, Any]:
+    """Run the whole `make hls` stage; returns csim.json."""
+    from flow.model import load_keras
+    from flow.train import keras_predict
+
+    project = Project.of(source.name, projects_dir)
+    ds, fingerprint = load_data(source)
+    trained = obtain_model(source, ds, fingerprint, project, retrain=retrain)
+    if source.card is not None and source.card.path is not None:
+        project.card.write_text(card_to_yaml(source.card.raw | {"name": source.name}))
+    _save_data(project, ds, fingerprint)
+
+    keras_model = load_keras(project.keras)
+    q_test = keras_predict(keras_model, ds.X_test)
+    n_tb = min(TB_VECTORS, len(ds.X_test))
+    with atomic_dir(project.hls) as tmp:
+        hls_model = convert(keras_model, source.settings, tmp, ds.X_test[:n_tb], q_test[:n_tb])
+        info(f"{source.name}: compiling the hls4ml C simulation")
+        compile_s = write_and_compile(hls_model)
+        t0 = time.perf_counter()
+        c_test = predict(hls_model, ds.X_test)
+        predict_s = time.perf_counter() - t0
+        ir = extract_ir(hls_model, source.name, ds.task, ds.class_names)
+        cfg = tmp / "hls4ml_config.yml"
+        if cfg.exists():  # keep the project relocatable: no temporary path inside it
+            cfg.write_text(cfg.read_text().replace(str(tmp), str(project.hls)))
+    ir.save(project.ir_json)
+
+    metric = primary_metric(ds.task)
+    csim = {
+        "model": source.name,
+        "hls_project": str(project.hls),
+        "backend": source.settings.hardware.backend,
+        "strategy": source.settings.hardware.strategy,
+        "n_vectors": int(len(ds.X_test)),
+        "metrics": score(ds, c_test),
+        "qkeras_metrics": trained["qkeras"]["metrics"],
+        "qkeras_vs_csim": agreement(ds.task, q_test, c_test),
+        "compile_seconds": round(compile_s, 2),
+        "predict_seconds": round(predict_s, 3),
+        "synthesis": synthesize(project.hls, source.settings.hardware.backend) if synth else {"status": "not requested"},
+    }
+    write_json(project.csim_json, csim)
+    _summary(source.name, trained, csim, metric)
+    return csim
+
+
+def _summary(name: str, trained: dict, csim: dict, metric: str) -> None:
+    qk = trained["qkeras"]["metrics"][metric]
+    cs = csim["metrics"][metric]
+    fl = trained.get("float", {}).get("metrics", {}).get(metric)
+    agree = csim["qkeras_vs_csim"]
+    lines = [
+        f"model      {name}",
+        f"{metric:<10} float {fl:.4f}   QKeras {qk:.4f}   C-sim {cs:.4f}" if fl is not None else f"{metric:<10} QKeras {qk:.4f}   C-sim {cs:.4f}",
+        "agreement  " + ", ".join(f"{k} {v:.4g}" for k, v in agree.items()) + "  (QKeras vs C-sim)",
+        f"project    {csim['hls_project']}  (C-sim build {csim['compile_seconds']} s)",
+        f"synthesis  {csim['synthesis']['status']}",
+    ]
+    print("\n".join(lines))
+
+
+def load_test_data(project: Project) -> tuple[np.ndarray, np.ndarray, str]:
+    """The test set the hls stage saved: X_test, y_test, task."""
+    with np.load(project.require(project.data, "hls")) as d:
+        return d["X_test"], d["y_test"], str(d["task"])
+
+
+def project_summary(project: Project) -> dict:
+    """train.json and csim.json of a built project."""
+    return {"train": read_json(project.train_json), "csim": read_json(project.csim_json)}
+

@@ -1,0 +1,69 @@
+"""The `flow` command: one module per subcommand, each with `add_arguments(parser)` and `run(args)`."""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+
+from flow import __version__
+
+# An explicit registry: subcommand name -> (module, one-line help).
+COMMANDS: dict[str, tuple[str, str]] = {
+    "hls": ("flow.cli.hls", "train (or reuse) a model, write its hls4ml project, run C simulation"),
+    "verify": ("flow.cli.verify", "check the NumPy reference against the hls4ml C simulation, bit for bit"),
+    "sim": ("flow.cli.sim", "generate Verilog and run the cocotb testbench in Icarus or Verilator"),
+    "report": ("flow.cli.report", "hardware cost (Yosys) and the accuracy/area report"),
+    "search": ("flow.cli.search", "bitwidth search: accuracy/area Pareto front"),
+    "cards": ("flow.cli.cards", "list or validate model cards"),
+}
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The top-level parser with every registered subcommand."""
+    parser = argparse.ArgumentParser(prog="flow", description="Small quantized neural networks to verified hardware.")
+    parser.add_argument("--version", action="version", version=f"flow {__version__}")
+    parser.add_argument("--debug", action="store_true", help="show tracebacks on errors")
+    parser.add_argument("-q", "--quiet", action="store_true", help="no progress messages")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for name, (module, help_text) in COMMANDS.items():
+        try:
+            mod = importlib.import_module(module)
+        except ModuleNotFoundError as exc:
+            if exc.name != module:
+                raise
+            continue  # a subcommand not built yet
+        p = sub.add_parser(name, help=help_text, description=help_text)
+        p.add_argument("--debug", action="store_true", default=argparse.SUPPRESS, help="show tracebacks on errors")
+        mod.add_arguments(p)
+        p.set_defaults(_run=mod.run)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point: user errors print one line and exit 2; --debug shows the traceback."""
+    from flow.errors import FlowError
+    from flow.log import quiet_tensorflow, set_quiet
+
+    quiet_tensorflow()
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if not getattr(args, "_run", None):
+        parser.print_help()
+        return 2
+    set_quiet(args.quiet)
+    try:
+        result = args._run(args)
+    except FlowError as exc:
+        if args.debug:
+            raise
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+    return int(result or 0)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,37 @@
+"""`flow hls`: train (or reuse) a model, write its hls4ml project, run its C simulation."""
+
+from __future__ import annotations
+
+import argparse
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    """Declare the arguments."""
+    p.add_argument("model", nargs="?", help="card name (qmodels/<name>.yaml) or path to a card")
+    p.add_argument("--keras", metavar="PATH", help="a saved QKeras .h5 model to convert instead of a card")
+    p.add_argument("--data", metavar="NPZ", help="with --keras: .npz with X_train, y_train, X_test, y_test")
+    p.add_argument("--name", help="with --keras: project name (default: the file's stem)")
+    p.add_argument("--retrain", action="store_true", help="train again even if the card and data are unchanged")
+    p.add_argument("--synth", action="store_true", help="also run vendor C synthesis when vitis_hls/vivado_hls is on PATH")
+
+
+def source_from_args(args: argparse.Namespace):
+    """A card source or a user-model source, with one-line errors for bad combinations."""
+    from flow.build import Source
+    from flow.errors import FlowError
+
+    if args.keras:
+        return Source.from_keras(args.keras, args.data, args.name)
+    if not args.model:
+        raise FlowError("give a model card name (e.g. diag_05) or --keras PATH --data NPZ")
+    if str(args.model).endswith((".h5", ".keras")):
+        return Source.from_keras(args.model, args.data, args.name)
+    return Source.from_card(args.model)
+
+
+def run(args: argparse.Namespace) -> int:
+    """Run the stage."""
+    from flow.build import build_hls
+
+    build_hls(source_from_args(args), synth=args.synth, retrain=args.retrain)
+    return 0

@@ -1,0 +1,44 @@
+"""`flow verify`: the NumPy reference against the hls4ml C simulation, bit for bit, on every layer."""
+
+from __future__ import annotations
+
+import argparse
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    """Declare the arguments."""
+    p.add_argument("model", nargs="?", help="model name (its project under hls_projects/ must exist: make hls)")
+    p.add_argument("--keras", metavar="PATH", help="a user's model converted by `flow hls --keras` (name = file stem)")
+    p.add_argument("--data", metavar="NPZ", help="accepted for symmetry with `flow hls`; the saved test set is used")
+    p.add_argument("--name", help="project name of a --keras model")
+    p.add_argument("-n", "--random", type=int, default=10_000, help="random input vectors besides the test set (default 10000)")
+    p.add_argument("--seed", type=int, default=0, help="seed of the random vectors")
+
+
+def run(args: argparse.Namespace) -> int:
+    """Run the stage; exit 1 on any mismatch."""
+    from pathlib import Path
+
+    from flow.errors import FlowError
+    from flow.project import Project
+    from flow.verify import verify
+
+    if args.keras:
+        name = args.name or Path(args.keras).stem
+    elif args.model:
+        name = Path(args.model).stem if str(args.model).endswith((".h5", ".keras", ".yaml")) else args.model
+    else:
+        raise FlowError("give a model name (e.g. diag_05)")
+    if args.random < 0:
+        raise FlowError(f"--random: {args.random} is not allowed; expected a count >= 0")
+    s = verify(Project.of(name), n_random=args.random, seed=args.seed)
+    status = "PASS" if s["passed"] else "FAIL"
+    print(f"{status}  {name}: {s['vectors_checked']} vectors ({s['test_vectors']} test, {s['random_vectors']} random), "
+          f"{s['layers_compared']} layers each, {s['mismatches']} mismatches")
+    agree = s["qkeras_vs_reference"]
+    print("info  QKeras vs reference: " + ", ".join(f"{k} {v:.4g}" for k, v in agree.items()))
+    if s["first_mismatch"]:
+        m = s["first_mismatch"]
+        print(f"first mismatch: layer {m['layer']} vector {m['vector']} output {m['output_index']}: "
+              f"reference {m['expected']} != C-sim {m['actual']}")
+    return 0 if s["passed"] else 1

@@ -1,0 +1,55 @@
+"""Keras models from a card: the quantized QKeras model and its float twin."""
+
+from __future__ import annotations
+
+from flow.card import Bits, Card
+from flow.errors import FlowError
+
+
+def _qbits(bits: Bits):
+    from qkeras import quantized_bits
+
+    # alpha=1: 'auto' scales add a layer that hls4ml cannot make bit-exact.
+    return quantized_bits(bits.width, bits.int_bits, alpha=1)
+
+
+def build_model(card: Card, n_features: int, n_outputs: int, *, quantized: bool = True):
+    """The card's network as a Keras model; ``quantized=False`` gives the float baseline."""
+    import tensorflow as tf
+    from qkeras import QActivation, QDense, quantized_relu
+
+    layers = tf.keras.layers
+    inp = tf.keras.Input((n_features,), name="x")
+    x = QActivation(_qbits(card.input), name="input_q")(inp) if quantized else inp
+    last_units = [spec.units for spec in card.layers if spec.type == "dense"][-1]
+    if last_units != n_outputs:
+        raise FlowError(f"{card.path}: layers: the last dense layer has {last_units} units; the dataset has {n_outputs} outputs")
+    for spec in card.layers:
+        if spec.type == "dropout":
+            x = layers.Dropout(spec.rate, name=spec.name)(x)
+        elif spec.type == "relu":
+            x = QActivation(quantized_relu(spec.activation.width, spec.activation.int_bits), name=spec.name)(x) if quantized else layers.ReLU(name=spec.name)(x)
+        else:
+            if quantized:
+                x = QDense(spec.units, kernel_quantizer=_qbits(spec.weight), bias_quantizer=_qbits(spec.bias), name=spec.name)(x)
+            else:
+                x = layers.Dense(spec.units, name=spec.name)(x)
+    if quantized and card.output is not None:
+        x = QActivation(_qbits(card.output), name="output_q")(x)
+    return tf.keras.Model(inp, x, name=card.name)
+
+
+def custom_objects() -> dict:
+    """What ``load_model`` needs to read a saved QKeras model."""
+    from qkeras.utils import _add_supported_quantized_objects
+
+    objects: dict = {}
+    _add_supported_quantized_objects(objects)
+    return objects
+
+
+def load_keras(path):
+    """Load a saved (Q)Keras model."""
+    import tensorflow as tf
+
+    return tf.keras.models.load_model(path, custom_objects=custom_objects(), compile=False)

@@ -1,0 +1,101 @@
+"""Quantization-aware training of a card's model, reused while the card and the data are unchanged."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import numpy as np
+
+from flow.card import Card
+from flow.data import Dataset
+from flow.log import info
+from flow.metrics import primary_metric, score
+from flow.model import build_model, load_keras
+from flow.project import Project, read_json, write_json
+
+
+def _fit(model, ds: Dataset, card: Card, seed: int, label: str) -> int:
+    """Train with early stopping (best weights restored); return the number of epochs run."""
+    import tensorflow as tf
+
+    from flow.log import KerasProgress
+
+    tf.keras.utils.set_random_seed(seed)
+    if ds.task == "classification":
+        loss = tf.keras.losses.SparseCategoricalCrossentropy(from_logits=True)
+        metrics = ["accuracy"]
+    else:
+        loss, metrics = "mse", []
+    model.compile(optimizer=tf.keras.optimizers.Adam(card.training.learning_rate), loss=loss, metrics=metrics)
+    stop = tf.keras.callbacks.EarlyStopping(
+        monitor="val_loss", patience=card.training.patience, restore_best_weights=True
+    )
+    hist = model.fit(
+        ds.X_train,
+        ds.y_train,
+        validation_data=(ds.X_val, ds.y_val),
+        epochs=card.training.epochs,
+        batch_size=card.training.batch_size,
+        callbacks=[stop, KerasProgress(label, card.training.epochs)],
+        verbose=0,
+    )
+    return len(hist.history["loss"])
+
+
+def train(card: Card, ds: Dataset, project: Project, dataset_fingerprint: str, *, force: bool = False) -> dict[str, Any]:
+    """Train the float baseline and the QKeras model, or reuse them when nothing changed; returns train.json."""
+    fingerprint = card.training_fingerprint(dataset_fingerprint)
+    if not force and project.train_json.exists() and project.keras.exists():
+        summary = read_json(project.train_json)
+        if summary.get("fingerprint") == fingerprint:
+            info(f"{card.name}: reusing the trained model (card and data unchanged)")
+            return summary
+    seed = card.training.seed
+    t0 = time.perf_counter()
+    float_model = build_model(card, ds.n_features, ds.n_outputs, quantized=False)
+    float_epochs = _fit(float_model, ds, card, seed, "float")
+    float_metrics = score(ds, float_model.predict(ds.X_test, verbose=0, batch_size=4096))
+    t1 = time.perf_counter()
+    qmodel = build_model(card, ds.n_features, ds.n_outputs, quantized=True)
+    # Starting QAT from the float weights converges faster and better than from scratch.
+    qmodel.set_weights(float_model.get_weights())
+    q_epochs = _fit(qmodel, ds, card, seed, "QAT")
+    q_metrics = score(ds, qmodel.predict(ds.X_test, verbose=0, batch_size=4096))
+    t2 = time.perf_counter()
+
+    project.root.mkdir(parents=True, exist_ok=True)
+    tmp = project.keras.with_name(".model.tmp.h5")
+    qmodel.save(tmp, save_format="h5")
+    tmp.replace(project.keras)
+    metric = primary_metric(ds.task)
+    summary = {
+        "model": card.name,
+        "fingerprint": fingerprint,
+        "task": ds.task,
+        "primary_metric": metric,
+        "float": {"metrics": float_metrics, "epochs": float_epochs, "seconds": round(t1 - t0, 2)},
+        "qkeras": {"metrics": q_metrics, "epochs": q_epochs, "seconds": round(t2 - t1, 2)},
+        "n_params": int(qmodel.count_params()),
+        "bitwidths": card.bitwidths(),
+        "n_train": int(len(ds.X_train)),
+        "n_test": int(len(ds.X_test)),
+        "seed": seed,
+    }
+    # train.json is written last: it is the marker that model.h5 is complete and current.
+    write_json(project.train_json, summary)
+    info(
+        f"{card.name}: float {metric} {float_metrics[metric]:.4f}, QKeras {metric} {q_metrics[metric]:.4f} "
+        f"({float_epochs}+{q_epochs} epochs, {t2 - t0:.0f} s)"
+    )
+    return summary
+
+
+def load_trained(project: Project):
+    """The trained QKeras model of a project."""
+    return load_keras(project.require(project.keras, "hls"))
+
+
+def keras_predict(model, X: np.ndarray) -> np.ndarray:
+    """Float outputs of a Keras model, quietly."""
+    return model.predict(X, verbose=0, batch_size=4096)

@@ -1,0 +1,191 @@
+"""The `flow verify` stage: the NumPy reference against the hls4ml C simulation, every layer, bit for bit."""
+
+from __future__ import annotations
+
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from flow import reference
+from flow.build import load_test_data
+from flow.errors import FlowError
+from flow.fixed import FixedType
+from flow.ir import IR
+from flow.log import info
+from flow.metrics import agreement
+from flow.project import Project, write_json, write_npz
+
+N_RANDOM = 10_000
+
+
+@dataclass
+class Mismatch:
+    """The first place where the reference and the C simulation disagree."""
+
+    layer: str
+    layer_index: int
+    vector: int
+    output_index: int
+    expected: int  # reference
+    actual: int  # C simulation
+    input_raw: list[int] = field(repr=False)
+
+
+@dataclass
+class Comparison:
+    """Outcome of comparing every layer of every vector."""
+
+    vectors: int
+    layers_compared: int
+    mismatches: int
+    first: Mismatch | None
+    mismatches_by_layer: dict[str, int]
+
+    @property
+    def passed(self) -> bool:
+        return self.mismatches == 0 and self.vectors > 0
+
+
+def to_raw(values: np.ndarray, t: FixedType, what: str) -> np.ndarray:
+    """C-simulation doubles as raw mantissas; a value off the type's grid means the types disagree."""
+    scaled = np.asarray(values, dtype=np.float64) * 2.0**t.frac_bits
+    raw = np.round(scaled)
+    off = np.flatnonzero(raw != scaled)
+    if off.size:
+        raise FlowError(f"{what}: C-simulation value {values.flat[off[0]]!r} is not on the grid of {t}")
+    return raw.astype(np.int64)
+
+
+def random_vectors(ir: IR, n: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """Raw input vectors across the input type's whole range: uniform, corners and saturating patterns."""
+    t = ir.input.type
+    rng = np.random.default_rng(seed)
+    lo, hi = int(t.min_raw), int(t.max_raw)
+    n_in = ir.input.n
+    corners = [
+        np.full(n_in, lo),
+        np.full(n_in, hi),
+        np.zeros(n_in, dtype=np.int64),
+        np.where(np.arange(n_in) % 2 == 0, hi, lo),
+        np.where(np.arange(n_in) % 2 == 0, lo, hi),
+        np.full(n_in, 1),
+        np.full(n_in, -1 if t.signed else 1),
+    ]
+    n_corner = min(len(corners), n)
+    n_extreme = (n - n_corner) // 5
+    n_uniform = n - n_corner - n_extreme
+    uniform = rng.integers(lo, hi, size=(n_uniform, n_in), endpoint=True)
+    # Only extremes, randomly mixed: drives accumulators and later layers into saturation.
+    extreme = np.where(rng.random((n_extreme, n_in)) < 0.5, lo, hi)
+    raw = np.concatenate([np.array(corners[:n_corner], dtype=np.int64).reshape(n_corner, n_in), uniform, extreme]).astype(np.int64)
+    kind = np.array(["corner"] * n_corner + ["random"] * (n_uniform + n_extreme))
+    return raw, kind
+
+
+def compare(ir: IR, x_raw: np.ndarray, csim_layers: dict[str, np.ndarray]) -> Comparison:
+    """Every layer's reference output against the C simulation's raw outputs of the same layer."""
+    trace = reference.run(ir, x_raw)
+    total, first, by_layer = 0, None, {}
+    compared = 0
+    for li, (layer, ref_raw) in enumerate(zip(ir.layers, trace.raw)):
+        if layer.name not in csim_layers:
+            continue
+        compared += 1
+        got = csim_layers[layer.name].reshape(ref_raw.shape)
+        bad = ref_raw != got
+        count = int(bad.sum())
+        by_layer[layer.name] = count
+        total += count
+        if count and first is None:
+            v, j = (int(i) for i in np.argwhere(bad)[0])
+            first = Mismatch(layer.name, li, v, j, int(ref_raw[v, j]), int(got[v, j]), [int(a) for a in x_raw[v]])
+    return Comparison(len(x_raw), compared, total, first, by_layer)
+
+
+def _csim_trace(hls_model, ir: IR, x: np.ndarray) -> dict[str, np.ndarray]:
+    """Per-layer raw outputs of the C simulation (hls4ml's trace), keyed by IR layer name."""
+    import contextlib
+    import io
+
+    with contextlib.redirect_stdout(io.StringIO()):  # hls4ml prints "Recompiling ... with tracing"
+        _, traces = hls_model.trace(np.ascontiguousarray(x, dtype=np.float64))
+    out = {}
+    for layer in ir.layers:
+        if layer.name in traces:
+            out[layer.name] = to_raw(np.asarray(traces[layer.name]).reshape(len(x), -1), layer.result_t, layer.name)
+    return out
+
+
+def _hls_model_for(project: Project):
+    """Convert the project's trained model again, with tracing on every layer (deterministic)."""
+    from flow.card import load_card
+    from flow.convert import HlsSettings, convert
+    from flow.card import Hardware
+    from flow.model import load_keras
+
+    settings = HlsSettings.from_card(load_card(project.card)) if project.card.exists() else HlsSettings(Hardware(), {})
+    model = load_keras(project.require(project.keras, "hls"))
+    tmp = Path(tempfile.mkdtemp(prefix=f"qflow-verify-{project.name}-"))
+    hls_model = convert(model, settings, tmp, trace=True)
+    return model, hls_model, tmp
+
+
+def verify(project: Project, *, n_random: int = N_RANDOM, seed: int = 0) -> dict[str, Any]:
+    """Run the stage; writes verify.json and vectors.npz and returns verify.json."""
+    import shutil
+
+    ir = IR.load(project.require(project.ir_json, "hls"))
+    X_test, _, task = load_test_data(project)
+    t0 = time.perf_counter()
+    keras_model, hls_model, tmp = _hls_model_for(project)
+    try:
+        from flow.ir_extract import extract_ir
+
+        fresh = extract_ir(hls_model, ir.name, ir.task.value, ir.class_names)
+        if fresh.to_dict() != ir.to_dict():
+            raise FlowError(f"{project.ir_json}: stale; it does not match the trained model (run `make hls MODEL={project.name}`)")
+        test_raw = reference.quantize_input(ir, X_test.astype(np.float64))
+        rand_raw, rand_kind = random_vectors(ir, n_random, seed)
+        x_raw = np.concatenate([test_raw, rand_raw])
+        kinds = np.concatenate([np.array(["test"] * len(test_raw)), rand_kind])
+        info(f"{project.name}: C simulation of {len(x_raw)} vectors, every layer traced")
+        t1 = time.perf_counter()
+        # Test vectors go in as the user's floats (the C simulation quantizes them itself); random ones are exact.
+        csim_test = _csim_trace(hls_model, ir, X_test.astype(np.float64))
+        csim_rand = _csim_trace(hls_model, ir, ir.input.type.to_float(rand_raw))
+        csim_s = time.perf_counter() - t1
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    csim = {k: np.concatenate([csim_test[k], csim_rand[k]]) for k in csim_test}
+    t2 = time.perf_counter()
+    result = compare(ir, x_raw, csim)
+    ref_s = time.perf_counter() - t2
+    trace = reference.run(ir, x_raw)
+    out_raw = trace.raw[-1]
+    q_test = keras_model.predict(X_test, verbose=0, batch_size=4096)
+    ref_test = ir.output_t.to_float(out_raw[: len(X_test)])
+    summary: dict[str, Any] = {
+        "model": project.name,
+        "vectors_checked": result.vectors,
+        "test_vectors": int(len(test_raw)),
+        "random_vectors": int(len(rand_raw)),
+        "layers_compared": result.layers_compared,
+        "mismatches": result.mismatches,
+        "mismatches_by_layer": result.mismatches_by_layer,
+        "passed": result.passed,
+        "first_mismatch": None if result.first is None else result.first.__dict__,
+        "qkeras_vs_reference": agreement(task, q_test, ref_test),
+        "csim_seconds": round(csim_s, 2),
+        "reference_seconds": round(ref_s, 4),
+        "total_seconds": round(time.perf_counter() - t0, 1),
+    }
+    arrays = {"inputs": x_raw, "outputs": out_raw, "kind": kinds, "input_t": np.array(str(ir.input.type)), "output_t": np.array(str(ir.output_t))}
+    if ir.task.value == "classification":
+        arrays["classes"] = np.argmax(out_raw, axis=1).astype(np.int64)
+    write_npz(project.vectors, **arrays)
+    write_json(project.verify_json, summary)
+    return summary
