@@ -62,7 +62,7 @@ search: setup  ## Bitwidth search: accuracy/area Pareto front for MODEL
 	$(FLOW) search $(MODEL) --trials $(TRIALS)
 
 test: setup  ## The test suite (what CI runs)
-	$(PY) -m pytest -n 2 -q
+	$(PY) -m pytest -n 2 --dist loadfile -q
 
 bench: setup  ## Benchmarks: speed figures, printed and written to hls_projects/bench.json
 	$(PY) -m benchmarks

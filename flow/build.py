@@ -67,7 +67,7 @@ def load_data(source: Source) -> tuple[Dataset, str]:
     t0 = time.perf_counter()
     ds = load_dataset(spec, seed=source.seed, card_path=card_path)
     info(f"{source.name}: dataset {spec['kind']} ready ({len(ds.X_train)} train, {len(ds.X_test)} test, {time.perf_counter() - t0:.1f} s)")
-    return ds, dataset_fingerprint(spec, source.seed)
+    return ds, dataset_fingerprint(spec, source.seed, card_path=card_path)
 
 
 def _save_data(project: Project, ds: Dataset, fingerprint: str) -> None:

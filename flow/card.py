@@ -293,7 +293,8 @@ def parse_card(data: dict, path: Path | None = None) -> Card:
     name = data.get("name", path.stem if path else None)
     if not isinstance(name, str) or not name.replace("-", "_").isidentifier():
         raise w.error("name", f"{name!r} is not allowed; expected letters, digits and _")
-    if path is not None and name != path.stem:
+    # A project's copy is always card.yaml; every other card is named after its file.
+    if path is not None and name != path.stem and path.name != "card.yaml":
         raise w.error("name", f"{name!r} differs from the file name {path.stem!r}")
     dataset = data["dataset"]
     if not isinstance(dataset, dict) or "kind" not in dataset:

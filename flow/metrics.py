@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from flow.data import Dataset
+from flow.data.dataset import Dataset
 
 
 def primary_metric(task: str) -> str:

@@ -1,0 +1,135 @@
+"""End to end through the CLI on small cards: hls, reuse, verify, a user's .h5, and failures that keep old output."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import flow.project
+from flow.cli import main
+from flow.errors import FlowError
+from flow.ir import IR, ReluLayer
+from flow.project import Project
+
+CARDS = Path(__file__).parent / "cards"
+
+
+@pytest.fixture(scope="module")
+def projects(tmp_path_factory):
+    """Every test of this module writes its projects into one temporary hls_projects/."""
+    root = tmp_path_factory.mktemp("hls_projects")
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(flow.project, "PROJECTS_DIR", root)
+        yield root
+
+
+@pytest.fixture(scope="module")
+def tiny_lut(projects):
+    """tiny_lut built once: trained, converted, C-simulated."""
+    assert main(["-q", "hls", str(CARDS / "tiny_lut.yaml")]) == 0
+    return Project.of("tiny_lut")
+
+
+def test_hls_writes_the_project(tiny_lut):
+    for path in (tiny_lut.keras, tiny_lut.train_json, tiny_lut.csim_json, tiny_lut.ir_json, tiny_lut.data):
+        assert path.exists(), path
+    assert (tiny_lut.hls / "build_prj.tcl").exists()
+    assert (tiny_lut.hls / "firmware" / "myproject.cpp").exists()
+    assert (tiny_lut.hls / "tb_data" / "tb_input_features.dat").exists()
+    train = json.loads(tiny_lut.train_json.read_text())
+    csim = json.loads(tiny_lut.csim_json.read_text())
+    assert {"float", "qkeras", "fingerprint"} <= set(train)
+    assert {"rmse", "mse", "mae", "r2"} <= set(csim["metrics"])
+    # QKeras' float emulation is information, not an oracle: it is reported, not asserted equal.
+    assert "max_abs_diff" in csim["qkeras_vs_csim"]
+    assert not list(tiny_lut.root.glob(".*tmp*"))
+
+
+def test_second_run_reuses_the_trained_model(tiny_lut, capsys):
+    before = tiny_lut.keras.stat().st_mtime_ns
+    assert main(["hls", str(CARDS / "tiny_lut.yaml")]) == 0
+    assert "reusing the trained model" in capsys.readouterr().err
+    assert tiny_lut.keras.stat().st_mtime_ns == before
+
+
+def test_verify_is_bit_exact(tiny_lut):
+    assert main(["-q", "verify", "tiny_lut", "-n", "3000"]) == 0
+    summary = json.loads(tiny_lut.verify_json.read_text())
+    assert summary["mismatches"] == 0 and summary["passed"]
+    assert summary["random_vectors"] == 3000 and summary["vectors_checked"] == 3000 + summary["test_vectors"]
+    with np.load(tiny_lut.vectors) as v:
+        assert v["inputs"].shape[0] == v["outputs"].shape[0] == summary["vectors_checked"]
+        assert {"test", "random", "corner"} <= set(v["kind"].tolist())
+
+
+def test_verify_catches_a_wrong_rounding_mode(tiny_lut):
+    """The checker must fail when the reference is wrong: ReLU rounding RND_CONV replaced by TRN."""
+    from dataclasses import replace
+
+    from flow.fixed import Rounding
+    from flow.verify import _csim_trace, _hls_model_for, compare, random_vectors
+
+    ir = IR.load(tiny_lut.ir_json)
+    _, hls_model, _ = _hls_model_for(tiny_lut)
+    x_raw, _ = random_vectors(ir, 2000, seed=1)
+    csim = _csim_trace(hls_model, ir, ir.input.type.to_float(x_raw))
+    assert compare(ir, x_raw, csim).passed
+    relu = next(i for i, layer in enumerate(ir.layers) if isinstance(layer, ReluLayer))
+    assert ir.layers[relu].result_t.rounding is Rounding.RND_CONV
+    wrong_layers = list(ir.layers)
+    wrong_layers[relu] = replace(ir.layers[relu], result_t=replace(ir.layers[relu].result_t, rounding=Rounding.TRN))
+    result = compare(replace(ir, layers=wrong_layers), x_raw, csim)
+    assert not result.passed
+    assert result.first is not None and result.first.layer == ir.layers[relu].name
+
+
+def test_failed_run_keeps_the_previous_output(tiny_lut, monkeypatch, capsys):
+    import flow.build
+
+    firmware = tiny_lut.hls / "firmware" / "myproject.cpp"
+    before = firmware.stat().st_mtime_ns
+
+    def broken(_):
+        raise FlowError("C simulation did not build (injected)")
+
+    monkeypatch.setattr(flow.build, "write_and_compile", broken)
+    assert main(["hls", str(CARDS / "tiny_lut.yaml")]) == 2
+    assert "injected" in capsys.readouterr().err
+    assert firmware.stat().st_mtime_ns == before
+    assert not list(tiny_lut.root.glob(".*tmp*"))
+
+
+def test_user_keras_model_and_npz(tiny_lut, tmp_path, projects):
+    """A saved QKeras model (quantized_bits + quantized_relu) and a user's .npz convert and verify."""
+    from flow.data import load_dataset
+
+    ds = load_dataset({"kind": "table", "table": "charge", "shape": [32, 32]}, seed=0)
+    npz = tmp_path / "user_data.npz"
+    np.savez(npz, X_train=ds.X_train, y_train=ds.y_train, X_test=ds.X_test, y_test=ds.y_test)
+    h5 = tmp_path / "user_model.h5"
+    h5.write_bytes(tiny_lut.keras.read_bytes())
+    assert main(["-q", "hls", "--keras", str(h5), "--data", str(npz)]) == 0
+    assert main(["-q", "verify", "user_model", "-n", "1000"]) == 0
+    assert json.loads((projects / "user_model" / "verify.json").read_text())["mismatches"] == 0
+
+
+def test_missing_data_file_is_one_line(tmp_path, capsys, tiny_lut):
+    code = main(["hls", "--keras", str(tiny_lut.keras), "--data", str(tmp_path / "nope.npz")])
+    err = capsys.readouterr().err.strip()
+    assert code == 2 and "nope.npz: data file not found" in err and len(err.splitlines()) == 1
+
+
+def test_verify_without_project_names_the_target(projects, capsys):
+    assert main(["verify", "never_built"]) == 2
+    assert "make hls MODEL=never_built" in capsys.readouterr().err
+
+
+def test_diag_sized_model_resource_strategy(projects):
+    """1023 inputs, Resource strategy (hls4ml stores transposed weights): the IR must still be exact."""
+    assert main(["-q", "hls", str(CARDS / "tiny_diag.yaml")]) == 0
+    assert main(["-q", "verify", "tiny_diag", "-n", "500"]) == 0
+    ir = IR.load(Project.of("tiny_diag").ir_json)
+    assert ir.input.n == 1023 and ir.layers[0].n_out == 40
