@@ -1,0 +1,203 @@
+"""The Dataset every model card trains on, the kind registry, and the field checks the kinds share."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from flow.errors import FlowError
+
+if TYPE_CHECKING:
+    from flow.data.tables import TableInfo
+
+TASKS = ("classification", "regression")
+REQUIRED = object()  # marks a field with no default in a kind's field table
+
+
+@dataclass
+class Dataset:
+    """Train/val/test arrays: X float32 (n, n_features); y int64 class ids or float32 (n, n_outputs)."""
+
+    name: str
+    task: str
+    X_train: np.ndarray
+    y_train: np.ndarray
+    X_val: np.ndarray
+    y_val: np.ndarray
+    X_test: np.ndarray
+    y_test: np.ndarray
+    class_names: list[str] | None = None
+    table: TableInfo | None = None
+    meta: dict = field(default_factory=dict)
+
+    @property
+    def n_features(self) -> int:
+        """Width of one input vector."""
+        return int(self.X_train.shape[1])
+
+    @property
+    def n_outputs(self) -> int:
+        """Number of classes (classification) or of regression targets."""
+        if self.task == "regression":
+            return int(self.y_train.shape[1])
+        if self.class_names is not None:
+            return len(self.class_names)
+        return int(max(y.max(initial=-1) for y in (self.y_train, self.y_val, self.y_test))) + 1
+
+
+@dataclass(frozen=True)
+class Kind:
+    """One dataset kind: check a spec (filling defaults), then build the arrays from the checked spec."""
+
+    check: Callable[[dict, SpecContext], dict]
+    build: Callable[[dict, int, SpecContext], Dataset]
+    version: int  # bump when the same spec and seed would give different numbers
+
+
+@dataclass(frozen=True)
+class SpecContext:
+    """Where a spec came from: names the card in error messages and anchors relative paths."""
+
+    card_path: Path | None = None
+
+    @property
+    def where(self) -> str:
+        """Prefix of error messages about the spec, e.g. 'diag_05.yaml: dataset'."""
+        return f"{self.card_path.name}: dataset" if self.card_path is not None else "dataset"
+
+    def resolve(self, path: str) -> Path:
+        """A path from the card: relative to the card's folder, or to the cwd when there is no card."""
+        p = Path(path).expanduser()
+        if p.is_absolute():
+            return p
+        return (self.card_path.parent if self.card_path is not None else Path.cwd()) / p
+
+
+def _kinds() -> dict[str, Kind]:
+    """The registry: kind name -> implementation (imported here because the kinds import Dataset)."""
+    from flow.data import npz, spectra, tables
+
+    return {
+        "spectra": Kind(spectra.check_spec, spectra.build, spectra.GENERATOR_VERSION),
+        "table": Kind(tables.check_spec, tables.build, tables.TABLE_VERSION),
+        "npz": Kind(npz.check_spec, npz.build, npz.NPZ_VERSION),
+    }
+
+
+def _kind_of(spec: Any, ctx: SpecContext) -> tuple[str, Kind]:
+    if not isinstance(spec, dict):
+        raise FlowError(f"{ctx.where} must be a mapping with a 'kind' field, got {type(spec).__name__}")
+    kinds = _kinds()
+    kind = spec.get("kind")
+    if kind not in kinds:
+        shown = "missing" if kind is None else repr(kind)
+        raise FlowError(f"{ctx.where}.kind is {shown}; valid kinds: {', '.join(kinds)}")
+    return kind, kinds[kind]
+
+
+def load_dataset(spec: dict, *, seed: int, card_path: Path | None = None) -> Dataset:
+    """Check the card's `dataset:` mapping and build its Dataset (deterministic in spec and seed)."""
+    ctx = SpecContext(card_path)
+    kind_name, kind = _kind_of(spec, ctx)
+    checked = kind.check(spec, ctx)
+    ds = kind.build(checked, seed, ctx)
+    ds.meta = {"kind": kind_name, "seed": seed, "version": kind.version, **checked, **ds.meta}
+    ds.meta["fingerprint"] = _digest(kind_name, kind, checked, seed)
+    return ds
+
+
+def dataset_fingerprint(spec: dict, seed: int, *, card_path: Path | None = None) -> str:
+    """sha256 of everything that determines the data: checked spec with defaults, seed, version, file hash."""
+    ctx = SpecContext(card_path)
+    kind_name, kind = _kind_of(spec, ctx)
+    return _digest(kind_name, kind, kind.check(spec, ctx), seed)
+
+
+def _digest(kind_name: str, kind: Kind, checked: dict, seed: int) -> str:
+    payload = {"kind": kind_name, "version": kind.version, "seed": int(seed), "spec": checked}
+    return hashlib.sha256(json.dumps(payload, sort_keys=True, default=str).encode()).hexdigest()
+
+
+def file_sha256(path: Path) -> str:
+    """Content hash of a user's data file (part of the fingerprint, so editing the file retrains)."""
+    h = hashlib.sha256()
+    with path.open("rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+# ---- field checks shared by the kinds: each returns the clean value or raises one FlowError line ----
+
+
+def check_fields(spec: dict, allowed: dict[str, Any], ctx: SpecContext, kind: str) -> dict:
+    """Reject unknown keys and missing required ones; return the spec with defaults filled in."""
+    for key in spec:
+        if key != "kind" and key not in allowed:
+            raise FlowError(
+                f"{ctx.where}.{key} is not a field of kind '{kind}'; allowed: {', '.join(['kind', *allowed])}"
+            )
+    out = {}
+    for key, default in allowed.items():
+        if key in spec and spec[key] is not None:
+            out[key] = spec[key]
+        elif default is REQUIRED:
+            raise FlowError(f"{ctx.where}.{key} is required for kind '{kind}'")
+        else:
+            out[key] = default
+    return out
+
+
+def check_int(value: Any, name: str, ctx: SpecContext, lo: int, hi: int) -> int:
+    """An integer in lo..hi (bools are not integers here)."""
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or not lo <= value <= hi:
+        raise FlowError(f"{ctx.where}.{name} is {value!r}, expected an integer in {lo}..{hi}")
+    return int(value)
+
+
+def check_float(value: Any, name: str, ctx: SpecContext, lo: float, hi: float) -> float:
+    """A real number in [lo, hi]."""
+    if isinstance(value, bool) or not isinstance(value, (int, float, np.number)) or not lo <= value <= hi:
+        raise FlowError(f"{ctx.where}.{name} is {value!r}, expected a number in [{lo}, {hi}]")
+    return float(value)
+
+
+def check_bool(value: Any, name: str, ctx: SpecContext) -> bool:
+    """true or false."""
+    if not isinstance(value, bool):
+        raise FlowError(f"{ctx.where}.{name} is {value!r}, expected true or false")
+    return value
+
+
+def check_choice(value: Any, name: str, ctx: SpecContext, choices: Sequence[str]) -> str:
+    """One of a fixed set of strings."""
+    if value not in choices:
+        raise FlowError(f"{ctx.where}.{name} is {value!r}, expected one of: {', '.join(choices)}")
+    return value
+
+
+def check_range(value: Any, name: str, ctx: SpecContext, lo: float, hi: float) -> list[float]:
+    """A [low, high] pair with lo <= low <= high <= hi."""
+    ok = isinstance(value, (list, tuple)) and len(value) == 2
+    ok = ok and all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in value)
+    if not ok or not lo <= value[0] <= value[1] <= hi:
+        raise FlowError(f"{ctx.where}.{name} is {value!r}, expected [low, high] with {lo} <= low <= high <= {hi}")
+    return [float(value[0]), float(value[1])]
+
+
+def check_path(value: Any, name: str, ctx: SpecContext, suffixes: Sequence[str]) -> Path:
+    """An existing file with one of the given suffixes; relative to the card's folder."""
+    if not isinstance(value, str) or not value:
+        raise FlowError(f"{ctx.where}.{name} is {value!r}, expected a file path ({'/'.join(suffixes)})")
+    path = ctx.resolve(value)
+    if path.suffix.lower() not in suffixes:
+        raise FlowError(f"{ctx.where}.{name} is {value!r}, expected a {' or '.join(suffixes)} file")
+    if not path.is_file():
+        raise FlowError(f"{value}: file not found (from {ctx.where}.{name}; relative paths start at the card's folder)")
+    return path

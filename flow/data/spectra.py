@@ -1,0 +1,275 @@
+"""Synthetic NaI(Tl) gamma-ray spectra (design.md §2) and the bin-ratio diagonal features (§1)."""
+
+from __future__ import annotations
+
+import functools
+from dataclasses import dataclass, fields
+
+import numpy as np
+from scipy.special import ndtr
+
+from flow.data.dataset import (
+    REQUIRED,
+    Dataset,
+    SpecContext,
+    check_bool,
+    check_fields,
+    check_float,
+    check_int,
+    check_range,
+)
+
+N_CHANNELS = 1024
+N_FEATURES = 1023  # pairs on diagonal 0; longer offsets are zero-padded to this length
+N_DIAGONALS = 20
+ELECTRON_MASS_KEV = 511.0
+GENERATOR_VERSION = 1  # bump whenever the generated numbers change for the same seed and parameters
+
+# Lines (energy keV, emission probability %) from design.md §2; the class order is the label order.
+ISOTOPES: dict[str, tuple[tuple[float, float], ...]] = {
+    "Am-241": ((59.5, 36),),
+    "Ba-133": ((81.0, 33), (276.4, 7), (302.9, 18), (356.0, 62), (383.8, 9)),
+    "Co-57": ((122.1, 86), (136.5, 11)),
+    "Co-60": ((1173.2, 100), (1332.5, 100)),
+    "Cs-137": ((661.7, 85),),
+    "Eu-152": ((121.8, 29), (244.7, 8), (344.3, 27), (778.9, 13), (964.1, 15), (1112.1, 14), (1408.0, 21)),
+    "I-131": ((284.3, 6), (364.5, 82), (637.0, 7)),
+    "Ir-192": ((296.0, 29), (308.5, 30), (316.5, 83), (468.1, 48), (604.4, 8)),
+    "K-40": ((1460.8, 11),),
+    "Na-22": ((511.0, 180), (1274.5, 100)),
+    "Ra-226": ((186.2, 4), (295.2, 18), (351.9, 36), (609.3, 46), (1120.3, 15), (1764.5, 15)),
+    "Th-232": ((238.6, 44), (583.2, 31), (911.2, 26), (969.0, 16), (2614.5, 36)),
+    "U-235": ((143.8, 11), (163.3, 5), (185.7, 57), (205.3, 5)),
+    "Tc-99m": ((140.5, 89),),
+    "Tl-201": ((70.8, 46), (80.0, 20), (167.4, 10)),
+    "Ga-67": ((93.3, 39), (184.6, 21), (300.2, 17), (393.5, 5)),
+    "Se-75": ((136.0, 58), (264.7, 59), (279.5, 25), (400.7, 11)),
+    "Y-88": ((898.0, 94), (1836.1, 99)),
+}
+CLASS_NAMES: list[str] = list(ISOTOPES)
+NATURAL_BACKGROUND = ("K-40", "Ra-226", "Th-232")  # the room's own lines, present in every spectrum
+
+_FINE_KEV = 1.0  # response tables are built on this energy grid, then integrated into channels
+_FINE_MAX_KEV = 3600.0  # covers 1024 channels x 3 keV with up to +15 % gain
+
+
+@dataclass(frozen=True)
+class SpectraParams:
+    """Difficulty knobs of the generator; ranges are (low, high) and drawn per spectrum."""
+
+    kev_per_channel: float = 3.0
+    fwhm_662: float = 0.07  # relative FWHM at 662 keV, scaled as 1/sqrt(E)
+    live_time_s: tuple[float, float] = (10.0, 300.0)  # log-uniform
+    source_cps: tuple[float, float] = (4.5, 300.0)  # log-uniform counts per second in the detector
+    background_cps: tuple[float, float] = (60.0, 200.0)  # uniform
+    natural_line_fraction: tuple[float, float] = (0.05, 0.25)  # share of the background from K/U/Th lines
+    backscatter_fraction: tuple[float, float] = (0.01, 0.08)  # backscatter bump relative to the source
+    shielding: tuple[float, float] = (0.0, 0.6)  # uniform; attenuation exp(-s·((E/100 keV)^-2.5 + 0.15))
+    gain_drift: float = 0.02  # std of the relative gain per spectrum
+    lld_kev: float = 20.0  # lower-level discriminator: no counts below this energy
+
+    def as_dict(self) -> dict:
+        """Plain values, for provenance (Dataset.meta) and fingerprints."""
+        return {f.name: list(v) if isinstance(v := getattr(self, f.name), tuple) else v for f in fields(self)}
+
+
+def _sigma_kev(energy_kev: np.ndarray, fwhm_662: float) -> np.ndarray:
+    """Gaussian sigma of the detector response: FWHM = fwhm_662·662 keV·sqrt(E/662 keV)."""
+    fwhm = fwhm_662 * 661.7 * np.sqrt(np.maximum(energy_kev, 1.0) / 661.7)
+    return np.maximum(fwhm / 2.3548, 0.5)
+
+
+def _photofraction(energy_kev: np.ndarray) -> np.ndarray:
+    """Share of interactions that deposit the full energy (~0.5 at 662 keV for a 3x3 inch crystal)."""
+    return 1.0 / (1.0 + (energy_kev / 700.0) ** 1.5)
+
+
+def _efficiency(energy_kev: np.ndarray) -> np.ndarray:
+    """Intrinsic efficiency: thin entrance window at low energy, thinning crystal at high energy."""
+    return (1.0 - np.exp(-2.5 * (energy_kev / 100.0) ** -0.5)) * np.exp(-((30.0 / energy_kev) ** 3))
+
+
+def _compton_density(line_kev: float, grid_kev: np.ndarray) -> np.ndarray:
+    """Klein-Nishina energy-deposit density up to the Compton edge, plus a little multiple-scatter fill."""
+    eps = line_kev / ELECTRON_MASS_KEV
+    edge = line_kev * 2 * eps / (1 + 2 * eps)
+    s = np.clip(grid_kev / line_kev, 0.0, edge / line_kev)
+    kn = 2 + s**2 / (eps**2 * (1 - s) ** 2) + s / (1 - s) * (s - 2 / eps)
+    dens = np.where(grid_kev <= edge, kn, 0.0)
+    dens /= dens.sum()
+    fill = ((grid_kev > edge) & (grid_kev < line_kev)).astype(float)  # the valley between edge and peak
+    if fill.sum() > 0:
+        dens = 0.95 * dens + 0.05 * fill / fill.sum()
+    return dens
+
+
+@functools.lru_cache(maxsize=4)
+def _response_tables(fwhm_662: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Cumulative detector response per isotope on the fine grid: (full response, backscatter, background)."""
+    edges = np.arange(0.0, _FINE_MAX_KEV + _FINE_KEV, _FINE_KEV)  # the cumulative tables are sampled here
+    centres = edges[:-1] + _FINE_KEV / 2
+    # Smearing matrix: cumulative Gaussian of each fine-grid deposit evaluated at every edge.
+    smear = ndtr((edges[:, None] - centres[None, :]) / _sigma_kev(centres, fwhm_662)[None, :]).astype(np.float32)
+    n_cls = len(CLASS_NAMES)
+    full = np.zeros((n_cls, edges.size))
+    back = np.zeros((n_cls, edges.size))
+    for c, lines in enumerate(ISOTOPES.values()):
+        compton = np.zeros(centres.size)
+        for energy, prob in lines:
+            weight = prob / 100.0 * _efficiency(np.float64(energy))
+            pf = _photofraction(np.float64(energy))
+            full[c] += weight * pf * ndtr((edges - energy) / _sigma_kev(np.float64(energy), fwhm_662))
+            compton += weight * (1 - pf) * _compton_density(energy, centres)
+            bs_kev = energy / (1 + 2 * energy / ELECTRON_MASS_KEV)  # photon scattered back at 180 degrees
+            bs_sigma = np.hypot(_sigma_kev(np.float64(bs_kev), fwhm_662), 0.12 * bs_kev)
+            back[c] += weight * _efficiency(np.float64(bs_kev)) * ndtr((edges - bs_kev) / bs_sigma)
+        full[c] += smear @ compton
+    # Environmental continuum: a soft and a hard falling component, and lead X-rays at ~75 keV.
+    falloff = 1.0 - np.exp(-((centres / 60.0) ** 2))  # housing absorbs the lowest energies
+    soft = falloff * np.exp(-centres / 150.0)
+    hard = falloff * np.exp(-centres / 700.0)
+    xray = np.exp(-0.5 * ((centres - 75.0) / 6.0) ** 2)
+    background = np.stack([np.cumsum(np.r_[0.0, b / b.sum()]) for b in (soft, hard, xray)])
+    norm = full[:, -1:]  # each isotope's response integrates to 1 detected photon
+    return full / norm, back / norm, background
+
+
+def generate_spectra(
+    n: int, seed: int, params: SpectraParams | None = None
+) -> tuple[np.ndarray, np.ndarray]:
+    """Counts (n, 1024) int32 and balanced, shuffled labels (n,) int64 from one seeded generator."""
+    p = params or SpectraParams()
+    rng = np.random.default_rng(seed)
+    full, back, background = _response_tables(p.fwhm_662)
+    n_cls = len(CLASS_NAMES)
+    labels = rng.permutation(np.arange(n) % n_cls).astype(np.int64)
+
+    def log_uniform(lo_hi: tuple[float, float]) -> np.ndarray:
+        return np.exp(rng.uniform(np.log(lo_hi[0]), np.log(lo_hi[1]), n))
+
+    live_s = log_uniform(p.live_time_s)
+    src_counts = log_uniform(p.source_cps) * live_s
+    bkg_counts = rng.uniform(*p.background_cps, n) * live_s
+    natural = rng.uniform(*p.natural_line_fraction, n)
+    backscatter = rng.uniform(*p.backscatter_fraction, n)
+    shielding = rng.uniform(*p.shielding, n)
+    gain = np.clip(1.0 + p.gain_drift * rng.standard_normal(n), 0.5, 1.5)
+    mix = rng.dirichlet(np.ones(3) * 4.0, n) * np.array([1.0, 1.0, 0.2])  # soft / hard / X-ray shares
+    nat_mix = rng.dirichlet(np.ones(3) * 4.0, n)
+
+    # Shielding scales each class's response by an energy-dependent factor: approximated per class by its
+    # transmission at the mean line energy, applied to the whole response (keeps one table per class).
+    mean_kev = np.array([np.average([e for e, _ in ln], weights=[w for _, w in ln]) for ln in ISOTOPES.values()])
+    transmission = np.exp(-shielding * ((mean_kev[labels] / 100.0) ** -2.5 + 0.15))
+
+    weights = np.zeros((n, 2 * n_cls + 3))  # columns: full response per class, backscatter per class, bkg
+    rows = np.arange(n)
+    weights[rows, labels] = src_counts * transmission
+    weights[rows, n_cls + labels] = src_counts * transmission * backscatter
+    nat_idx = [CLASS_NAMES.index(name) for name in NATURAL_BACKGROUND]
+    weights[:, nat_idx] += (bkg_counts * natural)[:, None] * nat_mix
+    weights[:, 2 * n_cls :] = (bkg_counts * (1 - natural))[:, None] * mix / mix.sum(axis=1, keepdims=True)
+    tables = np.concatenate([full, back, background]).astype(np.float32)
+
+    channel_edges_kev = np.arange(N_CHANNELS + 1) * p.kev_per_channel
+    expected = np.empty((n, N_CHANNELS), dtype=np.float64)
+    for start in range(0, n, 2048):  # chunks keep the (chunk, fine grid) matrix small
+        sl = slice(start, min(start + 2048, n))
+        cum = weights[sl].astype(np.float32) @ tables  # (chunk, fine edges) cumulative expected counts
+        pos = np.clip(channel_edges_kev[None, :] * gain[sl, None], 0, _FINE_MAX_KEV - _FINE_KEV) / _FINE_KEV
+        i0 = pos.astype(np.int64)
+        frac = pos - i0
+        lo = np.take_along_axis(cum, i0, axis=1)
+        hi = np.take_along_axis(cum, i0 + 1, axis=1)
+        at_edges = lo + frac * (hi - lo)
+        expected[sl] = np.diff(at_edges, axis=1)
+    expected[:, channel_edges_kev[1:] <= p.lld_kev] = 0.0
+    counts = rng.poisson(np.maximum(expected, 0.0)).astype(np.int32)
+    return counts, labels
+
+
+def diagonal_features(counts: np.ndarray, k: int, clip: bool = False) -> np.ndarray:
+    """Diagonal k: f_i = log1p(h[i+k+1]) - log1p(h[i]) for i = 0..1022-k, zero-padded to (n, 1023) float32."""
+    if not 0 <= k < N_DIAGONALS:
+        raise ValueError(f"diagonal {k} outside 0..{N_DIAGONALS - 1}")
+    logs = np.log1p(np.asarray(counts, dtype=np.float64))
+    out = np.zeros((logs.shape[0], N_FEATURES), dtype=np.float32)
+    width = N_CHANNELS - (k + 1)
+    diff = logs[:, k + 1 :] - logs[:, :width]
+    out[:, :width] = np.maximum(diff, 0.0) if clip else diff
+    return out
+
+
+# ---- the `spectra` dataset kind ----
+
+_RANGES = {  # knob -> (lowest, highest) value a card may ask for
+    "live_time_s": (0.1, 1e5),
+    "source_cps": (0.01, 1e6),
+    "background_cps": (0.0, 1e6),
+    "natural_line_fraction": (0.0, 1.0),
+    "backscatter_fraction": (0.0, 1.0),
+    "shielding": (0.0, 10.0),
+}
+# kev_per_channel stops at 3.3: the response tables end at 3.6 MeV (1024 channels plus gain drift).
+_SCALARS = {"kev_per_channel": (1.0, 3.3), "fwhm_662": (0.01, 0.3), "gain_drift": (0.0, 0.2), "lld_kev": (0.0, 500.0)}
+FIELDS = {
+    "diagonal": REQUIRED,
+    "n_spectra": 30000,  # total, split train/val/test
+    "clip": False,  # clip features at 0 (all inputs non-negative)
+    "val_fraction": 0.15,
+    "test_fraction": 0.15,
+    **{name: SpectraParams.__dataclass_fields__[name].default for name in (*_RANGES, *_SCALARS)},
+}
+
+
+def check_spec(spec: dict, ctx: SpecContext) -> dict:
+    """Validate a `kind: spectra` mapping and fill in the defaults."""
+    out = check_fields(spec, FIELDS, ctx, "spectra")
+    out["diagonal"] = check_int(out["diagonal"], "diagonal", ctx, 0, N_DIAGONALS - 1)
+    out["n_spectra"] = check_int(out["n_spectra"], "n_spectra", ctx, 10 * len(CLASS_NAMES), 2_000_000)
+    out["clip"] = check_bool(out["clip"], "clip", ctx)
+    out["val_fraction"] = check_float(out["val_fraction"], "val_fraction", ctx, 0.01, 0.5)
+    out["test_fraction"] = check_float(out["test_fraction"], "test_fraction", ctx, 0.01, 0.5)
+    for name, (lo, hi) in _RANGES.items():
+        out[name] = check_range(out[name], name, ctx, lo, hi)
+    for name, (lo, hi) in _SCALARS.items():
+        out[name] = check_float(out[name], name, ctx, lo, hi)
+    return out
+
+
+def params_from_spec(checked: dict) -> SpectraParams:
+    """The generator knobs of a checked spec."""
+    ranges = {name: tuple(checked[name]) for name in _RANGES}
+    return SpectraParams(**ranges, **{name: checked[name] for name in _SCALARS})
+
+
+@functools.lru_cache(maxsize=1)
+def _cached_spectra(n: int, seed: int, params: SpectraParams) -> tuple[np.ndarray, np.ndarray]:
+    """The last spectra generated: the 20 diagonals of an ensemble share one set (read-only arrays)."""
+    counts, labels = generate_spectra(n, seed, params)
+    counts.setflags(write=False)
+    labels.setflags(write=False)
+    return counts, labels
+
+
+def build(checked: dict, seed: int, ctx: SpecContext) -> Dataset:
+    """Generate the spectra and cut them into train/val/test features of one diagonal."""
+    n = checked["n_spectra"]
+    counts, labels = _cached_spectra(n, seed, params_from_spec(checked))
+    X = diagonal_features(counts, checked["diagonal"], checked["clip"])
+    n_val, n_test = round(n * checked["val_fraction"]), round(n * checked["test_fraction"])
+    n_train = n - n_val - n_test
+    cut = (slice(0, n_train), slice(n_train, n_train + n_val), slice(n_train + n_val, n))
+    y = labels.copy()
+    return Dataset(
+        name=f"spectra_diag{checked['diagonal']:02d}",
+        task="classification",
+        X_train=X[cut[0]],
+        y_train=y[cut[0]],
+        X_val=X[cut[1]],
+        y_val=y[cut[1]],
+        X_test=X[cut[2]],
+        y_test=y[cut[2]],
+        class_names=list(CLASS_NAMES),
+        meta={"n_channels": N_CHANNELS, "n_train": n_train, "n_val": n_val, "n_test": n - n_train - n_val},
+    )
