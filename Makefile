@@ -27,7 +27,7 @@ help:  ## List the targets
 
 setup: $(STAMP)  ## Create .venv and install everything (idempotent)
 
-$(STAMP): pyproject.toml Makefile
+$(STAMP): pyproject.toml Makefile flow/cost/libs.py
 	@command -v $(PYTHON_BIN) >/dev/null || { echo "error: $(PYTHON_BIN) not found; install Python 3.11"; exit 1; }
 	@missing=""; for t in iverilog yosys; do command -v $$t >/dev/null || missing="$$missing $$t"; done; \
 	if [ -n "$$missing" ]; then \
@@ -41,6 +41,7 @@ $(STAMP): pyproject.toml Makefile
 	@test -x $(PY) || $(PYTHON_BIN) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install -q -e '.[test]'
+	$(PY) -W ignore::RuntimeWarning -m flow.cost.libs fetch
 	@touch $(STAMP)
 
 hls: setup  ## Train (or reuse) MODEL, write its hls4ml project, run C simulation

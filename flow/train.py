@@ -31,17 +31,13 @@ def _fit(model, ds: Dataset, card: Card, seed: int, label: str) -> int:
     stop = tf.keras.callbacks.EarlyStopping(
         monitor="val_loss", patience=card.training.patience, restore_best_weights=True
     )
-    # Halving the step when validation loss stalls buys most of the last few tenths of a point.
-    plateau = tf.keras.callbacks.ReduceLROnPlateau(
-        monitor="val_loss", factor=0.5, patience=max(1, card.training.patience // 2), min_lr=1e-5
-    )
     hist = model.fit(
         ds.X_train,
         ds.y_train,
         validation_data=(ds.X_val, ds.y_val),
         epochs=card.training.epochs,
         batch_size=card.training.batch_size,
-        callbacks=[stop, plateau, KerasProgress(label, card.training.epochs)],
+        callbacks=[stop, KerasProgress(label, card.training.epochs)],
         verbose=0,
     )
     return len(hist.history["loss"])

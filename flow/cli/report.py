@@ -1,0 +1,39 @@
+"""`flow report`: Yosys cost and the accuracy/area report of one model (or a summary of all)."""
+
+from __future__ import annotations
+
+import argparse
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    """Declare the arguments."""
+    p.add_argument("model", nargs="?", help="model name (a folder under hls_projects/)")
+    p.add_argument("--all", action="store_true", help="report every model built, then write hls_projects/summary.md")
+    p.add_argument("--no-synth", action="store_true", help="no Yosys runs: costs are shown as not run")
+    p.add_argument("--no-table-synth", action="store_true", help="table cost from formulas only (no ROM synthesis)")
+    p.add_argument("-j", "--jobs", type=int, default=None, help="parallel Yosys processes (default: 2)")
+
+
+def run(args: argparse.Namespace) -> int:
+    """Write the report folder(s)."""
+    from flow import report
+    from flow.errors import FlowError
+    from flow.log import info
+    from flow.project import PROJECTS_DIR
+
+    kw = {"synth": not args.no_synth, "jobs": args.jobs, "table_synth": not args.no_table_synth}
+    if args.all:
+        if args.model:
+            raise FlowError("give a model or --all, not both")
+        names = sorted(p.parent.name for p in PROJECTS_DIR.glob("*/train.json"))
+        for name in names:
+            info(f"report {name}")
+            report.build_report(name, **kw)
+        out = report.build_summary()
+        info(f"wrote {out}")
+        return 0
+    if not args.model:
+        raise FlowError("name a model (e.g. `flow report diag_05`) or give --all")
+    out = report.build_report(args.model, **kw)
+    info(f"wrote {out}/report.md")
+    return 0

@@ -1,0 +1,9 @@
+"""Hardware cost without vendor tools: Yosys synthesis (:mod:`.yosys`), cell libraries (:mod:`.libs`), tables.
+
+``cost_rtl(rtl_dir)`` costs a generated design folder; ``table_cost(dataset)`` the lookup table a network replaces.
+"""
+
+from flow.cost.tables import table_cost
+from flow.cost.yosys import cost_rtl
+
+__all__ = ["cost_rtl", "table_cost"]

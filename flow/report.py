@@ -1,0 +1,620 @@
+"""``flow report``: gather every stage's outputs, cost the RTL with Yosys, write ``hls_projects/<m>/report/``.
+
+The folder holds ``report.md`` (for people), ``report.json`` (for machines) and PNG plots; it is written
+atomically. Missing stages are reported as "not run". ``--all`` writes ``hls_projects/summary.md`` and a plot.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+import xml.etree.ElementTree as ET
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from flow.cost import libs, tables, yosys
+from flow.errors import FlowError
+from flow.project import PROJECTS_DIR, Project, atomic_dir, read_json, write_json
+
+NOT_RUN = "not run"
+REPORT_VERSION = 1
+ASIC_FLOWS = ("osu018", "sky130_hd")
+
+
+# ---------------------------------------------------------------------------------------------- gather
+
+
+def _opt_json(path: Path) -> Any:
+    return read_json(path) if Path(path).is_file() else None
+
+
+def _card(proj: Project) -> dict:
+    if not proj.card.is_file():
+        return {}
+    try:
+        return yaml.safe_load(proj.card.read_text()) or {}
+    except yaml.YAMLError as exc:
+        raise FlowError(f"{proj.card}: not valid YAML ({exc})") from None
+
+
+def layer_estimates(ir_path: Path, arch_multipliers: dict[str, str] | None = None) -> list[dict]:
+    """Per-layer cost estimate from the IR (not synthesised): multipliers, partial-product bits, weight bits.
+
+    ``parallel`` has one multiplier per weight; ``folded`` one per output neuron (``n_in`` cycles per layer).
+    """
+    from flow.ir import IR, DenseLayer
+
+    ir = IR.load(ir_path)
+    out = []
+    for layer, in_t in zip(ir.layers, ir.input_types()):
+        if not isinstance(layer, DenseLayer):
+            continue
+        wb, xb = layer.weight_t.width, in_t.width
+        out.append(
+            {
+                "layer": layer.name,
+                "n_in": layer.n_in,
+                "n_out": layer.n_out,
+                "weight_bits": wb,
+                "input_bits": xb,
+                "rom_bits": layer.n_in * layer.n_out * wb,
+                "nonzero_weights": int((layer.weights != 0).sum()),
+                "mult_bits_parallel": int((layer.weights != 0).sum()) * wb * xb,
+                "mult_bits_folded": layer.n_out * wb * xb,
+                "accum_bits": layer.accum_t.width,
+            }
+        )
+    return out
+
+
+def _sim_entries(sim: dict | None, arch: str) -> dict:
+    if not isinstance(sim, dict):
+        return {}
+    return {k.split("/", 1)[1]: v for k, v in sim.items() if k.startswith(f"{arch}/") and isinstance(v, dict)}
+
+
+def hls_reports(proj: Project, csim: dict | None) -> dict:
+    """Vitis/Vivado HLS figures when a vendor synthesis ran (``csynth.xml`` under ``hls/``)."""
+    status = ((csim or {}).get("synthesis") or {}).get("status")
+    if status != "done":
+        return {"status": status or NOT_RUN}
+    out: dict = {"status": "done", "reports": []}
+    for xml in sorted(proj.hls.rglob("csynth.xml")) if proj.hls.is_dir() else []:
+        try:
+            out["reports"].append({"file": str(xml.relative_to(proj.root)), **parse_csynth_xml(xml.read_text())})
+        except (ET.ParseError, ValueError) as exc:
+            out["reports"].append({"file": str(xml.relative_to(proj.root)), "error": str(exc)})
+    return out
+
+
+def parse_csynth_xml(text: str) -> dict:
+    """Resources and latency from a Vivado/Vitis HLS ``csynth.xml``."""
+    root = ET.fromstring(text)
+    res = {}
+    node = root.find("AreaEstimates/Resources")
+    for child in list(node) if node is not None else []:
+        with_num = (child.text or "").strip()
+        if with_num.isdigit():
+            res[child.tag] = int(with_num)
+    lat = {}
+    perf = root.find("PerformanceEstimates/SummaryOfOverallLatency")
+    for child in list(perf) if perf is not None else []:
+        lat[child.tag] = (child.text or "").strip()
+    return {"resources": res, "latency": lat}
+
+
+def collect(proj: Project, synth: bool = True, jobs: int | None = None, table_synth: bool = True) -> dict:
+    """Everything the report shows, as one JSON-ready dict."""
+    if not proj.root.is_dir():
+        raise FlowError(f"{proj.root}: no such project; run `make hls MODEL={proj.name}` first")
+    card = _card(proj)
+    train = _opt_json(proj.train_json)
+    csim = _opt_json(proj.csim_json)
+    verify = _opt_json(proj.verify_json)
+    sim = _opt_json(proj.root / "sim.json")
+    d: dict = {"version": REPORT_VERSION, "model": proj.name, "created": time.strftime("%Y-%m-%d %H:%M:%S")}
+    d["task"] = (train or {}).get("task") or card.get("task")
+    d["primary_metric"] = (train or {}).get("primary_metric") or (
+        "rmse" if (card.get("dataset") or {}).get("kind") == "table" else "accuracy"
+    )
+    d["description"] = card.get("description", "")
+    d["bitwidths"] = (train or {}).get("bitwidths") or {}
+    d["n_params"] = (train or {}).get("n_params")
+    d["metrics"] = {
+        "float": ((train or {}).get("float") or {}).get("metrics"),
+        "qkeras": ((train or {}).get("qkeras") or {}).get("metrics"),
+        "csim": (csim or {}).get("metrics"),
+    }
+    d["agreement"] = (csim or {}).get("qkeras_vs_csim")
+    d["verify"] = verify if verify is not None else NOT_RUN
+    d["layers"] = layer_estimates(proj.ir_json) if proj.ir_json.is_file() else NOT_RUN
+    d["hls"] = hls_reports(proj, csim)
+    d["libraries"] = {
+        lib.name: {"source": lib.source, "nand2_um2": lib.nand2_area}
+        for lib in (libs.osu018(), libs.sky130_hd())
+        if lib is not None
+    }
+    archs: dict = {}
+    rtl_dirs = sorted(p.parent for p in proj.rtl.glob("*/design.json")) if proj.rtl.is_dir() else []
+    if rtl_dirs:
+        d["yosys"] = yosys.yosys_version() if synth else None
+    for rtl in rtl_dirs:
+        design = _opt_json(rtl / "design.json") or {}
+        entry: dict = {
+            "design": {k: v for k, v in design.items() if not isinstance(v, (list, dict))},
+            "sim": _sim_entries(sim, rtl.name),
+        }
+        if synth:
+            try:
+                entry["cost"] = yosys.cost_rtl(rtl, jobs=jobs)
+            except FlowError as exc:
+                entry["cost"] = {"status": "failed", "error": str(exc)}
+        else:
+            entry["cost"] = NOT_RUN
+        archs[rtl.name] = entry
+    d["archs"] = archs or NOT_RUN
+    dataset = card.get("dataset") or {}
+    if dataset.get("kind") == "table":
+        d["table"] = tables.table_cost(dataset, proj.root, synth=synth and table_synth)
+        d["table_vs_network"] = compare_table(d)
+    return d
+
+
+# ---------------------------------------------------------------------------------------------- figures
+
+
+def arch_figures(entry: dict) -> dict:
+    """Flat cost figures of one architecture (missing ones absent)."""
+    cost = entry.get("cost")
+    f: dict = {}
+    if not isinstance(cost, dict):
+        return f
+    x = cost.get("xc7") or {}
+    if x.get("status") == "ok":
+        f.update({k: v for k, v in x["fpga"].items()})
+    xn = cost.get("xc7_nodsp") or {}
+    if xn.get("status") == "ok":
+        f["LUT_nodsp"] = xn["fpga"]["LUT"]
+        f["FF_nodsp"] = xn["fpga"]["FF"]
+        f["CARRY4_nodsp"] = xn["fpga"]["CARRY4"]
+    a = cost.get("asic") or {}
+    if a.get("status") == "ok":
+        for lib in ASIC_FLOWS:
+            r = a["asic"].get(lib) or {}
+            if "area_um2" in r:
+                f[f"{lib}_um2"] = r["area_um2"]
+                f[f"{lib}_nand2"] = r["nand2_eq"]
+        if a["asic"].get("transistors") is not None:
+            f["transistors"] = a["asic"]["transistors"]
+    return f
+
+
+def compare_table(d: dict) -> list[dict]:
+    """Table cost next to each architecture's: the smaller one and by what factor (same units only)."""
+    t = d.get("table") or {}
+    synth = t.get("synth") if isinstance(t.get("synth"), dict) else {}
+    rom_x = synth.get("xc7") or {}
+    rom_a = synth.get("asic") or {}
+    table_side: dict[str, tuple[float, str]] = {
+        "FPGA RAMB36": (t.get("bram36_aspect"), "formula (aspect ratio)"),
+        "FPGA LUT (as LUT-ROM)": (t.get("lutrom_lut6"), "formula ceil(depth/64) x width"),
+        "sky130 um2 (SRAM macro)": ((t.get("sram_macro") or {}).get("area_um2"), "formula (OpenRAM sky130)"),
+    }
+    if rom_a.get("status") == "ok":
+        for lib in ASIC_FLOWS:
+            r = rom_a["asic"].get(lib) or {}
+            if "area_um2" in r:
+                table_side[f"{lib} um2 (ROM logic)"] = (r["area_um2"], "Yosys")
+        if rom_a["asic"].get("transistors"):
+            table_side["transistors (ROM logic)"] = (rom_a["asic"]["transistors"], "Yosys cmos")
+    if rom_x.get("status") == "ok":
+        table_side["FPGA RAMB36 (Yosys)"] = (rom_x["fpga"]["RAMB36"] + rom_x["fpga"]["RAMB18"] / 2, "Yosys")
+    rows = []
+    archs = d.get("archs") if isinstance(d.get("archs"), dict) else {}
+    for arch, entry in archs.items():
+        f = arch_figures(entry)
+        net_bram = f.get("RAMB36", 0) + f.get("RAMB18", 0) / 2 if "LUT" in f else None
+        pairs = {
+            "FPGA RAMB36": net_bram,
+            "FPGA RAMB36 (Yosys)": net_bram,
+            "FPGA LUT (as LUT-ROM)": f.get("LUT_nodsp"),
+            "sky130 um2 (SRAM macro)": f.get("sky130_hd_um2"),
+            "osu018 um2 (ROM logic)": f.get("osu018_um2"),
+            "sky130_hd um2 (ROM logic)": f.get("sky130_hd_um2"),
+            "transistors (ROM logic)": f.get("transistors"),
+        }
+        for what, (tv, how) in table_side.items():
+            nv = pairs.get(what)
+            if tv is None or nv is None:
+                continue
+            if tv == nv:
+                smaller, factor = "equal", 1.0
+            elif nv == 0 or tv == 0:
+                smaller, factor = ("network" if nv < tv else "table"), math.inf
+            else:
+                smaller, factor = ("network", tv / nv) if nv < tv else ("table", nv / tv)
+            rows.append(
+                {
+                    "arch": arch,
+                    "measure": what,
+                    "table": tv,
+                    "table_source": how,
+                    "network": nv,
+                    "smaller": smaller,
+                    "factor": round(factor, 2) if math.isfinite(factor) else "inf",
+                }
+            )
+    return rows
+
+
+# ---------------------------------------------------------------------------------------------- markdown
+
+
+def _fmt(v: Any) -> str:
+    if v is None:
+        return "–"
+    if isinstance(v, float):
+        if v != v:
+            return "nan"
+        return f"{v:,.4g}" if abs(v) < 1e4 else f"{v:,.0f}"
+    if isinstance(v, int):
+        return f"{v:,}"
+    return str(v)
+
+
+def _table(header: list[str], rows: list[list[Any]]) -> list[str]:
+    out = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    out += ["| " + " | ".join(_fmt(c) for c in r) + " |" for r in rows]
+    return out + [""]
+
+
+def _status_line(obj: Any) -> str:
+    if obj is None or obj == NOT_RUN:
+        return NOT_RUN
+    if isinstance(obj, dict):
+        passed = obj.get("passed")
+        mism = obj.get("mismatches")
+        n = obj.get("vectors_checked", obj.get("vectors"))
+        word = "passed" if passed else ("FAILED" if passed is not None else "?")
+        return f"{word} ({_fmt(n)} vectors, {_fmt(mism)} mismatches)"
+    return str(obj)
+
+
+def render_md(d: dict) -> str:
+    """The people-facing report."""
+    L = [f"# {d['model']}", ""]
+    if d.get("description"):
+        L += [d["description"], ""]
+    L += [f"Task: {d.get('task') or '?'}; parameters: {_fmt(d.get('n_params'))}; report created {d['created']}.", ""]
+    if d.get("yosys"):
+        L += [f"Cost from {d['yosys']} (open tools; no vendor tool involved).", ""]
+
+    L += ["## Bitwidths", ""]
+    bw = d.get("bitwidths") or {}
+    L += _table(["tensor", "(bits, integer bits)"], [[k, v] for k, v in bw.items()]) if bw else [NOT_RUN, ""]
+
+    L += ["## Quality", ""]
+    m = d.get("metrics") or {}
+    names: list[str] = []
+    for v in m.values():
+        for k in v or {}:
+            if k not in names:
+                names.append(k)
+    if names:
+        rows = [
+            [stage] + [(m.get(stage) or {}).get(n) for n in names]
+            if m.get(stage)
+            else [stage, NOT_RUN] + [""] * (len(names) - 1)
+            for stage in ("float", "qkeras", "csim")
+        ]
+        L += [f"Primary metric: **{d.get('primary_metric')}**.", ""] + _table(["model"] + names, rows)
+    else:
+        L += [f"Metrics: {NOT_RUN}.", ""]
+    ag = d.get("agreement")
+    if ag:
+        L += [
+            f"QKeras vs hardware (C simulation): argmax agreement {_fmt(ag.get('argmax_agreement'))}, "
+            f"max |diff| {_fmt(ag.get('max_abs_diff'))}.",
+            "",
+        ]
+    else:
+        L += [f"QKeras vs hardware agreement: {NOT_RUN}.", ""]
+
+    L += ["## Verification", ""]
+    vrows = [["reference vs C simulation", "", _status_line(d.get("verify")), "", ""]]
+    archs = d.get("archs") if isinstance(d.get("archs"), dict) else {}
+    for arch, e in archs.items():
+        sims = e.get("sim") or {}
+        if not sims:
+            vrows.append([f"RTL {arch}", "", NOT_RUN, "", ""])
+        for s, r in sims.items():
+            vrows.append([f"RTL {arch}", s, _status_line(r), r.get("latency_cycles"), r.get("ii_cycles")])
+    L += _table(["check", "simulator", "result", "latency (cycles)", "II (cycles)"], vrows)
+
+    L += ["## Cost (Yosys)", ""]
+    if not archs:
+        L += [f"No RTL: {NOT_RUN} (run `make sim`).", ""]
+    else:
+        fpga_rows, asic_rows, fail = [], [], []
+        for arch, e in archs.items():
+            cost = e.get("cost")
+            if not isinstance(cost, dict):
+                fail.append(f"- {arch}: {NOT_RUN}")
+                continue
+            for flow, r in cost.items():
+                if isinstance(r, dict) and r.get("status") not in ("ok", None):
+                    tail = (r.get("log_tail") or r.get("error") or "").strip().splitlines()[-3:]
+                    fail.append(f"- {arch} / {flow}: **synthesis {r.get('status')}** — " + " / ".join(tail))
+            f = arch_figures(e)
+            fpga_rows.append(
+                [arch]
+                + [
+                    f.get(k)
+                    for k in (
+                        "LUT",
+                        "FF",
+                        "CARRY4",
+                        "MUXF7",
+                        "MUXF8",
+                        "DSP48E1",
+                        "RAMB18",
+                        "RAMB36",
+                        "LUT_nodsp",
+                        "FF_nodsp",
+                    )
+                ]
+            )
+            asic_rows.append(
+                [arch]
+                + [f.get(k) for k in ("osu018_um2", "osu018_nand2", "sky130_hd_um2", "sky130_hd_nand2", "transistors")]
+            )
+        L += ["FPGA (`synth_xilinx -family xc7 -flatten -noiopad -noclkbuf`; LUT-only variant adds `-nodsp`):", ""]
+        L += _table(
+            [
+                "arch",
+                "LUT",
+                "FF",
+                "CARRY4",
+                "MUXF7",
+                "MUXF8",
+                "DSP48E1",
+                "RAMB18",
+                "RAMB36",
+                "LUT (-nodsp)",
+                "FF (-nodsp)",
+            ],
+            fpga_rows,
+        )
+        L += [
+            "ASIC (`synth -flatten`; OSU018 via `dfflibmap`/`abc -liberty`; sky130 HD as generic gates costed "
+            "by LEF cell size; transistors from `abc -g cmos2; stat -tech cmos`):",
+            "",
+        ]
+        L += _table(
+            ["arch", "OSU018 µm²", "OSU018 NAND2-eq", "sky130 HD µm²", "sky130 NAND2-eq", "transistors"], asic_rows
+        )
+        if fail:
+            L += ["Failed or missing:", ""] + fail + [""]
+        times = [
+            f"{a}/{fl}: {r.get('seconds')} s{' (cached)' if r.get('cached') else ''}"
+            for a, e in archs.items()
+            if isinstance(e.get("cost"), dict)
+            for fl, r in e["cost"].items()
+            if isinstance(r, dict) and "seconds" in r
+        ]
+        if times:
+            L += ["Synthesis time: " + "; ".join(times) + ".", ""]
+
+    hls = d.get("hls") or {}
+    L += ["## Vendor HLS (Vitis/Vivado)", ""]
+    if hls.get("status") == "done" and hls.get("reports"):
+        for r in hls["reports"]:
+            res = r.get("resources") or {}
+            L += [
+                f"- `{r['file']}`: "
+                + ", ".join(f"{k} {v}" for k, v in res.items())
+                + (f"; latency {r['latency']}" if r.get("latency") else "")
+            ]
+        L += [""]
+    else:
+        L += [f"{hls.get('status', NOT_RUN)} (open-tool figures above only).", ""]
+
+    if "table" in d:
+        L += _render_table(d)
+
+    L += ["## Per-layer estimate (from the IR, not synthesised)", ""]
+    layers = d.get("layers")
+    if isinstance(layers, list) and layers:
+        L += [
+            "Partial-product bits = multipliers × weight bits × input bits; `parallel` has one multiplier per "
+            "nonzero weight, `folded` one per output neuron.",
+            "",
+        ]
+        L += _table(
+            ["layer", "n_in→n_out", "w/x bits", "ROM bits", "mult bits (parallel)", "mult bits (folded)"],
+            [
+                [
+                    r["layer"],
+                    f"{r['n_in']}→{r['n_out']}",
+                    f"{r['weight_bits']}/{r['input_bits']}",
+                    r["rom_bits"],
+                    r["mult_bits_parallel"],
+                    r["mult_bits_folded"],
+                ]
+                for r in layers
+            ],
+        )
+    else:
+        L += [f"{NOT_RUN} (no ir.json).", ""]
+    plots = d.get("plots") or []
+    if plots:
+        L += ["## Plots", ""] + [f"![{p}]({p})" for p in plots] + [""]
+    return "\n".join(L)
+
+
+def _render_table(d: dict) -> list[str]:
+    t = d["table"]
+    L = ["## The table this network replaces", ""]
+    L += [
+        f"{t['shape'][0]}×{t['shape'][1] if len(t['shape']) > 1 else 1} entries × {t['width']} bits = "
+        f"{t['bits']:,} bits; contents: {t['contents']}.",
+        "",
+    ]
+    sm = t["sram_macro"]
+    L += _table(
+        ["implementation", "cost", "how"],
+        [
+            ["FPGA block RAM (lower bound)", f"{t['bram36_min']} RAMB36", t["formulas"]["bram36_min"]],
+            ["FPGA block RAM (by aspect)", f"{t['bram36_aspect']} RAMB36", t["formulas"]["bram36_aspect"]],
+            ["FPGA LUT-ROM", f"{t['lutrom_lut6']:,} LUT6", t["formulas"]["lutrom_lut6"]],
+            [
+                "ASIC SRAM macro (sky130)",
+                f"{sm['area_um2']:,.0f} µm² ({sm['macros']} macros, {sm['nand2_eq_sky130']:,.0f} NAND2-eq)",
+                t["formulas"]["sram_macro_um2"],
+            ],
+        ],
+    )
+    s = t.get("synth") or {}
+    if s.get("status") in ("skipped", "too large"):
+        L += [f"ROM synthesis: {s['status']}{': ' + s['note'] if s.get('note') else ''}.", ""]
+    else:
+        rows = []
+        for flow, r in s.items():
+            if r.get("status") != "ok":
+                rows.append([flow, f"**{r.get('status')}**", "", r.get("seconds")])
+            elif "fpga" in r:
+                fp = r["fpga"]
+                rows.append(
+                    [
+                        flow,
+                        f"{fp['LUT']:,} LUT, {fp['RAMB36']} RAMB36, {fp['RAMB18']} RAMB18, "
+                        f"{fp['MUXF7']} MUXF7, {fp['MUXF8']} MUXF8",
+                        "Yosys",
+                        r.get("seconds"),
+                    ]
+                )
+            else:
+                a = r["asic"]
+                parts = [f"{lib} {a[lib]['area_um2']:,.0f} µm²" for lib in ASIC_FLOWS if "area_um2" in a.get(lib, {})]
+                rows.append(
+                    [flow, "; ".join(parts) + f"; {_fmt(a.get('transistors'))} transistors", "Yosys", r.get("seconds")]
+                )
+        L += ["ROM as synthesised logic (real contents, registered output):", ""]
+        L += _table(["flow", "cost", "how", "Yosys s"], rows)
+    comp = d.get("table_vs_network") or []
+    if comp:
+        L += ["Table vs network:", ""]
+        L += _table(
+            ["arch", "measure", "table", "network", "smaller", "by factor"],
+            [[r["arch"], r["measure"], r["table"], r["network"], r["smaller"], r["factor"]] for r in comp],
+        )
+    else:
+        L += [f"Table vs network: {NOT_RUN} (no network cost yet).", ""]
+    return L
+
+
+# ---------------------------------------------------------------------------------------------- write
+
+
+def variants(proj: Project) -> list[Project]:
+    """Search variants: sibling projects named ``<m>_p…``."""
+    parent = proj.root.parent
+    return [Project(p.name, p) for p in sorted(parent.glob(f"{proj.name}_p*")) if p.is_dir()]
+
+
+def _metric_value(d: dict) -> float | None:
+    m = d.get("metrics") or {}
+    key = d.get("primary_metric")
+    for stage in ("csim", "qkeras", "float"):
+        v = (m.get(stage) or {}).get(key)
+        if isinstance(v, (int, float)):
+            return float(v)
+    return None
+
+
+def points(d: dict, label: str | None = None) -> list[dict]:
+    """(metric, LUT, µm²) per architecture of one report dict."""
+    out = []
+    archs = d.get("archs") if isinstance(d.get("archs"), dict) else {}
+    for arch, e in archs.items():
+        f = arch_figures(e)
+        out.append(
+            {
+                "label": f"{label or d['model']}/{arch}",
+                "model": d["model"],
+                "arch": arch,
+                "metric": _metric_value(d),
+                "LUT": f.get("LUT"),
+                "LUT_nodsp": f.get("LUT_nodsp"),
+                "um2": f.get("osu018_um2"),
+                "sky130_um2": f.get("sky130_hd_um2"),
+            }
+        )
+    return out
+
+
+def build_report(
+    name: str, projects_dir: Path | None = None, synth: bool = True, jobs: int | None = None, table_synth: bool = True
+) -> Path:
+    """Write ``hls_projects/<name>/report/`` atomically and return it."""
+    from flow import plots
+
+    proj = Project.of(name, projects_dir)
+    d = collect(proj, synth=synth, jobs=jobs, table_synth=table_synth)
+    pts = points(d)
+    for v in variants(proj):
+        rj = v.report / "report.json"
+        if rj.is_file():
+            pts += points(read_json(rj), v.name)
+    d["points"] = pts
+    with atomic_dir(proj.report) as tmp:
+        d["plots"] = plots.model_plots(d, tmp)
+        write_json(tmp / "report.json", d)
+        (tmp / "report.md").write_text(render_md(d))
+    return proj.report
+
+
+def build_summary(projects_dir: Path | None = None) -> Path:
+    """``summary.md`` and ``summary.png`` across every model with a report."""
+    from flow import plots
+
+    root = Path(projects_dir or PROJECTS_DIR)
+    reports = []
+    for rj in sorted(root.glob("*/report/report.json")):
+        try:
+            reports.append(read_json(rj))
+        except FlowError:
+            continue
+    rows, pts = [], []
+    for d in reports:
+        p = points(d)
+        pts += p
+        best = min((x for x in p if x["um2"]), key=lambda x: x["um2"], default=None)
+        vt = d.get("verify")
+        rows.append(
+            [
+                d["model"],
+                d.get("task"),
+                d.get("primary_metric"),
+                _metric_value(d),
+                ", ".join(d["archs"]) if isinstance(d.get("archs"), dict) else NOT_RUN,
+                best and best["LUT"],
+                best and best["um2"],
+                _status_line(vt),
+            ]
+        )
+    L = ["# Summary of all models", "", f"{len(reports)} models with a report.", ""]
+    L += _table(
+        ["model", "task", "metric", "value", "archs", "LUT (smallest)", "OSU018 µm² (smallest)", "verify"], rows
+    )
+    if pts:
+        name = plots.summary_plot(pts, root)
+        if name:
+            L += [f"![summary]({name})", ""]
+    out = root / "summary.md"
+    tmp = out.with_name(".summary.md.tmp")
+    tmp.write_text("\n".join(L))
+    tmp.replace(out)
+    return out
