@@ -22,6 +22,8 @@ def _fit(model, ds: Dataset, card: Card, seed: int, label: str) -> int:
     from flow.log import KerasProgress
 
     tf.keras.utils.set_random_seed(seed)
+    # Without this, multi-threaded reductions make two runs with one seed differ.
+    tf.config.experimental.enable_op_determinism()
     if ds.task == "classification":
         loss = tf.keras.losses.SparseCategoricalCrossentropy(from_logits=True)
         metrics = ["accuracy"]

@@ -1,0 +1,151 @@
+"""A fast analytic hardware cost: bit operations of the multipliers, adders and registers of a network.
+
+For a dense layer with ``n_in`` inputs of ``bx`` bits, weights of ``bw`` bits and ``nnz_j`` non-zero
+quantized weights into output ``j`` (``nnz = Σ_j nnz_j``), the accumulator width is hls4ml's ``auto`` rule
+``acc = bx + bw + ⌈log2 n_in⌉ (+1 with a bias)`` and
+
+* ``parallel`` (one constant multiplier per weight, zero weights free):
+  ``mult = nnz · bx · bw``; ``add = Σ_j acc · max(nnz_j + [b_j ≠ 0] − 1, 0)``;
+* ``folded`` (reuse factor R, ``P = ⌈n_in·n_out / R⌉`` shared multipliers, every weight in a ROM):
+  ``mult = P · bx · bw``; ``add = P · acc``; ``rom = n_in · n_out · bw / 64`` (a LUT6 holds 64 ROM bits);
+* both: ``reg = n_out · b_out`` (the layer's output register, ``b_out`` the width after its ReLU or output
+  quantizer) plus ``n_in · bx`` for the network's input register.
+
+``proxy = Σ_layers (mult + add + rom + reg)``, in bit operations (a full-adder bit and a partial-product bit
+cost about one LUT each). It ranks configurations; it is not a LUT count.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+
+from flow.card import Card
+from flow.errors import FlowError
+
+ROM_BITS_PER_LUT = 64
+PROXY_ARCHS = ("parallel", "folded")
+
+
+@dataclass(frozen=True)
+class DenseShape:
+    """What the proxy needs of one dense layer: quantized weights (n_in, n_out), biases and bit widths."""
+
+    name: str
+    weights: np.ndarray
+    biases: np.ndarray
+    x_bits: int
+    w_bits: int
+    out_bits: int | None = None  # None: the accumulator width
+    reuse_factor: int = 1
+
+    @property
+    def n_in(self) -> int:
+        return int(self.weights.shape[0])
+
+    @property
+    def n_out(self) -> int:
+        return int(self.weights.shape[1])
+
+    @property
+    def acc_bits(self) -> int:
+        has_bias = bool(np.any(self.biases != 0))
+        return self.x_bits + self.w_bits + math.ceil(math.log2(max(self.n_in, 1))) + int(has_bias)
+
+
+def layer_cost(layer: DenseShape, arch: str) -> dict[str, float]:
+    """The proxy terms of one dense layer (without the network's input register)."""
+    nz = layer.weights != 0
+    nnz_j = nz.sum(axis=0)
+    acc = layer.acc_bits
+    out_bits = layer.out_bits if layer.out_bits is not None else acc
+    reg = layer.n_out * out_bits
+    if arch == "parallel":
+        mult = int(nnz_j.sum()) * layer.x_bits * layer.w_bits
+        terms = nnz_j + (layer.biases.reshape(-1) != 0) - 1
+        add = int(np.maximum(terms, 0).sum()) * acc
+        rom = 0.0
+    elif arch == "folded":
+        p = math.ceil(layer.n_in * layer.n_out / max(layer.reuse_factor, 1))
+        mult = p * layer.x_bits * layer.w_bits
+        add = p * acc
+        rom = layer.n_in * layer.n_out * layer.w_bits / ROM_BITS_PER_LUT
+    else:
+        raise FlowError(f"proxy cost: unknown architecture {arch!r} (choose from: {', '.join(PROXY_ARCHS)})")
+    return {
+        "mult": float(mult),
+        "add": float(add),
+        "rom": float(rom),
+        "reg": float(reg),
+        "nonzero_weights": int(nnz_j.sum()),
+        "acc_bits": acc,
+    }
+
+
+def proxy_cost(layers: list[DenseShape], arch: str) -> dict:
+    """``{"total", "mult", "add", "rom", "reg", "nonzero_weights", "layers": {...}}`` of a network."""
+    if not layers:
+        raise FlowError("proxy cost: the network has no dense layer")
+    per = {layer.name: layer_cost(layer, arch) for layer in layers}
+    out: dict = {k: sum(c[k] for c in per.values()) for k in ("mult", "add", "rom", "reg", "nonzero_weights")}
+    out["reg"] += layers[0].n_in * layers[0].x_bits
+    out["total"] = out["mult"] + out["add"] + out["rom"] + out["reg"]
+    out["layers"] = per
+    return out
+
+
+def shapes_from_model(card: Card, model) -> list[DenseShape]:
+    """The dense layers of a trained QKeras model built from ``card``, with their quantized weights."""
+    shapes: list[DenseShape] = []
+    x_bits = card.input.width
+    dense = [layer for layer in card.layers if layer.type == "dense"]
+    for spec in card.layers:
+        if spec.type == "relu":
+            x_bits = spec.activation.width
+            if shapes and shapes[-1].out_bits is None:
+                shapes[-1] = _with_out(shapes[-1], spec.activation.width)
+        elif spec.type == "dense":
+            layer = model.get_layer(spec.name)
+            kernel, bias = layer.get_weights()
+            wq = np.asarray(layer.kernel_quantizer_internal(kernel)).reshape(kernel.shape)
+            bq = np.asarray(layer.bias_quantizer_internal(bias)).reshape(bias.shape)
+            shape = DenseShape(spec.name, wq, bq, x_bits, spec.weight.width, None, spec.reuse_factor)
+            if spec is dense[-1] and card.output is not None:
+                shape = _with_out(shape, card.output.width)
+            shapes.append(shape)
+            x_bits = shape.acc_bits  # a dense straight after a dense sees the accumulator
+    return shapes
+
+
+def shapes_from_ir(ir, reuse_factors: dict[str, int] | None = None) -> list[DenseShape]:
+    """The dense layers of an IR (raw integer weights; only zero/non-zero and widths matter)."""
+    from flow.ir import DenseLayer
+
+    shapes: list[DenseShape] = []
+    layers = list(ir.layers)
+    for k, (layer, in_t) in enumerate(zip(layers, ir.input_types())):
+        if not isinstance(layer, DenseLayer):
+            continue
+        out_t = layer.result_t
+        for nxt in layers[k + 1 :]:
+            if isinstance(nxt, DenseLayer):
+                break
+            out_t = nxt.result_t
+        shapes.append(
+            DenseShape(
+                layer.name,
+                np.asarray(layer.weights),
+                np.asarray(layer.biases),
+                in_t.width,
+                layer.weight_t.width,
+                out_t.width,
+                (reuse_factors or {}).get(layer.name, 1),
+            )
+        )
+    return shapes
+
+
+def _with_out(shape: DenseShape, out_bits: int) -> DenseShape:
+    return DenseShape(shape.name, shape.weights, shape.biases, shape.x_bits, shape.w_bits, out_bits, shape.reuse_factor)

@@ -1,0 +1,194 @@
+"""Bitwidth search: proxy cost, search-space validation, Pareto front, a small search, resume after a kill."""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+
+import numpy as np
+import pytest
+
+import flow.project
+from flow.card import load_card, parse_card
+from flow.errors import FlowError
+from flow.search import run_search
+from flow.search.pareto import best_vs_default, pareto_front
+from flow.search.proxy import DenseShape, proxy_cost
+from flow.search.space import parse_space
+
+TINY = """\
+name: tiny_search
+dataset: {kind: table, table: charge, shape: [32, 32], omit_saturated: true}
+input: (6,0)
+layers:
+  - {type: dense, units: 8, weight: '(8,2)', bias: '(8,2)'}
+  - {type: relu, activation: '(8,2)'}
+  - {type: dense, units: 1, weight: '(8,2)', bias: '(8,2)'}
+output: (12,1)
+training: {epochs: 3, batch_size: 64, seed: 3}
+search:
+  metric: rmse
+  trials: 4
+  epochs_per_trial: 2
+  float_epochs: 3
+  bits:
+    input: ['(4,0)', '(6,0)']
+    weight: ['(3,1)', '(4,1)', '(6,2)']
+    activation: ['(4,2)', '(6,2)']
+"""
+
+
+@pytest.fixture
+def env(tmp_path, monkeypatch):
+    """A tiny card, a temporary hls_projects/ and a temporary generated-cards folder."""
+    monkeypatch.setattr(flow.project, "PROJECTS_DIR", tmp_path / "hls_projects")
+    card = tmp_path / "tiny_search.yaml"
+    card.write_text(TINY)
+    return card, tmp_path / "generated"
+
+
+# ---------------------------------------------------------------------------------------------- proxy
+
+
+def test_proxy_cost_hand_computed():
+    # 2 inputs of 4 bits -> 2 outputs, 3-bit weights, one zero weight, one zero bias, 6-bit outputs.
+    w = np.array([[1.0, 0.0], [0.5, -1.0]])
+    b = np.array([0.25, 0.0])
+    layer = DenseShape("fc1", w, b, x_bits=4, w_bits=3, out_bits=6)
+    c = proxy_cost([layer], "parallel")
+    acc = 4 + 3 + 1 + 1  # bx + bw + ceil(log2 2) + bias
+    assert c["layers"]["fc1"]["acc_bits"] == acc
+    assert c["mult"] == 3 * 4 * 3  # three non-zero weights
+    assert c["add"] == acc * ((2 + 1 - 1) + (1 + 0 - 1))  # output 0: 2 products + bias; output 1: 1 product
+    assert c["reg"] == 2 * 6 + 2 * 4  # output register + input register
+    assert c["total"] == 36 + 18 + 20
+    assert c["total"] != 36 + 27 + 20  # a known-wrong value (zero bias counted as an add) does not pass
+    folded = proxy_cost([DenseShape("fc1", w, b, 4, 3, 6, reuse_factor=2)], "folded")
+    assert folded["mult"] == 2 * 4 * 3 and folded["add"] == 2 * acc and folded["rom"] == 4 * 3 / 64
+
+
+# ---------------------------------------------------------------------------------------------- space
+
+
+@pytest.mark.parametrize(
+    ("search", "message"),
+    [
+        ("{metric: f1, bits: {input: ['(4,0)']}}", "search.metric: 'f1' is not a known metric; known: accuracy, rmse"),
+        ("{metric: accuracy, bits: {input: ['(4,0)']}}", "search.metric: 'accuracy' is for classification"),
+        ("{bits: {input: ['(4,7)']}}", "search.bits.input: "),
+        ("{bits: {fc9.weight: ['(4,1)']}}", "search.bits.fc9.weight: no layer named 'fc9'"),
+        ("{bits: {relu1.weight: ['(4,1)']}}", "search.bits.relu1.weight: a relu layer has no bitwidth 'weight'"),
+        ("{bits: {weight: []}}", "search.bits.weight: must be a non-empty list"),
+        ("{bits: {input: ['(4,0)']}, trials: 0}", "search.trials: 0 is not allowed"),
+        ("{bits: {input: ['(4,0)']}, colour: red}", "search.colour: unknown field"),
+        ("{units: {fc2: [4]}}", "search.units.fc2: the last dense layer's units"),
+        ("{}", "search: missing"),
+    ],
+)
+def test_search_space_errors(tmp_path, search, message):
+    path = tmp_path / "tiny_search.yaml"
+    path.write_text(TINY.split("search:")[0] + f"search: {search}\n")
+    with pytest.raises(FlowError) as exc:
+        parse_space(load_card(path))
+    text = str(exc.value)
+    assert text.startswith(str(path)) and message in text and "\n" not in text
+
+
+def test_search_space_includes_the_default(env):
+    card_path, _ = env
+    space = parse_space(load_card(card_path))
+    names = [p.name for p in space.params]
+    assert names == ["input", "fc1.weight", "relu1.activation", "fc2.weight"]  # layer order
+    assert space.defaults == {"input": "(6,0)", "fc1.weight": "(8,2)", "fc2.weight": "(8,2)", "relu1.activation": "(8,2)"}
+    assert "(8,2)" in space.params[1].choices and space.params[1].choices[0] == "(3,1)"
+
+
+# ---------------------------------------------------------------------------------------------- front
+
+
+def test_pareto_front_on_hand_made_points():
+    # (accuracy, cost): maximise accuracy, minimise cost.
+    pts = [(0.90, 100), (0.85, 50), (0.80, 60), (0.90, 120), (0.95, 300), (0.85, 50), (0.70, 10)]
+    assert pareto_front(pts, ["maximize", "minimize"]) == [6, 1, 0, 4]
+    rmse = [(1.0, 100), (2.0, 50), (1.5, 80), (3.0, 90)]
+    assert pareto_front(rmse, ["minimize", "minimize"]) == [1, 2, 0]
+    front = [{"k": i + 1, "card": f"m_p{i + 1}", "trial": i, "metric": m, "proxy_cost": c} for i, (m, c) in enumerate([(0.70, 10), (0.885, 50), (0.90, 100)])]
+    best = best_vs_default(front, {"metric": 0.89, "proxy_cost": 100}, "maximize")
+    assert best["point"] == 2 and best["cost_fraction"] == 0.5
+
+
+# ---------------------------------------------------------------------------------------------- search
+
+
+def _trial_states(db):
+    with sqlite3.connect(db) as con:
+        return [r[0] for r in con.execute("SELECT state FROM trials ORDER BY number")]
+
+
+def test_search_writes_front_files_and_cards(env):
+    card_path, gen = env
+    s = run_search(str(card_path), generated_dir=gen)
+    search = flow.project.PROJECTS_DIR / "tiny_search" / "search"
+    for name in ("pareto.csv", "pareto.json", "pareto.png", "study.db"):
+        assert (search / name).exists(), name
+    assert s["trials"]["complete"] + s["trials"]["pruned"] == 4
+    assert s["default"]["trial"] == 0 and s["default"]["bitwidths"]["input"] == "(6,0)"
+    assert len(s["front"]) >= 1
+    data = json.loads((search / "pareto.json").read_text())
+    assert data["front"][0]["card"] == "tiny_search_p1" and "best_vs_default" in data
+    assert len((search / "pareto.csv").read_text().splitlines()) == len(s["front"]) + 1
+    for k in range(1, len(s["front"]) + 1):
+        card = load_card(gen / f"tiny_search_p{k}.yaml")
+        assert card.name == f"tiny_search_p{k}" and not card.search
+        assert card.bitwidths() == s["front"][k - 1]["bitwidths"]
+    text = (gen / "tiny_search_p1.yaml").read_text()
+    assert not any(line.split(": ", 1)[-1].lstrip("'\"").startswith("/") for line in text.splitlines())  # relocatable
+
+
+def test_killed_search_resumes_where_it_stopped(env):
+    card_path, gen = env
+    seen = []
+
+    def kill_after_three(study, trial):
+        seen.append(trial.number)
+        if len(seen) == 3:
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        run_search(str(card_path), trials=6, generated_dir=gen, callbacks=[kill_after_three])
+    db = flow.project.PROJECTS_DIR / "tiny_search" / "search" / "study.db"
+    assert len(_trial_states(db)) == 3
+    first = {t: s for t, s in enumerate(_trial_states(db))}
+
+    ran = []
+    s = run_search(str(card_path), trials=6, generated_dir=gen, callbacks=[lambda st, t: ran.append(t.number)])
+    assert ran == [3, 4, 5]  # only the remaining budget
+    states = _trial_states(db)
+    assert len(states) == 6 and all(states[t] == first[t] for t in first)  # earlier trials kept as they were
+    assert s["resumed_after"] == 3 and s["default"]["trial"] == 0
+    # A third run with the same budget has nothing left to do.
+    again = []
+    run_search(str(card_path), trials=6, generated_dir=gen, callbacks=[lambda st, t: again.append(t.number)])
+    assert again == [] and len(_trial_states(db)) == 6
+
+
+def test_changed_space_needs_fresh(env):
+    card_path, gen = env
+    run_search(str(card_path), trials=1, generated_dir=gen)
+    with pytest.raises(FlowError, match="--fresh"):
+        run_search(str(card_path), trials=1, epochs=1, generated_dir=gen)
+    s = run_search(str(card_path), trials=1, epochs=1, generated_dir=gen, fresh=True)
+    assert s["trials"]["complete"] == 1 and s["resumed_after"] == 0
+
+
+def test_variant_is_validated_like_a_user_card(env):
+    from flow.search.space import variant
+
+    card_path, _ = env
+    card = load_card(card_path)
+    space = parse_space(card)
+    v = variant(card, space, {"fc1.weight": "(3,1)"}, epochs=2)
+    assert v.layers[0].weight.width == 3 and v.training.epochs == 2
+    with pytest.raises(FlowError, match="layers\\[0\\].weight"):
+        variant(card, space, {"fc1.weight": "(3,5)"})
+    assert parse_card(card.raw, card.path) == card
