@@ -1,0 +1,119 @@
+"""Verilog from the IR. ``generate(ir, arch, out_dir, **knobs)`` writes a design folder (see README.md here).
+
+Architectures are an explicit registry (:data:`ARCHS`): each is a sibling module with ``KNOBS`` (defaults) and
+``emit(ir, top, **knobs) -> Emitted``. Fixed building blocks are real files in ``source/``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+from types import ModuleType
+
+from flow.errors import FlowError
+from flow.ir import IR
+from flow.project import atomic_dir, read_json, write_json
+from flow.rtl import folded, parallel
+from flow.rtl.common import SOURCE_DIR, ports_doc, top_name
+
+ARCHS: dict[str, ModuleType] = {"parallel": parallel, "folded": folded}
+
+
+@dataclass(frozen=True)
+class Design:
+    """A generated design folder: Verilog files in compile order, the top module and its figures."""
+
+    out_dir: Path
+    top: str
+    arch: str
+    files: list[str]
+    ir_sha256: str
+    latency_cycles_expected: int | None
+    ii_cycles: int
+    knobs: dict
+    ports: dict
+
+    @property
+    def sources(self) -> list[Path]:
+        """The Verilog files, absolute, in compile order."""
+        return [self.out_dir / f for f in self.files]
+
+    def to_dict(self) -> dict:
+        return {
+            "top": self.top,
+            "arch": self.arch,
+            "ir_sha256": self.ir_sha256,
+            "latency_cycles_expected": self.latency_cycles_expected,
+            "ii_cycles": self.ii_cycles,
+            "knobs": self.knobs,
+            "ports": self.ports,
+        }
+
+    @classmethod
+    def load(cls, out_dir: Path) -> Design:
+        """Read a design folder written by :func:`generate`."""
+        out_dir = Path(out_dir)
+        d = read_json(out_dir / "design.json")
+        files = (out_dir / "files.txt").read_text().split()
+        return cls(
+            out_dir=out_dir,
+            top=d["top"],
+            arch=d["arch"],
+            files=files,
+            ir_sha256=d["ir_sha256"],
+            latency_cycles_expected=d.get("latency_cycles_expected"),
+            ii_cycles=d["ii_cycles"],
+            knobs=d["knobs"],
+            ports=d["ports"],
+        )
+
+
+def ir_sha256(ir: IR) -> str:
+    """A digest of the IR's canonical JSON."""
+    return hashlib.sha256(json.dumps(ir.to_dict(), sort_keys=True, separators=(",", ":")).encode()).hexdigest()
+
+
+def get_arch(arch: str) -> ModuleType:
+    """The generator module of ``arch``; a FlowError lists the valid names."""
+    try:
+        return ARCHS[arch]
+    except KeyError:
+        raise FlowError(f"unknown architecture {arch!r} (choose from: {', '.join(ARCHS)})") from None
+
+
+def generate(ir: IR, arch: str, out_dir: Path, **knobs) -> Design:
+    """Write the design of ``ir`` in architecture ``arch`` into ``out_dir`` (replaced atomically on success)."""
+    gen = get_arch(arch)
+    unknown = set(knobs) - set(gen.KNOBS)
+    if unknown:
+        raise FlowError(f"{arch}: unknown knob(s) {', '.join(sorted(unknown))} (known: {', '.join(gen.KNOBS)})")
+    ir.validate()
+    top = top_name(ir)
+    emitted = gen.emit(ir, top, **knobs)
+    out_dir = Path(out_dir)
+    with atomic_dir(out_dir) as tmp:
+        names = []
+        for block in emitted.fixed_blocks:
+            shutil.copyfile(SOURCE_DIR / block, tmp / block)
+            names.append(block)
+        for fname, text in emitted.files.items():
+            (tmp / fname).write_text(text)
+            if fname.endswith(".v"):
+                names.append(fname)
+        design = Design(
+            out_dir=out_dir,
+            top=top,
+            arch=arch,
+            files=names,
+            ir_sha256=ir_sha256(ir),
+            latency_cycles_expected=emitted.latency_cycles,
+            ii_cycles=emitted.ii_cycles,
+            knobs=emitted.knobs,
+            ports=ports_doc(ir, top),
+        )
+        (tmp / "files.txt").write_text("".join(f"{n}\n" for n in names))
+        write_json(tmp / "design.json", design.to_dict())
+    return design

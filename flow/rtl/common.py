@@ -1,0 +1,283 @@
+"""Pieces shared by the architecture generators: Verilog literals, casts, layer grouping, the top's ports."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from flow.errors import FlowError
+from flow.fixed import FixedType, Overflow, Rounding
+from flow.ir import IR, CastLayer, DenseLayer, ReluLayer, Task
+
+SOURCE_DIR = Path(__file__).resolve().parent / "source"
+
+# The mode numbers of source/qflow_fixed_cast.v.
+ROUNDING_CODE = {
+    Rounding.TRN: 0,
+    Rounding.TRN_ZERO: 1,
+    Rounding.RND: 2,
+    Rounding.RND_ZERO: 3,
+    Rounding.RND_MIN_INF: 4,
+    Rounding.RND_INF: 5,
+    Rounding.RND_CONV: 6,
+}
+OVERFLOW_CODE = {Overflow.WRAP: 0, Overflow.SAT: 1, Overflow.SAT_ZERO: 2, Overflow.SAT_SYM: 3}
+
+Elementwise = ReluLayer | CastLayer
+
+
+@dataclass
+class Emitted:
+    """What an architecture generator returns: files (name -> text) and the figures for design.json."""
+
+    files: dict[str, str]
+    fixed_blocks: list[str]
+    latency_cycles: int | None
+    ii_cycles: int
+    knobs: dict = field(default_factory=dict)
+
+
+@dataclass
+class Segment:
+    """A dense layer (or None at the network input) followed by its elementwise layers."""
+
+    dense: DenseLayer | None
+    in_t: FixedType
+    post: list[Elementwise]
+
+    @property
+    def out_t(self) -> FixedType:
+        if self.post:
+            return self.post[-1].result_t
+        return self.dense.result_t if self.dense is not None else self.in_t
+
+
+def segments(ir: IR) -> list[Segment]:
+    """Group layers: leading elementwise layers (dense None), then each dense layer with the layers after it."""
+    segs: list[Segment] = [Segment(None, ir.input.type, [])]
+    t = ir.input.type
+    for layer in ir.layers:
+        if isinstance(layer, DenseLayer):
+            segs.append(Segment(layer, t, []))
+        else:
+            segs[-1].post.append(layer)
+        t = layer.result_t
+    return segs
+
+
+def identifier(name: str) -> str:
+    """A Verilog identifier from a model or layer name."""
+    s = re.sub(r"[^A-Za-z0-9_]", "_", name)
+    return s if re.match(r"[A-Za-z_]", s) else f"m_{s}"
+
+
+def top_name(ir: IR) -> str:
+    """The top module's name: ``qflow_<ir.name>``."""
+    return f"qflow_{identifier(ir.name)}"
+
+
+def class_width(ir: IR) -> int:
+    """Width of ``out_class``: enough for the output count (1 for regression or a single output)."""
+    return max(1, int(ir.n_outputs - 1).bit_length())
+
+
+def signed_bits(lo: int, hi: int) -> int:
+    """Smallest two's-complement width holding every integer in [lo, hi]."""
+    w = 1
+    while lo < -(1 << (w - 1)) or hi > (1 << (w - 1)) - 1:
+        w += 1
+    return w
+
+
+def signed_width(t: FixedType) -> int:
+    """Width of the type's raw values as two's complement (unsigned types need one more bit)."""
+    return t.width + (0 if t.signed else 1)
+
+
+def lit(value: int, width: int) -> str:
+    """A sized Verilog literal holding ``value`` as two's complement in ``width`` bits."""
+    return f"{width}'h{int(value) & ((1 << width) - 1):x}"
+
+
+def ext(name: str, from_w: int, to_w: int, signed: bool) -> str:
+    """``name`` (``from_w`` bits) sign- or zero-extended, or truncated, to ``to_w`` bits."""
+    if to_w == from_w:
+        return name
+    if to_w < from_w:
+        return f"{name}[{to_w - 1}:0]"
+    fill = f"{name}[{from_w - 1}]" if signed else "1'b0"
+    return f"{{{{{to_w - from_w}{{{fill}}}}}, {name}}}"
+
+
+def cast_params(src_w: int, src_f: int, src_s: bool, dst: FixedType) -> str:
+    """The parameter list of qflow_fixed_cast / qflow_vec_cast for one conversion."""
+    return (
+        f".IN_W({src_w}), .IN_F({src_f}), .IN_S({int(src_s)}), .OUT_W({dst.width}), .OUT_F({dst.frac_bits}), "
+        f".OUT_S({int(dst.signed)}), .RND({ROUNDING_CODE[dst.rounding]}), .OVF({OVERFLOW_CODE[dst.overflow]})"
+    )
+
+
+def vec_cast(inst: str, n: int, relu: bool, src: FixedType, dst: FixedType, din: str, dout: str) -> str:
+    """One qflow_vec_cast instance converting ``n`` packed ``src`` values to ``dst``."""
+    params = cast_params(src.width, src.frac_bits, src.signed, dst)
+    return (
+        f"    qflow_vec_cast #(.N({n}), .RELU({int(relu)}), {params}) {inst} (.din({din}), .dout({dout}));\n"
+    )
+
+
+def elementwise_chain(prefix: str, n: int, t: FixedType, layers: list[Elementwise], din: str) -> tuple[str, str]:
+    """Verilog for a chain of relu/cast layers on ``din``; returns (text, name of the last vector)."""
+    text, cur = "", din
+    for layer in layers:
+        rt = layer.result_t
+        name = f"{prefix}_{identifier(layer.name)}"
+        text += f"    wire [{n * rt.width - 1}:0] {name};\n"
+        text += vec_cast(f"u_{name}", n, isinstance(layer, ReluLayer), t, rt, cur, name)
+        cur, t = name, rt
+    return text, cur
+
+
+def accum_shift(layer: DenseLayer, in_t: FixedType) -> int:
+    """Fraction bits the accumulator has beyond an exact product; a FlowError if it has fewer."""
+    acc_t, w_t = layer.accum_t, layer.weight_t
+    shift = acc_t.frac_bits - (in_t.frac_bits + w_t.frac_bits)
+    if shift < 0:
+        raise FlowError(
+            f"layer {layer.name}: accum_t {acc_t} has {acc_t.frac_bits} fraction bits, fewer than the products' "
+            f"{in_t.frac_bits + w_t.frac_bits}; the RTL supports only exact products (use an 'auto' accumulator)"
+        )
+    return shift
+
+
+def aligned_biases(layer: DenseLayer) -> list[int]:
+    """``(accum_t) bias`` as raw accumulator mantissas (any bias frac_bits, negative or large)."""
+    raw = layer.accum_t.cast(np.asarray(layer.biases, dtype=object), layer.bias_t)
+    return [int(v) for v in np.asarray(raw).ravel()]
+
+
+def check_accumulator(layer: DenseLayer, in_t: FixedType) -> int:
+    """The accumulator shift; non-WRAP accumulators must provably never overflow (the RTL sums modulo 2**W)."""
+    shift = accum_shift(layer, in_t)
+    if layer.accum_t.overflow is not Overflow.WRAP:
+        acc_t = layer.accum_t
+        xmax = max(abs(in_t.min_raw), abs(in_t.max_raw))
+        bias = np.abs(np.asarray(aligned_biases(layer), dtype=object))
+        worst = bias + (np.abs(layer.weights.astype(object)).sum(axis=0) * xmax << shift)
+        if worst.size and (max(worst) > acc_t.max_raw or (acc_t.signed and max(worst) > -acc_t.min_raw)):
+            raise FlowError(
+                f"layer {layer.name}: accum_t {acc_t} may overflow with {acc_t.overflow.value}; the RTL "
+                "implements accumulators that wrap (use WRAP or a wider accumulator)"
+            )
+        if not acc_t.signed:
+            raise FlowError(f"layer {layer.name}: unsigned accumulators must use WRAP")
+    return shift
+
+
+def ports_doc(ir: IR, top: str) -> dict:
+    """The port list recorded in design.json."""
+    in_t, out_t = ir.input.type, ir.output_t
+    return {
+        "clk": {"dir": "in", "width": 1},
+        "rst": {"dir": "in", "width": 1, "note": "synchronous, active high"},
+        "in_valid": {"dir": "in", "width": 1},
+        "in_ready": {"dir": "out", "width": 1},
+        "in_data": {
+            "dir": "in",
+            "width": ir.input.n * in_t.width,
+            "elements": ir.input.n,
+            "element_width": in_t.width,
+            "type": str(in_t),
+            "note": "input 0 in the low bits, raw two's-complement mantissas",
+        },
+        "out_valid": {"dir": "out", "width": 1},
+        "out_ready": {"dir": "in", "width": 1},
+        "out_data": {
+            "dir": "out",
+            "width": ir.n_outputs * out_t.width,
+            "elements": ir.n_outputs,
+            "element_width": out_t.width,
+            "type": str(out_t),
+            "note": "output 0 in the low bits",
+        },
+        "out_class": {
+            "dir": "out",
+            "width": class_width(ir),
+            "note": "argmax of out_data, lowest index on ties"
+            if ir.task is Task.CLASSIFICATION
+            else "regression: tied to 0",
+        },
+    }
+
+
+def header(ir: IR, top: str, arch: str, latency: int | None, ii: int) -> str:
+    """The comment block at the top of the generated top module: the interface, in words."""
+    in_t, out_t = ir.input.type, ir.output_t
+    cls = (
+        "argmax of out_data (lowest index on ties)"
+        if ir.task is Task.CLASSIFICATION
+        else "tied to 0 (regression model)"
+    )
+    lat = f"{latency} cycles (from the edge taking a sample to the first cycle its result is shown)"
+    return f"""// {top}: generated by qflow from the IR of model "{ir.name}" (architecture: {arch}). Do not edit.
+//
+// Interface (the same for every qflow design; see flow/rtl/README.md):
+//   clk                      rising edge
+//   rst                      synchronous, active high
+//   in_valid / in_ready      a sample is taken on a rising edge with in_valid && in_ready
+//   in_data   [{ir.input.n * in_t.width - 1}:0]  {ir.input.n} inputs of {in_t},
+//                            input k at bits [k*{in_t.width} +: {in_t.width}]
+//   out_valid / out_ready    a result is delivered on a rising edge with out_valid && out_ready;
+//                            out_data/out_class hold still while out_valid && !out_ready
+//   out_data  [{ir.n_outputs * out_t.width - 1}:0]  {ir.n_outputs} outputs of {out_t},
+//                            output k at bits [k*{out_t.width} +: {out_t.width}]
+//   out_class [{class_width(ir) - 1}:0]  {cls}
+// All values are raw two's-complement (unsigned types: plain binary) mantissas of their fixed-point types.
+// Latency: {lat}; initiation interval: {ii} cycle(s).
+`timescale 1ns / 1ps
+"""
+
+
+def module_ports(ir: IR, top: str) -> str:
+    """The top module's declaration (ports only)."""
+    n_in_bits = ir.input.n * ir.input.type.width
+    n_out_bits = ir.n_outputs * ir.output_t.width
+    return f"""module {top} (
+    input wire clk,
+    input wire rst,
+    input wire in_valid,
+    output wire in_ready,
+    input wire [{n_in_bits - 1}:0] in_data,
+    output wire out_valid,
+    input wire out_ready,
+    output wire [{n_out_bits - 1}:0] out_data,
+    output wire [{class_width(ir) - 1}:0] out_class
+);
+"""
+
+
+def output_stage(ir: IR, src: str, load: str) -> str:
+    """The output register: ``out_data`` (from ``src``) and ``out_class`` (argmax), loaded when ``load``."""
+    n, t = ir.n_outputs, ir.output_t
+    cw = class_width(ir)
+    text = f"    reg [{n * t.width - 1}:0] out_data_r;\n    reg [{cw - 1}:0] out_class_r;\n"
+    if ir.task is Task.CLASSIFICATION and n > 1:
+        text += f"    wire [{cw - 1}:0] class_next;\n"
+        text += (
+            f"    qflow_argmax #(.N({n}), .W({t.width}), .S({int(t.signed)}), .CW({cw})) u_argmax "
+            f"(.din({src}), .idx(class_next));\n"
+        )
+    else:
+        text += f"    wire [{cw - 1}:0] class_next = {cw}'d0;\n"
+    text += f"""    always @(posedge clk) begin
+        if ({load}) begin
+            out_data_r <= {src};
+            out_class_r <= class_next;
+        end
+    end
+    assign out_data = out_data_r;
+    assign out_class = out_class_r;
+"""
+    return text

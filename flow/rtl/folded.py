@@ -1,0 +1,339 @@
+"""The ``folded`` architecture: each dense layer time-multiplexed by a reuse factor R.
+
+A layer runs R steps per sample with ``ceil(n_in * n_out / R)`` multipliers (exactly that when R divides the
+work as hls4ml requires). Weights sit in a ROM (``reg`` array initialised in an ``initial`` block, read
+synchronously: Yosys maps it to block RAM or LUTs), one word per step holding every multiplier's weight.
+Inputs sit in a rotating register read at a fixed place. Two schedules, as hls4ml's Resource strategy:
+
+* R <= n_in: every output has ``ceil(n_in / R)`` multipliers; step c feeds input ``p * R + c`` to multiplier p.
+* R > n_in (R a multiple of n_in): ``Q = R / n_in`` outputs share a multiplier, one after the other.
+
+Layers are chained with valid/ready handshakes; a layer takes a new sample when it is idle and its result has
+been taken (II = max over layers of R + 3 cycles). Default R = n_in (n_out multipliers, one input per step).
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from flow.errors import FlowError
+from flow.fixed import FixedType
+from flow.ir import IR, DenseLayer
+from flow.rtl.common import (
+    Emitted,
+    aligned_biases,
+    check_accumulator,
+    elementwise_chain,
+    ext,
+    header,
+    identifier,
+    lit,
+    module_ports,
+    output_stage,
+    segments,
+    signed_width,
+    vec_cast,
+)
+
+FIXED_BLOCKS = ["qflow_fixed_cast.v", "qflow_vec_cast.v", "qflow_argmax.v"]
+KNOBS = {"reuse_factors": None}
+OVERHEAD_CYCLES = 3  # per sample and layer: take, ROM read, last accumulation
+
+
+def clog2(n: int) -> int:
+    """Bits to count 0 .. n-1 (at least 1)."""
+    return max(1, math.ceil(math.log2(n))) if n > 1 else 1
+
+
+def check_reuse(layer: DenseLayer, r: int) -> int:
+    """``r`` if the folded schedule supports it for ``layer``, else a FlowError naming the rule."""
+    n_in, n_out = layer.n_in, layer.n_out
+    if not isinstance(r, (int, np.integer)) or r < 1:
+        raise FlowError(f"layer {layer.name}: reuse factor must be an integer >= 1, got {r!r}")
+    if r > n_in and (r % n_in or r > n_in * n_out):
+        raise FlowError(
+            f"layer {layer.name}: reuse factor {r} > n_in = {n_in} must be a multiple of n_in up to "
+            f"n_in * n_out = {n_in * n_out}"
+        )
+    return int(r)
+
+
+def emit(ir: IR, top: str, reuse_factors: dict[str, int] | None = None) -> Emitted:
+    """Verilog for ``ir``: one module per dense layer and the top."""
+    reuse_factors = dict(reuse_factors or {})
+    dense_names = {layer.name for layer in ir.layers if isinstance(layer, DenseLayer)}
+    unknown = set(reuse_factors) - dense_names
+    if unknown:
+        raise FlowError(f"reuse_factors: no dense layer named {', '.join(sorted(unknown))} in {ir.name}")
+    files: dict[str, str] = {}
+    segs = segments(ir)
+    text, cur = elementwise_chain("s0", ir.input.n, ir.input.type, segs[0].post, "in_data")
+    body = text
+    valid, ready = "in_valid", "in_ready"
+    latency, ii = 1, 1
+    used: dict[str, int] = {}
+    for seg in segs[1:]:
+        layer = seg.dense
+        assert layer is not None
+        r = check_reuse(layer, reuse_factors.get(layer.name, layer.n_in))
+        used[layer.name] = r
+        lname = identifier(layer.name)
+        name = f"{top}_{lname}"
+        files[f"{name}.v"] = dense_module(name, layer, seg.in_t, seg.post, seg.out_t, r)
+        out = f"y_{lname}"
+        body += f"    wire [{layer.n_out * seg.out_t.width - 1}:0] {out};\n"
+        body += f"    wire v_{lname};\n    wire r_{lname};\n"
+        body += (
+            f"    {name} u_{lname} (.clk(clk), .rst(rst), .in_valid({valid}), .in_ready({ready}), .x({cur}),\n"
+            f"        .out_valid(v_{lname}), .out_ready(r_{lname}), .y({out}));\n"
+        )
+        cur, valid, ready = out, f"v_{lname}", f"r_{lname}"
+        latency += r + OVERHEAD_CYCLES
+        ii = max(ii, r + OVERHEAD_CYCLES)
+    top_text = header(ir, top, "folded", latency, ii) + module_ports(ir, top) + body
+    top_text += f"""    // Output register: takes a result when empty or being emptied.
+    reg out_valid_r;
+    assign {ready} = !out_valid_r || out_ready;
+    wire take_out = {valid} && {ready};
+    always @(posedge clk) begin
+        if (rst) out_valid_r <= 1'b0;
+        else if (take_out) out_valid_r <= 1'b1;
+        else if (out_ready) out_valid_r <= 1'b0;
+    end
+    assign out_valid = out_valid_r;
+"""
+    top_text += output_stage(ir, cur, "take_out") + "endmodule\n"
+    files[f"{top}.v"] = top_text
+    return Emitted(files, FIXED_BLOCKS, latency, ii, {"reuse_factors": used})
+
+
+def schedule(layer: DenseLayer, r: int) -> tuple[int, int, int, int, np.ndarray, np.ndarray]:
+    """(L, Q, P, G, idx_in, idx_out): steps per output pass, passes, multipliers per group, groups, and for
+    each step c and multiplier (g, p) the input and output index it serves (-1: idle)."""
+    n_in, n_out = layer.n_in, layer.n_out
+    if r <= n_in:
+        steps, q_, p_, g_ = r, 1, math.ceil(n_in / r), n_out
+        c = np.arange(r)[:, None, None]
+        p = np.arange(p_)[None, None, :]
+        g = np.arange(g_)[None, :, None]
+        i = p * r + c + 0 * g
+        j = g + 0 * c + 0 * p
+        i = np.where(i < n_in, i, -1)
+        j = np.where(i >= 0, j, -1)
+    else:
+        steps, q_ = n_in, r // n_in
+        p_, g_ = 1, math.ceil(n_out / q_)
+        c = np.arange(r)[:, None, None]
+        g = np.arange(g_)[None, :, None]
+        i = (c % n_in) + 0 * g
+        j = g * q_ + c // n_in
+        i = np.where(j < n_out, i, -1)
+        j = np.where(j < n_out, j, -1)
+    return steps, q_, p_, g_, i, j
+
+
+def dense_module(name: str, layer: DenseLayer, in_t: FixedType, post: list, out_t: FixedType, r: int) -> str:
+    """One folded dense layer (plus its elementwise layers) with valid/ready on both sides."""
+    shift = check_accumulator(layer, in_t)
+    acc_t, w_t = layer.accum_t, layer.weight_t
+    aw, iw, ww, ow = acc_t.width, in_t.width, w_t.width, out_t.width
+    cap = aw - shift
+    n_in, n_out = layer.n_in, layer.n_out
+    steps, nq, nparts, ngroups, idx_in, idx_out = schedule(layer, r)
+    biases = aligned_biases(layer)
+    xs_w, ws_w = signed_width(in_t), signed_width(w_t)
+    pw = xs_w + ws_w
+    sum_w = pw + clog2(nparts) if nparts > 1 else pw
+    cw, iw_c, qw = clog2(r), clog2(steps), clog2(nq)
+    depth = 1 << cw
+    row_w = ngroups * nparts * ww
+    lane_w = nparts * iw
+
+    # The input arrangement: entry c (of `steps`) holds multiplier p's input in bits [p*iw +: iw].
+    entries = []
+    for c in range(steps):
+        parts = []
+        for p in reversed(range(nparts)):
+            i = int(idx_in[c, 0, p]) if r <= n_in else c
+            parts.append(f"x[{i * iw + iw - 1}:{i * iw}]" if 0 <= i < n_in else f"{iw}'d0")
+        entries.append(", ".join(parts))
+    x_arr = "{" + ", ".join(reversed(entries)) + "}"
+    rotate = f"{{sr[{lane_w - 1}:0], sr[{steps * lane_w - 1}:{lane_w}]}}" if steps > 1 else "sr"
+
+    # ROM rows: multiplier (g, p)'s weight at bits [(g*nparts + p)*ww +: ww].
+    wmat = np.asarray(layer.weights, dtype=object)
+    mask = (1 << ww) - 1
+    rom_lines = []
+    for c in range(r):
+        word = 0
+        for g in range(ngroups):
+            for p in range(nparts):
+                i, j = int(idx_in[c, g, p]), int(idx_out[c, g, p])
+                if i >= 0 and j >= 0:
+                    word |= (int(wmat[i, j]) & mask) << ((g * nparts + p) * ww)
+        rom_lines.append(f"        rom[{c}] = {row_w}'h{word:x};")
+    rom_lines += [f"        rom[{c}] = {row_w}'h0;" for c in range(r, depth)]
+
+    lines = []
+    for p in range(nparts):
+        xp = f"x_q[{p * iw + iw - 1}:{p * iw}]"
+        xs = xp if in_t.signed else "{1'b0, " + xp + "}"
+        lines.append(f"    wire [{xs_w - 1}:0] xs{p} = {xs};")
+    for g in range(ngroups):
+        prods = []
+        for p in range(nparts):
+            k = g * nparts + p
+            wp = f"w_q[{k * ww + ww - 1}:{k * ww}]"
+            ws = wp if w_t.signed else "{1'b0, " + wp + "}"
+            lines.append(f"    wire [{ws_w - 1}:0] ws{g}_{p} = {ws};")
+            lines.append(f"    wire [{pw - 1}:0] prod{g}_{p} = $signed(xs{p}) * $signed(ws{g}_{p});")
+            prods.append(ext(f"prod{g}_{p}", pw, sum_w, True))
+        lines.append(f"    wire [{sum_w - 1}:0] sum{g} = {' + '.join(prods)};")
+        if cap > 0:
+            term = ext(f"sum{g}", sum_w, cap, True)
+            term = f"{{{term}, {shift}'d0}}" if shift else term
+        else:
+            term = f"{aw}'d0"
+        lines.append(f"    wire [{aw - 1}:0] term{g} = {term};")
+        if nq == 1:
+            lines.append(f"    wire [{aw - 1}:0] bias{g} = {lit(biases[g], aw)};")
+        else:
+            lines.append(f"    reg [{aw - 1}:0] bias{g};")
+            cases = "".join(
+                f"            {qw}'d{q}: bias{g} = {lit(biases[g * nq + q], aw)};\n"
+                for q in range(nq)
+                if g * nq + q < n_out and biases[g * nq + q]
+            )
+            lines.append(f"    always @* begin\n        case (s1_q)\n{cases}            default: bias{g} = {aw}'d0;\n"
+                         "        endcase\n    end")
+        lines.append(f"    reg [{aw - 1}:0] acc{g};")
+        update = f"acc{g} <= (s1_first ? bias{g} : acc{g}) + term{g};"
+        lines.append(f"    always @(posedge clk) begin\n        if (s1_v) {update}\n    end")
+    accs = ", ".join(f"acc{g}" for g in reversed(range(ngroups)))
+
+    writes = []
+    for g in range(ngroups):
+        src = f"res[{g * ow + ow - 1}:{g * ow}]"
+        if nq == 1:
+            writes.append(f"            y[{g * ow + ow - 1}:{g * ow}] <= {src};")
+        else:
+            cases = "".join(
+                f"                {qw}'d{q}: y[{(g * nq + q) * ow + ow - 1}:{(g * nq + q) * ow}] <= {src};\n"
+                for q in range(nq)
+                if g * nq + q < n_out
+            )
+            writes.append(f"            case (s2_q)\n{cases}                default: ;\n            endcase")
+
+    q_regs = ""
+    q_logic = ""
+    q_final = ""
+    if nq > 1:
+        q_regs = f"    reg [{qw - 1}:0] q;\n    reg [{qw - 1}:0] s1_q;\n    reg [{qw - 1}:0] s2_q;\n"
+        q_logic = (
+            f"            if (take) q <= {qw}'d0;\n"
+            f"            else if (run && i == {iw_c}'d{steps - 1}) q <= q + {qw}'d1;\n"
+            "            s1_q <= q;\n            s2_q <= s1_q;\n"
+        )
+        q_final = f" && s1_q == {qw}'d{nq - 1}"
+
+    chain, last = elementwise_chain("e", ngroups, layer.result_t, post, "res_dense")
+    out_cast = vec_cast("u_out", ngroups, False, acc_t, layer.result_t, "acc", "res_dense")
+    text = f"""// {name}: dense layer {layer.name} ({n_in} -> {n_out}) folded by R = {r}:
+// {ngroups * nparts} multiplier(s), {steps} step(s) per output pass, {nq} pass(es). Generated by qflow. Do not edit.
+// x: {n_in} x {in_t}; acc: {acc_t}; y: {n_out} x {out_t}, held until taken (out_valid/out_ready).
+`timescale 1ns / 1ps
+module {name} (
+    input wire clk,
+    input wire rst,
+    input wire in_valid,
+    output wire in_ready,
+    input wire [{n_in * iw - 1}:0] x,
+    output reg out_valid,
+    input wire out_ready,
+    output reg [{n_out * ow - 1}:0] y
+);
+    reg busy;
+    reg run;
+    reg [{cw - 1}:0] c;
+    reg [{iw_c - 1}:0] i;
+{q_regs}    assign in_ready = !busy && (!out_valid || out_ready);
+    wire take = in_valid && in_ready;
+    reg s1_v;
+    reg s1_first;
+    reg s1_last;
+    reg s2_v;
+    reg s2_final;
+    wire s1_final = s1_v && s1_last{q_final};
+    always @(posedge clk) begin
+        if (rst) begin
+            busy <= 1'b0;
+            run <= 1'b0;
+            out_valid <= 1'b0;
+            s1_v <= 1'b0;
+            s2_v <= 1'b0;
+            s2_final <= 1'b0;
+        end else begin
+            if (take) begin
+                busy <= 1'b1;
+                run <= 1'b1;
+            end else if (run && c == {cw}'d{r - 1}) begin
+                run <= 1'b0;
+            end
+            s1_v <= run;
+            s2_v <= s1_v && s1_last;
+            s2_final <= s1_final;
+            if (s2_final) begin
+                out_valid <= 1'b1;
+                busy <= 1'b0;
+            end else if (out_valid && out_ready) begin
+                out_valid <= 1'b0;
+            end
+        end
+    end
+    // Step counters: c over all R steps (the ROM address), i within an output pass.
+    always @(posedge clk) begin
+        if (take) begin
+            c <= {cw}'d0;
+            i <= {iw_c}'d0;
+        end else if (run) begin
+            c <= c + {cw}'d1;
+            i <= i == {iw_c}'d{steps - 1} ? {iw_c}'d0 : i + {iw_c}'d1;
+        end
+        s1_first <= i == {iw_c}'d0;
+        s1_last <= i == {iw_c}'d{steps - 1};
+{q_logic}    end
+    // Inputs: loaded on take, rotated one entry per step; entry 0 feeds the multipliers.
+    reg [{steps * lane_w - 1}:0] sr;
+    reg [{lane_w - 1}:0] x_q;
+    always @(posedge clk) begin
+        if (take) sr <= {x_arr};
+        else if (run) sr <= {rotate};
+        if (run) x_q <= sr[{lane_w - 1}:0];
+    end
+    // Weights: one ROM word per step, read synchronously.
+    reg [{row_w - 1}:0] rom [0:{depth - 1}];
+    reg [{row_w - 1}:0] w_q;
+    initial begin
+{chr(10).join(rom_lines)}
+    end
+    always @(posedge clk) begin
+        if (run) w_q <= rom[c];
+    end
+    // Multiply, accumulate in accum_t (modulo 2**{aw}), starting from (accum_t) bias.
+/* verilator lint_off UNUSEDSIGNAL */
+// Reason: products are declared at the operand-sum width; bits above the accumulator are wrapped away.
+{chr(10).join(lines)}
+/* verilator lint_on UNUSEDSIGNAL */
+    wire [{ngroups * aw - 1}:0] acc = {{{accs}}};
+    wire [{ngroups * layer.result_t.width - 1}:0] res_dense;
+{out_cast}{chain}    wire [{ngroups * ow - 1}:0] res = {last};
+    always @(posedge clk) begin
+        if (s2_v) begin
+{chr(10).join(writes)}
+        end
+    end
+endmodule
+"""
+    return text

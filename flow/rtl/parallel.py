@@ -1,0 +1,182 @@
+"""The ``parallel`` architecture: fully unrolled, one sample per clock (II = 1).
+
+Each dense layer is one module: a constant multiplication per non-zero weight (``$signed(x) * $signed(W)``,
+which synthesis maps to LUTs or DSPs), a balanced adder tree per output whose nodes are exactly as wide as their
+value range needs, ``(accum_t) bias`` added at the root, then the output cast and the elementwise layers that
+follow, and a register. ``tree_pipeline = k`` adds a register after every k adder levels. The whole pipeline
+moves together (``en``) unless a result waits at the output: no sample is lost or duplicated.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from flow.errors import FlowError
+from flow.fixed import FixedType
+from flow.ir import IR, DenseLayer
+from flow.rtl.common import (
+    Emitted,
+    aligned_biases,
+    cast_params,
+    check_accumulator,
+    elementwise_chain,
+    ext,
+    header,
+    identifier,
+    lit,
+    module_ports,
+    output_stage,
+    segments,
+    signed_bits,
+    signed_width,
+)
+
+FIXED_BLOCKS = ["qflow_fixed_cast.v", "qflow_vec_cast.v", "qflow_argmax.v"]
+KNOBS = {"tree_pipeline": 0}
+
+
+def emit(ir: IR, top: str, tree_pipeline: int = 0) -> Emitted:
+    """Verilog for ``ir``: one module per dense layer and the top."""
+    if not isinstance(tree_pipeline, int) or tree_pipeline < 0:
+        raise FlowError(f"tree_pipeline must be an integer >= 0, got {tree_pipeline!r}")
+    files: dict[str, str] = {}
+    segs = segments(ir)
+    body = ""
+    n = ir.input.n
+    # Stage 0: the input register, then the elementwise layers before the first dense layer.
+    text, cur = elementwise_chain("s0", n, ir.input.type, segs[0].post, "in_r")
+    body += text
+    latency = 2  # input and output registers
+    for seg in segs[1:]:
+        layer = seg.dense
+        assert layer is not None
+        name = f"{top}_{identifier(layer.name)}"
+        module, stages = dense_module(name, layer, seg.in_t, seg.post, seg.out_t, tree_pipeline)
+        files[f"{name}.v"] = module
+        out = f"y_{identifier(layer.name)}"
+        body += f"    wire [{layer.n_out * seg.out_t.width - 1}:0] {out};\n"
+        body += f"    {name} u_{identifier(layer.name)} (.clk(clk), .en(en), .x({cur}), .y({out}));\n"
+        cur = out
+        latency += stages
+    ii = 1
+    top_text = header(ir, top, "parallel", latency, ii) + module_ports(ir, top)
+    top_text += f"""    // Global stall: every register moves unless a result is waiting at the output.
+    wire en = !out_valid || out_ready;
+    assign in_ready = en;
+    reg [{latency - 1}:0] valid;
+    always @(posedge clk) begin
+        if (rst) valid <= {latency}'d0;
+        else if (en) valid <= {{valid[{latency - 2}:0], in_valid}};
+    end
+    assign out_valid = valid[{latency - 1}];
+    reg [{n * ir.input.type.width - 1}:0] in_r;
+    always @(posedge clk) begin
+        if (en) in_r <= in_data;
+    end
+"""
+    top_text += body + output_stage(ir, cur, "en") + "endmodule\n"
+    files[f"{top}.v"] = top_text
+    return Emitted(files, FIXED_BLOCKS, latency, ii, {"tree_pipeline": tree_pipeline})
+
+
+def dense_module(
+    name: str, layer: DenseLayer, in_t: FixedType, post: list, out_t: FixedType, tree_pipeline: int
+) -> tuple[str, int]:
+    """One dense layer (plus its elementwise layers) as a module; returns (text, register stages)."""
+    shift = check_accumulator(layer, in_t)
+    acc_t = layer.accum_t
+    aw = acc_t.width
+    cap = aw - shift  # the sum is only needed modulo 2**cap
+    iw, xs_w = in_t.width, signed_width(in_t)
+    n_in, n_out = layer.n_in, layer.n_out
+    w = np.asarray(layer.weights, dtype=object)
+    biases = aligned_biases(layer)
+    used = [i for i in range(n_in) if any(w[i, j] != 0 for j in range(n_out))] if cap > 0 else []
+    depth = max((int(np.count_nonzero(layer.weights[:, j])) for j in range(n_out)), default=0)
+    levels = (depth - 1).bit_length() if depth > 1 else 0
+    reg_levels = {lv for lv in range(1, levels) if tree_pipeline and lv % tree_pipeline == 0}
+
+    lines: list[str] = []
+    regs: list[str] = []
+    for i in used:
+        src = f"x[{i * iw + iw - 1}:{i * iw}]"
+        xs = src if in_t.signed else "{1'b0, " + src + "}"
+        lines.append(f"    wire [{xs_w - 1}:0] x{i} = {xs};")
+    accs = []
+    for j in range(n_out):
+        terms = []  # (name, width, lo, hi)
+        if cap > 0:
+            for i in used:
+                wv = int(w[i, j])
+                if wv == 0:
+                    continue
+                ww = signed_bits(wv, wv)
+                pw = xs_w + ww
+                lo, hi = sorted((wv * in_t.min_raw, wv * in_t.max_raw))
+                pname = f"p{j}_{i}"
+                lines.append(f"    wire [{pw - 1}:0] {pname} = $signed(x{i}) * $signed({lit(wv, ww)});")
+                terms.append((pname, pw, lo, hi))
+        for lv in range(1, levels + 1):
+            nxt = []
+            for k in range(0, len(terms), 2):
+                if k + 1 == len(terms):
+                    nxt.append(terms[k])
+                    continue
+                (a, aw_, alo, ahi), (b, bw, blo, bhi) = terms[k], terms[k + 1]
+                lo, hi = alo + blo, ahi + bhi
+                nw = min(signed_bits(lo, hi), cap)
+                nname = f"t{j}_{lv}_{k // 2}"
+                lines.append(f"    wire [{nw - 1}:0] {nname} = {ext(a, aw_, nw, True)} + {ext(b, bw, nw, True)};")
+                nxt.append((nname, nw, lo, hi))
+            if lv in reg_levels:
+                staged = []
+                for nname, nw, lo, hi in nxt:
+                    rname = f"{nname}_r" if nname.startswith("t") else f"{nname}_r{lv}"
+                    lines.append(f"    reg [{nw - 1}:0] {rname};")
+                    regs.append(f"            {rname} <= {nname};")
+                    staged.append((rname, nw, lo, hi))
+                nxt = staged
+            terms = nxt
+        acc = f"acc{j}"
+        bias = lit(biases[j], aw)
+        if terms:
+            sname, sw, _, _ = terms[0]
+            summed = ext(sname, sw, cap, True)
+            if shift:
+                summed = f"{{{summed}, {shift}'d0}}"
+            rhs = f"{bias} + {summed}" if biases[j] else summed
+        else:
+            rhs = bias
+        lines.append(f"    wire [{aw - 1}:0] {acc} = {rhs};")
+        accs.append(acc)
+
+    text = f"// {name}: dense layer {layer.name} ({n_in} -> {n_out}), generated by qflow. Do not edit.\n"
+    text += f"// x: {n_in} x {in_t}; acc: {acc_t}; y: {n_out} x {out_t} (after {layer.result_t}"
+    text += "".join(f", {p.kind.value} {p.result_t}" for p in post) + "), registered.\n"
+    text += "`timescale 1ns / 1ps\n"
+    unused = len(used) < n_in
+    if unused:
+        text += "/* verilator lint_off UNUSEDSIGNAL */\n"
+        text += "// Reason: inputs whose weights are all zero are not connected.\n"
+    text += f"module {name} (\n    input wire clk,\n    input wire en,\n"
+    text += f"    input wire [{n_in * iw - 1}:0] x,\n    output reg [{n_out * out_t.width - 1}:0] y\n);\n"
+    if unused:
+        text += "/* verilator lint_on UNUSEDSIGNAL */\n"
+    text += "/* verilator lint_off UNUSEDSIGNAL */\n"
+    text += "// Reason: products are declared at the operand-sum width Verilator expects and sums as wide as the\n"
+    text += "// accumulator needs; bits above a value's range (sign copies) or the accumulator (wrapped) are unused.\n"
+    text += "\n".join(lines) + "\n/* verilator lint_on UNUSEDSIGNAL */\n"
+    if regs:
+        text += "    always @(posedge clk) begin\n        if (en) begin\n" + "\n".join(regs)
+        text += "\n        end\n    end\n"
+    # One cast per output (not one vector cast on a packed bus: Icarus would re-evaluate all of them on
+    # every change of any accumulator).
+    rw = layer.result_t.width
+    text += f"    wire [{n_out * rw - 1}:0] r;\n"
+    params = cast_params(aw, acc_t.frac_bits, acc_t.signed, layer.result_t)
+    for j, acc in enumerate(accs):
+        text += f"    qflow_fixed_cast #({params}) u_out{j} (.din({acc}), .dout(r[{j * rw + rw - 1}:{j * rw}]));\n"
+    chain, last = elementwise_chain("e", n_out, layer.result_t, post, "r")
+    text += chain
+    text += f"    always @(posedge clk) begin\n        if (en) y <= {last};\n    end\nendmodule\n"
+    return text, 1 + len(reg_levels)

