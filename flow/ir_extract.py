@@ -62,7 +62,9 @@ def extract_ir(hls_model, name: str, task: str, class_names: list[str] | None = 
         else:
             act = layer.get_attr("activation", None)
             what = f"{cls}({act})" if act else cls
-            raise FlowError(f"layer {layer.name}: {what} is not supported by the reference and RTL (supported: {SUPPORTED})")
+            raise FlowError(
+                f"layer {layer.name}: {what} is not supported by the reference and RTL (supported: {SUPPORTED})"
+            )
     if input_spec is None:
         raise FlowError("the hls4ml model has no input layer")
     ir = IR(name=name, task=Task(task), input=input_spec, layers=layers, class_names=class_names)

@@ -23,15 +23,23 @@ def build_model(card: Card, n_features: int, n_outputs: int, *, quantized: bool 
     x = QActivation(_qbits(card.input), name="input_q")(inp) if quantized else inp
     last_units = [spec.units for spec in card.layers if spec.type == "dense"][-1]
     if last_units != n_outputs:
-        raise FlowError(f"{card.path}: layers: the last dense layer has {last_units} units; the dataset has {n_outputs} outputs")
+        raise FlowError(
+            f"{card.path}: layers: the last dense layer has {last_units} units; the dataset has {n_outputs} outputs"
+        )
     for spec in card.layers:
         if spec.type == "dropout":
             x = layers.Dropout(spec.rate, name=spec.name)(x)
         elif spec.type == "relu":
-            x = QActivation(quantized_relu(spec.activation.width, spec.activation.int_bits), name=spec.name)(x) if quantized else layers.ReLU(name=spec.name)(x)
+            x = (
+                QActivation(quantized_relu(spec.activation.width, spec.activation.int_bits), name=spec.name)(x)
+                if quantized
+                else layers.ReLU(name=spec.name)(x)
+            )
         else:
             if quantized:
-                x = QDense(spec.units, kernel_quantizer=_qbits(spec.weight), bias_quantizer=_qbits(spec.bias), name=spec.name)(x)
+                x = QDense(
+                    spec.units, kernel_quantizer=_qbits(spec.weight), bias_quantizer=_qbits(spec.bias), name=spec.name
+                )(x)
             else:
                 x = layers.Dense(spec.units, name=spec.name)(x)
     if quantized and card.output is not None:

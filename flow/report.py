@@ -14,9 +14,11 @@ from typing import Any
 
 import yaml
 
+import flow.project
 from flow.cost import libs, tables, yosys
 from flow.errors import FlowError
-from flow.project import PROJECTS_DIR, Project, atomic_dir, read_json, write_json
+from flow.log import info
+from flow.project import Project, atomic_dir, read_json, write_json
 
 NOT_RUN = "not run"
 REPORT_VERSION = 1
@@ -147,6 +149,7 @@ def collect(proj: Project, synth: bool = True, jobs: int | None = None, table_sy
             "sim": _sim_entries(sim, rtl.name),
         }
         if synth:
+            info(f"{proj.name}: Yosys cost of rtl/{rtl.name} (xc7, xc7 LUT-only, ASIC cells; cached results reused)")
             try:
                 entry["cost"] = yosys.cost_rtl(rtl, jobs=jobs)
             except FlowError as exc:
@@ -157,6 +160,7 @@ def collect(proj: Project, synth: bool = True, jobs: int | None = None, table_sy
     d["archs"] = archs or NOT_RUN
     dataset = card.get("dataset") or {}
     if dataset.get("kind") == "table":
+        info(f"{proj.name}: cost of the table the network replaces")
         d["table"] = tables.table_cost(dataset, proj.root, synth=synth and table_synth)
         d["table_vs_network"] = compare_table(d)
     return d
@@ -580,7 +584,7 @@ def build_summary(projects_dir: Path | None = None) -> Path:
     """``summary.md`` and ``summary.png`` across every model with a report."""
     from flow import plots
 
-    root = Path(projects_dir or PROJECTS_DIR)
+    root = Path(projects_dir or flow.project.PROJECTS_DIR)
     reports = []
     for rj in sorted(root.glob("*/report/report.json")):
         try:

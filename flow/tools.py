@@ -120,7 +120,7 @@ def _version(name: str, path: Path, spec: ToolSpec, env: dict[str, str]) -> str:
     return ".".join(map(str, version)) if version else "unknown"
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _find(name: str, override: str | None) -> Tool:
     spec = TOOLS[name]
     path = _resolve(name, spec)

@@ -45,7 +45,9 @@ def _fit(model, ds: Dataset, card: Card, seed: int, label: str) -> int:
     return len(hist.history["loss"])
 
 
-def train(card: Card, ds: Dataset, project: Project, dataset_fingerprint: str, *, force: bool = False) -> dict[str, Any]:
+def train(
+    card: Card, ds: Dataset, project: Project, dataset_fingerprint: str, *, force: bool = False
+) -> dict[str, Any]:
     """Train the float baseline and the QKeras model, or reuse them when nothing changed; returns train.json."""
     fingerprint = card.training_fingerprint(dataset_fingerprint)
     if not force and project.train_json.exists() and project.keras.exists():

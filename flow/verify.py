@@ -81,7 +81,9 @@ def random_vectors(ir: IR, n: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
     uniform = rng.integers(lo, hi, size=(n_uniform, n_in), endpoint=True)
     # Only extremes, randomly mixed: drives accumulators and later layers into saturation.
     extreme = np.where(rng.random((n_extreme, n_in)) < 0.5, lo, hi)
-    raw = np.concatenate([np.array(corners[:n_corner], dtype=np.int64).reshape(n_corner, n_in), uniform, extreme]).astype(np.int64)
+    raw = np.concatenate(
+        [np.array(corners[:n_corner], dtype=np.int64).reshape(n_corner, n_in), uniform, extreme]
+    ).astype(np.int64)
     kind = np.array(["corner"] * n_corner + ["random"] * (n_uniform + n_extreme))
     return raw, kind
 
@@ -122,9 +124,8 @@ def _csim_trace(hls_model, ir: IR, x: np.ndarray) -> dict[str, np.ndarray]:
 
 def _hls_model_for(project: Project):
     """Convert the project's trained model again, with tracing on every layer (deterministic)."""
-    from flow.card import load_card
+    from flow.card import Hardware, load_card
     from flow.convert import HlsSettings, convert
-    from flow.card import Hardware
     from flow.model import load_keras
 
     settings = HlsSettings.from_card(load_card(project.card)) if project.card.exists() else HlsSettings(Hardware(), {})
@@ -147,7 +148,9 @@ def verify(project: Project, *, n_random: int = N_RANDOM, seed: int = 0) -> dict
 
         fresh = extract_ir(hls_model, ir.name, ir.task.value, ir.class_names)
         if fresh.to_dict() != ir.to_dict():
-            raise FlowError(f"{project.ir_json}: stale; it does not match the trained model (run `make hls MODEL={project.name}`)")
+            raise FlowError(
+                f"{project.ir_json}: stale; it does not match the trained model (run `make hls MODEL={project.name}`)"
+            )
         test_raw = reference.quantize_input(ir, X_test.astype(np.float64))
         rand_raw, rand_kind = random_vectors(ir, n_random, seed)
         x_raw = np.concatenate([test_raw, rand_raw])
@@ -183,7 +186,13 @@ def verify(project: Project, *, n_random: int = N_RANDOM, seed: int = 0) -> dict
         "reference_seconds": round(ref_s, 4),
         "total_seconds": round(time.perf_counter() - t0, 1),
     }
-    arrays = {"inputs": x_raw, "outputs": out_raw, "kind": kinds, "input_t": np.array(str(ir.input.type)), "output_t": np.array(str(ir.output_t))}
+    arrays = {
+        "inputs": x_raw,
+        "outputs": out_raw,
+        "kind": kinds,
+        "input_t": np.array(str(ir.input.type)),
+        "output_t": np.array(str(ir.output_t)),
+    }
     if ir.task.value == "classification":
         arrays["classes"] = np.argmax(out_raw, axis=1).astype(np.int64)
     write_npz(project.vectors, **arrays)

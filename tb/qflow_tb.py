@@ -21,9 +21,8 @@ import random
 import time
 from pathlib import Path
 
-import numpy as np
-
 import cocotb
+import numpy as np
 from cocotb.clock import Clock
 from cocotb.triggers import First, ReadOnly, RisingEdge, Timer
 from cocotb.utils import get_sim_time

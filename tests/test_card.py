@@ -67,7 +67,11 @@ def test_good_card(tmp_path):
 @pytest.mark.parametrize(
     "edit, field, allowed",
     [
-        (("weight: (8,1)\n    bias: (8,1)\n  - type: relu", "weight: (12,13)\n    bias: (8,1)\n  - type: relu"), "layers[0].weight", "width"),
+        (
+            ("weight: (8,1)\n    bias: (8,1)\n  - type: relu", "weight: (12,13)\n    bias: (8,1)\n  - type: relu"),
+            "layers[0].weight",
+            "width",
+        ),
         (("type: relu", "type: sigmoid"), "layers[1].type", "dense, relu, dropout"),
         (("- type: relu\n    activation: (8,3)", "- {type: relu, activation: (8,3)}"), "layers[1]", "quoted"),
         (("units: 4", "units: -4"), "layers[0].units", "integer"),
@@ -111,7 +115,12 @@ def test_base_card_merges(tmp_path):
     ],
 )
 def test_cli_errors_are_one_line_and_nonzero(tmp_path, capsys, argv, needle):
-    bad = write(tmp_path, GOOD.format(name="card").replace("weight: (8,1)\n    bias: (8,1)\n  - type: relu", "weight: (12,13)\n    bias: (8,1)\n  - type: relu"))
+    bad = write(
+        tmp_path,
+        GOOD.format(name="card").replace(
+            "weight: (8,1)\n    bias: (8,1)\n  - type: relu", "weight: (12,13)\n    bias: (8,1)\n  - type: relu"
+        ),
+    )
     code = main([a.replace("{card}", str(bad)) for a in argv])
     err = capsys.readouterr().err.strip()
     assert code == 2

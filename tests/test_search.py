@@ -99,7 +99,12 @@ def test_search_space_includes_the_default(env):
     space = parse_space(load_card(card_path))
     names = [p.name for p in space.params]
     assert names == ["input", "fc1.weight", "relu1.activation", "fc2.weight"]  # layer order
-    assert space.defaults == {"input": "(6,0)", "fc1.weight": "(8,2)", "fc2.weight": "(8,2)", "relu1.activation": "(8,2)"}
+    assert space.defaults == {
+        "input": "(6,0)",
+        "fc1.weight": "(8,2)",
+        "fc2.weight": "(8,2)",
+        "relu1.activation": "(8,2)",
+    }
     assert "(8,2)" in space.params[1].choices and space.params[1].choices[0] == "(3,1)"
 
 
@@ -112,7 +117,10 @@ def test_pareto_front_on_hand_made_points():
     assert pareto_front(pts, ["maximize", "minimize"]) == [6, 1, 0, 4]
     rmse = [(1.0, 100), (2.0, 50), (1.5, 80), (3.0, 90)]
     assert pareto_front(rmse, ["minimize", "minimize"]) == [1, 2, 0]
-    front = [{"k": i + 1, "card": f"m_p{i + 1}", "trial": i, "metric": m, "proxy_cost": c} for i, (m, c) in enumerate([(0.70, 10), (0.885, 50), (0.90, 100)])]
+    front = [
+        {"k": i + 1, "card": f"m_p{i + 1}", "trial": i, "metric": m, "proxy_cost": c}
+        for i, (m, c) in enumerate([(0.70, 10), (0.885, 50), (0.90, 100)])
+    ]
     best = best_vs_default(front, {"metric": 0.89, "proxy_cost": 100}, "maximize")
     assert best["point"] == 2 and best["cost_fraction"] == 0.5
 

@@ -12,7 +12,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--data", metavar="NPZ", help="with --keras: .npz with X_train, y_train, X_test, y_test")
     p.add_argument("--name", help="with --keras: project name (default: the file's stem)")
     p.add_argument("--retrain", action="store_true", help="train again even if the card and data are unchanged")
-    p.add_argument("--synth", action="store_true", help="also run vendor C synthesis when vitis_hls/vivado_hls is on PATH")
+    p.add_argument(
+        "--synth", action="store_true", help="also run vendor C synthesis when vitis_hls/vivado_hls is on PATH"
+    )
 
 
 def source_from_args(args: argparse.Namespace):

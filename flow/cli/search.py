@@ -8,7 +8,9 @@ import argparse
 def add_arguments(p: argparse.ArgumentParser) -> None:
     """Declare the arguments."""
     p.add_argument("model", help="card name (qmodels/<name>.yaml) or path to a card with a `search:` section")
-    p.add_argument("--trials", type=int, help="total trial budget, trial 0 (the card itself) included (default: search.trials)")
+    p.add_argument(
+        "--trials", type=int, help="total trial budget, trial 0 (the card itself) included (default: search.trials)"
+    )
     p.add_argument("--epochs", type=int, help="QAT epochs per trial (default: search.epochs_per_trial)")
     p.add_argument("--seed", type=int, help="sampler seed (default: search.seed)")
     p.add_argument(
@@ -24,6 +26,13 @@ def run(args: argparse.Namespace) -> int:
     """Run the search and print its summary."""
     from flow.search import run_search, summary_lines
 
-    summary = run_search(args.model, trials=args.trials, epochs=args.epochs, seed=args.seed, synth_check=args.synth_check, fresh=args.fresh)
+    summary = run_search(
+        args.model,
+        trials=args.trials,
+        epochs=args.epochs,
+        seed=args.seed,
+        synth_check=args.synth_check,
+        fresh=args.fresh,
+    )
     print("\n".join(summary_lines(summary)))
     return 0

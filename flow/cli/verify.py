@@ -11,7 +11,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--keras", metavar="PATH", help="a user's model converted by `flow hls --keras` (name = file stem)")
     p.add_argument("--data", metavar="NPZ", help="accepted for symmetry with `flow hls`; the saved test set is used")
     p.add_argument("--name", help="project name of a --keras model")
-    p.add_argument("-n", "--random", type=int, default=10_000, help="random input vectors besides the test set (default 10000)")
+    p.add_argument(
+        "-n", "--random", type=int, default=10_000, help="random input vectors besides the test set (default 10000)"
+    )
     p.add_argument("--seed", type=int, default=0, help="seed of the random vectors")
 
 
@@ -33,12 +35,16 @@ def run(args: argparse.Namespace) -> int:
         raise FlowError(f"--random: {args.random} is not allowed; expected a count >= 0")
     s = verify(Project.of(name), n_random=args.random, seed=args.seed)
     status = "PASS" if s["passed"] else "FAIL"
-    print(f"{status}  {name}: {s['vectors_checked']} vectors ({s['test_vectors']} test, {s['random_vectors']} random), "
-          f"{s['layers_compared']} layers each, {s['mismatches']} mismatches")
+    print(
+        f"{status}  {name}: {s['vectors_checked']} vectors ({s['test_vectors']} test, {s['random_vectors']} random), "
+        f"{s['layers_compared']} layers each, {s['mismatches']} mismatches"
+    )
     agree = s["qkeras_vs_reference"]
     print("info  QKeras vs reference: " + ", ".join(f"{k} {v:.4g}" for k, v in agree.items()))
     if s["first_mismatch"]:
         m = s["first_mismatch"]
-        print(f"first mismatch: layer {m['layer']} vector {m['vector']} output {m['output_index']}: "
-              f"reference {m['expected']} != C-sim {m['actual']}")
+        print(
+            f"first mismatch: layer {m['layer']} vector {m['vector']} output {m['output_index']}: "
+            f"reference {m['expected']} != C-sim {m['actual']}"
+        )
     return 0 if s["passed"] else 1

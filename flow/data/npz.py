@@ -136,9 +136,7 @@ def build(checked: dict, seed: int, ctx: SpecContext) -> Dataset:
     y = {s: _check_y(f"y_{s}", arrays[f"y_{s}"], task, X[s].shape[0], shown) for s in splits}
     for s in splits[1:]:
         if X[s].shape[1] != X["train"].shape[1]:
-            raise FlowError(
-                f"{shown}: X_{s} has shape {X[s].shape}, expected (n, {X['train'].shape[1]}) like X_train"
-            )
+            raise FlowError(f"{shown}: X_{s} has shape {X[s].shape}, expected (n, {X['train'].shape[1]}) like X_train")
         if y[s].shape[1:] != y["train"].shape[1:]:
             raise FlowError(f"{shown}: y_{s} has shape {y[s].shape}, expected (n, {y['train'].shape[1]}) like y_train")
     if "val" not in X:

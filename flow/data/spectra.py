@@ -134,9 +134,7 @@ def _response_tables(fwhm_662: float) -> tuple[np.ndarray, np.ndarray, np.ndarra
     return full / norm, back / norm, background
 
 
-def generate_spectra(
-    n: int, seed: int, params: SpectraParams | None = None
-) -> tuple[np.ndarray, np.ndarray]:
+def generate_spectra(n: int, seed: int, params: SpectraParams | None = None) -> tuple[np.ndarray, np.ndarray]:
     """Counts (n, 1024) int32 and balanced, shuffled labels (n,) int64 from one seeded generator."""
     p = params or SpectraParams()
     rng = np.random.default_rng(seed)

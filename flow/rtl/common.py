@@ -123,9 +123,7 @@ def cast_params(src_w: int, src_f: int, src_s: bool, dst: FixedType) -> str:
 def vec_cast(inst: str, n: int, relu: bool, src: FixedType, dst: FixedType, din: str, dout: str) -> str:
     """One qflow_vec_cast instance converting ``n`` packed ``src`` values to ``dst``."""
     params = cast_params(src.width, src.frac_bits, src.signed, dst)
-    return (
-        f"    qflow_vec_cast #(.N({n}), .RELU({int(relu)}), {params}) {inst} (.din({din}), .dout({dout}));\n"
-    )
+    return f"    qflow_vec_cast #(.N({n}), .RELU({int(relu)}), {params}) {inst} (.din({din}), .dout({dout}));\n"
 
 
 def elementwise_chain(prefix: str, n: int, t: FixedType, layers: list[Elementwise], din: str) -> tuple[str, str]:

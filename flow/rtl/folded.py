@@ -206,8 +206,10 @@ def dense_module(name: str, layer: DenseLayer, in_t: FixedType, post: list, out_
                 for q in range(nq)
                 if g * nq + q < n_out and biases[g * nq + q]
             )
-            lines.append(f"    always @* begin\n        case (s1_q)\n{cases}            default: bias{g} = {aw}'d0;\n"
-                         "        endcase\n    end")
+            lines.append(
+                f"    always @* begin\n        case (s1_q)\n{cases}            default: bias{g} = {aw}'d0;\n"
+                "        endcase\n    end"
+            )
         lines.append(f"    reg [{aw - 1}:0] acc{g};")
         update = f"acc{g} <= (s1_first ? bias{g} : acc{g}) + term{g};"
         lines.append(f"    always @(posedge clk) begin\n        if (s1_v) {update}\n    end")

@@ -107,7 +107,9 @@ def summary_lines(s: dict) -> list[str]:
     for p in s["front"]:
         hw = "".join(f", {k} {p[k]:.0f}" for k in ("LUT", "um2") if p.get(k) is not None)
         mark = "  (default)" if p["default"] else ""
-        lines.append(f"front p{p['k']:<3} {m} {p['metric']:.4g}, proxy cost {p['proxy_cost']:.0f}{hw}  trial {p['trial']}{mark}")
+        lines.append(
+            f"front p{p['k']:<3} {m} {p['metric']:.4g}, proxy cost {p['proxy_cost']:.0f}{hw}  trial {p['trial']}{mark}"
+        )
     b = s.get("best_vs_default")
     if b and b.get("point") is not None:
         lines.append(
@@ -119,7 +121,9 @@ def summary_lines(s: dict) -> list[str]:
         lines.append(f"best       {b['note']}")
     c = s["synth_check"]
     if c.get("status") == "ok":
-        rho = ", ".join(f"{k.removeprefix('spearman_')} {v:.2f}" for k, v in c.items() if k.startswith("spearman") and v is not None)
+        rho = ", ".join(
+            f"{k.removeprefix('spearman_')} {v:.2f}" for k, v in c.items() if k.startswith("spearman") and v is not None
+        )
         lines.append(f"synth      Spearman: {rho or 'too few points'}")
     else:
         lines.append(f"synth      {c.get('status')}")

@@ -134,7 +134,9 @@ def parse_space(card: Card) -> SearchSpace:
     except FlowError as exc:
         raise w.error("search.metric", str(exc)) from None
     if card.task not in metric.tasks:
-        raise w.error("search.metric", f"{metric.name!r} is for {'/'.join(metric.tasks)}; this card's task is {card.task}")
+        raise w.error(
+            "search.metric", f"{metric.name!r} is for {'/'.join(metric.tasks)}; this card's task is {card.task}"
+        )
     for key, val in options.items():
         if key not in metric.options:
             allowed = ", ".join(["name", *metric.options]) or "name"
@@ -214,27 +216,40 @@ def _bit_params(w: _Where, card: Card, bits: Any, per_layer: bool) -> list[Param
             i, layer = by_name[lname]
             if _QUANTITIES.get(what) != layer.type:
                 allowed = [q for q, t in _QUANTITIES.items() if t == layer.type]
-                raise w.error(fld, f"a {layer.type} layer has no bitwidth {what!r}; searchable: {', '.join(allowed) or 'none'}")
+                raise w.error(
+                    fld, f"a {layer.type} layer has no bitwidth {what!r}; searchable: {', '.join(allowed) or 'none'}"
+                )
             kind = "relu" if what == "activation" else "bits"
             own[(i, what)] = [_canon_bits(w, fld, v, kind) for v in _choices(w, fld, value)]
         else:
-            raise w.error(fld, "unknown key; allowed: input, output, weight, bias, activation, <layer>.<weight|bias|activation>")
+            raise w.error(
+                fld, "unknown key; allowed: input, output, weight, bias, activation, <layer>.<weight|bias|activation>"
+            )
     for what, choices in per_type.items():
-        layers = [(i, layer) for i, layer in enumerate(card.layers) if layer.type == _QUANTITIES[what] and (i, what) not in own]
+        layers = [
+            (i, layer)
+            for i, layer in enumerate(card.layers)
+            if layer.type == _QUANTITIES[what] and (i, what) not in own
+        ]
         if not per_layer and layers:
             defaults = {str(getattr(layer, what)) for _, layer in layers}
             if len(defaults) > 1:
-                raise w.error("search.per_layer", f"false needs every layer's default {what} to be equal; found {', '.join(sorted(defaults))}")
+                raise w.error(
+                    "search.per_layer",
+                    f"false needs every layer's default {what} to be equal; found {', '.join(sorted(defaults))}",
+                )
             default = defaults.pop()
             targets = tuple((i, what) for i, _ in layers)
             params.append(Param(what, targets, _sorted_choices(choices, default, _bits_key), default))
         else:
-            for i, layer in layers:
+            for i, _layer in layers:
                 own[(i, what)] = choices
     for (i, what), choices in sorted(own.items()):
         layer = card.layers[i]
         default = str(getattr(layer, what))
-        params.append(Param(f"{layer.name}.{what}", ((i, what),), _sorted_choices(choices, default, _bits_key), default))
+        params.append(
+            Param(f"{layer.name}.{what}", ((i, what),), _sorted_choices(choices, default, _bits_key), default)
+        )
     return params
 
 
@@ -255,13 +270,19 @@ def _arch_params(w: _Where, card: Card, s: dict) -> list[Param]:
                 raise w.error(fld, "the last dense layer's units are the number of outputs; they cannot be searched")
             choices = _choices(w, fld, value)
             for v in choices:
-                ok = isinstance(v, int) and 1 <= v <= 65536 if section == "units" else isinstance(v, (int, float)) and 0 <= v <= 0.95
+                ok = (
+                    isinstance(v, int) and 1 <= v <= 65536
+                    if section == "units"
+                    else isinstance(v, (int, float)) and 0 <= v <= 0.95
+                )
                 if isinstance(v, bool) or not ok:
                     expect = "integers 1..65536" if section == "units" else "numbers in [0, 0.95]"
                     raise w.error(fld, f"{v!r} is not allowed; expected {expect}")
             default = getattr(card.layers[idx], fld_name)
             choices = [float(v) for v in choices] if section == "dropout" else choices
-            params.append(Param(f"{lname}.{fld_name}", ((idx, fld_name),), _sorted_choices(choices, default, float), default))
+            params.append(
+                Param(f"{lname}.{fld_name}", ((idx, fld_name),), _sorted_choices(choices, default, float), default)
+            )
     return params
 
 

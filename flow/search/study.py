@@ -70,7 +70,9 @@ class Evaluator:
             tmp = path.with_name(f".{path.stem}.tmp.npz")
             np.savez(tmp, **{f"w{i}": w for i, w in enumerate(weights)})
             tmp.replace(path)
-            info(f"{self.card.name}: float warm-start model for units {units} trained ({time.perf_counter() - t0:.0f} s)")
+            info(
+                f"{self.card.name}: float warm-start model for units {units} trained ({time.perf_counter() - t0:.0f} s)"
+            )
         self._warm[key] = weights
         return weights
 
@@ -167,7 +169,9 @@ def _fit(model, ds: Dataset, card: Card, callbacks: list) -> int:
     else:
         loss = "mse"
     model.compile(optimizer=tf.keras.optimizers.Adam(card.training.learning_rate), loss=loss)
-    stop = tf.keras.callbacks.EarlyStopping(monitor="val_loss", patience=card.training.patience, restore_best_weights=True)
+    stop = tf.keras.callbacks.EarlyStopping(
+        monitor="val_loss", patience=card.training.patience, restore_best_weights=True
+    )
     hist = model.fit(
         ds.X_train,
         ds.y_train,
@@ -193,7 +197,9 @@ def _sampler(space: SearchSpace, n_done: int):
         return optuna.samplers.NSGAIISampler(seed=seed, population_size=max(4, min(50, space.trials // 3)))
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # multivariate TPE is "experimental"
-        return optuna.samplers.TPESampler(seed=seed, n_startup_trials=max(4, min(10, space.trials // 3)), multivariate=True)
+        return optuna.samplers.TPESampler(
+            seed=seed, n_startup_trials=max(4, min(10, space.trials // 3)), multivariate=True
+        )
 
 
 def open_study(db: Path, name: str, space: SearchSpace, digest: str, *, fresh: bool):
@@ -210,7 +216,10 @@ def open_study(db: Path, name: str, space: SearchSpace, digest: str, *, fresh: b
     try:
         study = optuna.load_study(study_name=name, storage=storage)
         if study.user_attrs.get("digest") != digest:
-            raise FlowError(f"{db}: holds a search with other settings (space, metric, epochs or seed); run with --fresh to start over")
+            raise FlowError(
+                f"{db}: holds a search with other settings (space, metric, epochs or seed); "
+                "run with --fresh to start over"
+            )
     except KeyError:
         study = optuna.create_study(study_name=name, storage=storage, directions=directions)
         study.set_user_attr("digest", digest)
@@ -226,7 +235,8 @@ def _has_default(study) -> bool:
     from optuna.trial import TrialState
 
     return any(
-        t.user_attrs.get("default") for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE, TrialState.WAITING))
+        t.user_attrs.get("default")
+        for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE, TrialState.WAITING))
     )
 
 
@@ -290,7 +300,11 @@ def run_study(
         bar.update(1)
         ran[0] += 1
         done = trial.state == TrialState.COMPLETE
-        shown = f"{space.metric.name} {trial.values[0]:.4g}, cost {trial.values[1]:.0f}" if done else trial.state.name.lower()
+        shown = (
+            f"{space.metric.name} {trial.values[0]:.4g}, cost {trial.values[1]:.0f}"
+            if done
+            else trial.state.name.lower()
+        )
         if bar.disable:
             info(f"search {card.name}: trial {trial.number} ({ran[0]}/{remaining}): {shown}")
         elif done:
@@ -320,7 +334,9 @@ def load_search(model: str, overrides: dict | None = None) -> tuple[Card, Search
     over = {k: v for k, v in (overrides or {}).items() if v is not None}
     for k, v in over.items():
         if isinstance(v, bool) or not isinstance(v, int) or v < (0 if k == "seed" else 1):
-            raise FlowError(f"--{k.replace('_per_trial', '').replace('_', '-')}: {v!r} is not allowed; expected a positive integer")
+            raise FlowError(
+                f"--{k.replace('_per_trial', '').replace('_', '-')}: {v!r} is not allowed; expected a positive integer"
+            )
     if "epochs_per_trial" in over and "after_epochs" not in (space.raw.get("prune") or {}):
         over["prune_after"] = max(1, over["epochs_per_trial"] // 2)
     return card, dataclasses.replace(space, **over)
