@@ -15,15 +15,16 @@ from flow.model import build_model, load_keras
 from flow.project import Project, read_json, write_json
 
 
-def _fit(model, ds: Dataset, card: Card, seed: int, label: str) -> int:
-    """Train with early stopping (best weights restored); return the number of epochs run."""
+def fit(model, ds: Dataset, card: Card, *, seed: int | None = None, label: str | None = None, callbacks=()) -> int:
+    """The one training recipe: Adam, early stopping on val_loss with best weights restored; returns epochs run."""
     import tensorflow as tf
 
     from flow.log import KerasProgress
 
-    tf.keras.utils.set_random_seed(seed)
-    # Without this, multi-threaded reductions make two runs with one seed differ.
-    tf.config.experimental.enable_op_determinism()
+    if seed is not None:
+        tf.keras.utils.set_random_seed(seed)
+        # Without this, multi-threaded reductions make two runs with one seed differ.
+        tf.config.experimental.enable_op_determinism()
     if ds.task == "classification":
         loss = tf.keras.losses.SparseCategoricalCrossentropy(from_logits=True)
         metrics = ["accuracy"]
@@ -33,13 +34,14 @@ def _fit(model, ds: Dataset, card: Card, seed: int, label: str) -> int:
     stop = tf.keras.callbacks.EarlyStopping(
         monitor="val_loss", patience=card.training.patience, restore_best_weights=True
     )
+    extra = [KerasProgress(label, card.training.epochs)] if label else []
     hist = model.fit(
         ds.X_train,
         ds.y_train,
         validation_data=(ds.X_val, ds.y_val),
         epochs=card.training.epochs,
         batch_size=card.training.batch_size,
-        callbacks=[stop, KerasProgress(label, card.training.epochs)],
+        callbacks=[stop, *extra, *callbacks],
         verbose=0,
     )
     return len(hist.history["loss"])
@@ -58,13 +60,13 @@ def train(
     seed = card.training.seed
     t0 = time.perf_counter()
     float_model = build_model(card, ds.n_features, ds.n_outputs, quantized=False)
-    float_epochs = _fit(float_model, ds, card, seed, "float")
+    float_epochs = fit(float_model, ds, card, seed=seed, label="float")
     float_metrics = score(ds, float_model.predict(ds.X_test, verbose=0, batch_size=4096))
     t1 = time.perf_counter()
     qmodel = build_model(card, ds.n_features, ds.n_outputs, quantized=True)
     # Starting QAT from the float weights converges faster and better than from scratch.
     qmodel.set_weights(float_model.get_weights())
-    q_epochs = _fit(qmodel, ds, card, seed, "QAT")
+    q_epochs = fit(qmodel, ds, card, seed=seed, label="QAT")
     q_metrics = score(ds, qmodel.predict(ds.X_test, verbose=0, batch_size=4096))
     t2 = time.perf_counter()
 

@@ -13,9 +13,9 @@ import json
 from dataclasses import dataclass, field
 from typing import Any
 
-from flow.card import Card, _Where, parse_card
+from flow.card import Card, _bits, _Where, parse_card
 from flow.errors import FlowError
-from flow.fixed import FixedType, parse_card_bits
+from flow.fixed import parse_card_bits
 from flow.search.metrics import Metric, get_metric
 
 SAMPLERS = ("tpe", "nsga2", "random")
@@ -90,12 +90,7 @@ class SearchSpace:
 
 
 def _canon_bits(w: _Where, fld: str, value: Any, kind: str) -> str:
-    try:
-        width, int_bits = parse_card_bits(value)
-        FixedType.from_card((width, int_bits), kind)
-    except FlowError as exc:
-        raise w.error(fld, str(exc)) from None
-    return f"({width},{int_bits})"
+    return str(_bits(w, fld, value, kind))
 
 
 def _choices(w: _Where, fld: str, value: Any) -> list:

@@ -158,30 +158,14 @@ def _clear_keras(seed: int) -> None:
 
     tf.keras.backend.clear_session()
     tf.keras.utils.set_random_seed(seed)
+    tf.config.experimental.enable_op_determinism()  # reproducible trials, as in flow.train
 
 
 def _fit(model, ds: Dataset, card: Card, callbacks: list) -> int:
-    """flow.train's recipe (Adam, early stopping on val_loss, best weights restored) with extra callbacks."""
-    import tensorflow as tf
+    """flow.train's recipe with extra callbacks (the seed is set once per trial by the caller)."""
+    from flow.train import fit
 
-    if ds.task == "classification":
-        loss = tf.keras.losses.SparseCategoricalCrossentropy(from_logits=True)
-    else:
-        loss = "mse"
-    model.compile(optimizer=tf.keras.optimizers.Adam(card.training.learning_rate), loss=loss)
-    stop = tf.keras.callbacks.EarlyStopping(
-        monitor="val_loss", patience=card.training.patience, restore_best_weights=True
-    )
-    hist = model.fit(
-        ds.X_train,
-        ds.y_train,
-        validation_data=(ds.X_val, ds.y_val),
-        epochs=card.training.epochs,
-        batch_size=card.training.batch_size,
-        callbacks=[stop, *callbacks],
-        verbose=0,
-    )
-    return len(hist.history["loss"])
+    return fit(model, ds, card, callbacks=callbacks)
 
 
 # ---------------------------------------------------------------------------------------------- the study
