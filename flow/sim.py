@@ -332,7 +332,7 @@ def run_stage(
     subset = work / "vectors.npz"
     rows = len(data["inputs"])
     write_npz(subset, **{k: v[idx] for k, v in data.items() if getattr(v, "ndim", 0) >= 1 and len(v) == rows})
-    log.info(f"{model}: {sim} on {len(idx)} vectors")
+    log.info(f"{model}: {sim} on {len(idx)} vectors (progress in {work / f'sim_{sim}.log'})")
     result = simulate(design, subset, sim, work, seed=seed)
     record = result.to_dict()
     record["junit"] = str(Path(result.junit).relative_to(project.root))

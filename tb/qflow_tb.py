@@ -106,6 +106,7 @@ async def run_vectors(dut) -> None:
     t_first = get_sim_time("ns")  # a rising edge: cycle k starts at t_first + 10 k
     t_cycle = t_first
     t0 = time.perf_counter()
+    progress_every = max(1, n // 10)
     while True:
         # Drive this cycle's inputs (just after the rising edge).
         offer = False
@@ -136,6 +137,8 @@ async def run_vectors(dut) -> None:
                 output_cycle[got] = appear
                 got += 1
                 idle = 0
+                if got % progress_every == 0:  # long simulations show they are alive in the log
+                    dut._log.info(f"{got} of {n} outputs received ({time.perf_counter() - t0:.0f} s)")
             else:
                 extra += 1
             appear = -1
