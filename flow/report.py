@@ -231,12 +231,11 @@ def compare_table(d: dict) -> list[dict]:
         }
         for what, (tv, how) in table_side.items():
             nv = pairs.get(what)
-            if tv is None or nv is None:
+            # A zero on one side (a network with no block RAM) compares different resources: no row.
+            if not tv or not nv:
                 continue
             if tv == nv:
                 smaller, factor = "equal", 1.0
-            elif nv == 0 or tv == 0:
-                smaller, factor = ("network" if nv < tv else "table"), math.inf
             else:
                 smaller, factor = ("network", tv / nv) if nv < tv else ("table", nv / tv)
             rows.append(
@@ -262,6 +261,8 @@ def _fmt(v: Any) -> str:
     if isinstance(v, float):
         if v != v:
             return "nan"
+        if 0.99 < abs(v) < 1:  # R² and accuracies near 1 would print as 1
+            return f"{v:.5f}"
         return f"{v:,.4g}" if abs(v) < 1e4 else f"{v:,.0f}"
     if isinstance(v, int):
         return f"{v:,}"
