@@ -113,29 +113,61 @@ def ext(name: str, from_w: int, to_w: int, signed: bool) -> str:
 
 
 def cast_params(src_w: int, src_f: int, src_s: bool, dst: FixedType) -> str:
-    """The parameter list of qflow_fixed_cast / qflow_vec_cast for one conversion."""
+    """The parameter list of qflow_fixed_cast for one conversion."""
     return (
         f".IN_W({src_w}), .IN_F({src_f}), .IN_S({int(src_s)}), .OUT_W({dst.width}), .OUT_F({dst.frac_bits}), "
         f".OUT_S({int(dst.signed)}), .RND({ROUNDING_CODE[dst.rounding]}), .OVF({OVERFLOW_CODE[dst.overflow]})"
     )
 
 
-def vec_cast(inst: str, n: int, relu: bool, src: FixedType, dst: FixedType, din: str, dout: str) -> str:
-    """One qflow_vec_cast instance converting ``n`` packed ``src`` values to ``dst``."""
+def elem_casts(prefix: str, elems: list[str], relu: bool, src: FixedType, dst: FixedType) -> tuple[str, list[str]]:
+    """One ``qflow_fixed_cast`` per element (ReLU clamps first); returns (text, the element wires).
+
+    Casting element by element, never a packed bus, keeps Icarus from re-evaluating every cast whenever any
+    one element changes (a folded layer's accumulators change every cycle).
+    """
     params = cast_params(src.width, src.frac_bits, src.signed, dst)
-    return f"    qflow_vec_cast #(.N({n}), .RELU({int(relu)}), {params}) {inst} (.din({din}), .dout({dout}));\n"
+    text, outs = "", []
+    for k, e in enumerate(elems):
+        din = e
+        if relu and src.signed:
+            din = f"{prefix}_m{k}"
+            text += f"    wire [{src.width - 1}:0] {prefix}_i{k} = {e};\n"
+            msb = f"{prefix}_i{k}[{src.width - 1}]"
+            text += f"    wire [{src.width - 1}:0] {din} = {msb} ? {src.width}'d0 : {prefix}_i{k};\n"
+        out = f"{prefix}_{k}"
+        text += f"    wire [{dst.width - 1}:0] {out};\n"
+        text += f"    qflow_fixed_cast #({params}) u_{prefix}_{k} (.din({din}), .dout({out}));\n"
+        outs.append(out)
+    return text, outs
 
 
-def elementwise_chain(prefix: str, n: int, t: FixedType, layers: list[Elementwise], din: str) -> tuple[str, str]:
-    """Verilog for a chain of relu/cast layers on ``din``; returns (text, name of the last vector)."""
-    text, cur = "", din
+def pack(elems: list[str]) -> str:
+    """A Verilog concatenation with element 0 in the low bits."""
+    return "{" + ", ".join(reversed(elems)) + "}"
+
+
+def unpack(bus: str, n: int, width: int) -> list[str]:
+    """Part-selects of a packed bus, element 0 low."""
+    return [f"{bus}[{k * width + width - 1}:{k * width}]" for k in range(n)]
+
+
+def elementwise_chain(
+    prefix: str, t: FixedType, layers: list[Elementwise], elems: list[str], bus: str | None = None
+) -> tuple[str, str]:
+    """Verilog for a chain of relu/cast layers, element by element; returns (text, the packed result).
+
+    ``bus``, when given, is the packed form of ``elems``: returned as is when there is no layer.
+    """
+    if not layers and bus is not None:
+        return "", bus
+    text = ""
     for layer in layers:
-        rt = layer.result_t
-        name = f"{prefix}_{identifier(layer.name)}"
-        text += f"    wire [{n * rt.width - 1}:0] {name};\n"
-        text += vec_cast(f"u_{name}", n, isinstance(layer, ReluLayer), t, rt, cur, name)
-        cur, t = name, rt
-    return text, cur
+        relu = isinstance(layer, ReluLayer)
+        chunk, elems = elem_casts(f"{prefix}_{identifier(layer.name)}", elems, relu, t, layer.result_t)
+        text += chunk
+        t = layer.result_t
+    return text, pack(elems)
 
 
 def accum_shift(layer: DenseLayer, in_t: FixedType) -> int:

@@ -17,8 +17,8 @@ from flow.ir import IR, DenseLayer
 from flow.rtl.common import (
     Emitted,
     aligned_biases,
-    cast_params,
     check_accumulator,
+    elem_casts,
     elementwise_chain,
     ext,
     header,
@@ -29,9 +29,10 @@ from flow.rtl.common import (
     segments,
     signed_bits,
     signed_width,
+    unpack,
 )
 
-FIXED_BLOCKS = ["qflow_fixed_cast.v", "qflow_vec_cast.v", "qflow_argmax.v"]
+FIXED_BLOCKS = ["qflow_fixed_cast.v", "qflow_argmax.v"]
 KNOBS = {"tree_pipeline": 0}
 
 
@@ -44,7 +45,7 @@ def emit(ir: IR, top: str, tree_pipeline: int = 0) -> Emitted:
     body = ""
     n = ir.input.n
     # Stage 0: the input register, then the elementwise layers before the first dense layer.
-    text, cur = elementwise_chain("s0", n, ir.input.type, segs[0].post, "in_r")
+    text, cur = elementwise_chain("s0", ir.input.type, segs[0].post, unpack("in_r", n, ir.input.type.width), "in_r")
     body += text
     latency = 2  # input and output registers
     for seg in segs[1:]:
@@ -171,12 +172,8 @@ def dense_module(
         text += "\n        end\n    end\n"
     # One cast per output (not one vector cast on a packed bus: Icarus would re-evaluate all of them on
     # every change of any accumulator).
-    rw = layer.result_t.width
-    text += f"    wire [{n_out * rw - 1}:0] r;\n"
-    params = cast_params(aw, acc_t.frac_bits, acc_t.signed, layer.result_t)
-    for j, acc in enumerate(accs):
-        text += f"    qflow_fixed_cast #({params}) u_out{j} (.din({acc}), .dout(r[{j * rw + rw - 1}:{j * rw}]));\n"
-    chain, last = elementwise_chain("e", n_out, layer.result_t, post, "r")
-    text += chain
+    casts, outs = elem_casts("r", accs, False, acc_t, layer.result_t)
+    chain, last = elementwise_chain("e", layer.result_t, post, outs)
+    text += casts + chain
     text += f"    always @(posedge clk) begin\n        if (en) y <= {last};\n    end\nendmodule\n"
     return text, 1 + len(reg_levels)
