@@ -10,7 +10,7 @@ STAMP       := $(VENV)/.setup-stamp
 MODEL       ?= diag_05
 DATA        ?=
 SIM         ?= verilator
-ARCH        ?= folded
+ARCH        ?=
 N           ?= 2000
 TRIALS      ?= 20
 SYNTH       ?= 0
@@ -50,8 +50,8 @@ hls: setup  ## Train (or reuse) MODEL, write its hls4ml project, run C simulatio
 verify: setup  ## Reference vs hls4ml C simulation, bit-exact, on test + random vectors
 	$(FLOW) verify $(MODEL_ARGS)
 
-sim: setup  ## Generate Verilog (ARCH) and run the cocotb testbench (SIM) on N vectors
-	$(FLOW) sim $(MODEL) --sim $(SIM) --arch $(ARCH) -n $(N)
+sim: setup  ## Generate Verilog (ARCH, default: the card's) and run the cocotb testbench (SIM) on N vectors
+	$(FLOW) sim $(MODEL) --sim $(SIM) $(if $(ARCH),--arch $(ARCH),) -n $(N)
 
 report: setup  ## Cost (Yosys) and the accuracy/area report for MODEL
 	$(FLOW) report $(MODEL)

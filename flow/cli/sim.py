@@ -14,7 +14,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
     p.add_argument("model", help="model name (hls_projects/<model>/ must hold ir.json and vectors.npz)")
     p.add_argument("--sim", choices=SIMULATORS, default="verilator", help="simulator (default: verilator)")
-    p.add_argument("--arch", choices=list(ARCHS), default="folded", help="RTL architecture (default: folded)")
+    p.add_argument(
+        "--arch", choices=list(ARCHS), default=None, help="RTL architecture (default: the card's hardware.arch)"
+    )
     p.add_argument("-n", type=int, default=2000, help="number of vectors (default: 2000)")
     p.add_argument(
         "--reuse", action="append", metavar="LAYER=R", help="reuse factor of a dense layer (folded; default: the card)"
@@ -22,11 +24,21 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--seed", type=int, default=1, help="seed of the idle gaps and back-pressure (default: 1)")
 
 
+def card_arch(model: str) -> str:
+    """The architecture the project's card asks for (``folded`` for a model without a card)."""
+    from flow.card import load_card
+    from flow.project import Project
+
+    project = Project.of(model)
+    return load_card(project.card).hardware.arch if project.card.exists() else "folded"
+
+
 def run(args: argparse.Namespace) -> int:
     """Run the stage; exit code 1 on any mismatch."""
     from flow.sim import parse_reuse, run_stage
 
-    r = run_stage(args.model, args.sim, args.arch, args.n, parse_reuse(args.reuse), seed=args.seed)
+    arch = args.arch or card_arch(args.model)
+    r = run_stage(args.model, args.sim, arch, args.n, parse_reuse(args.reuse), seed=args.seed)
     status = "PASS" if r.passed else "FAIL"
     log.info(
         f"{args.model} {r.architecture}/{r.simulator}: {status}, {r.vectors} vectors, {r.mismatches} mismatches, "
