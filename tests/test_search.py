@@ -200,3 +200,14 @@ def test_variant_is_validated_like_a_user_card(env):
     with pytest.raises(FlowError, match="layers\\[0\\].weight"):
         variant(card, space, {"fc1.weight": "(3,5)"})
     assert parse_card(card.raw, card.path) == card
+
+
+def test_variant_with_fewer_units_keeps_the_next_layer_foldable():
+    """fc2 folded by R = n_in = 40 must become R = 24 when fc1 shrinks to 24 units (R > n_in is invalid)."""
+    from flow.card import load_card
+    from flow.search.space import parse_space, variant
+
+    card = load_card("diag_05")
+    v = variant(card, parse_space(card), {"fc1.units": 24})
+    fc2 = next(s for s in v.layers if s.name == "fc2")
+    assert (fc2.reuse_factor, next(s for s in v.layers if s.name == "fc1").units) == (24, 24)

@@ -293,9 +293,24 @@ def variant_data(card: Card, space: SearchSpace, values: dict[str, Any], *, epoc
                 data[fld] = value
             else:
                 data["layers"][index][fld] = value
+    _fit_reuse_factors(card, data)
     if epochs is not None:
         data["training"] = dict(data.get("training") or {}) | {"epochs": epochs}
     return data
+
+
+def _fit_reuse_factors(card: Card, data: dict) -> None:
+    """A layer whose input count changed with ``units`` keeps its folding: R = n_in stays R = n_in."""
+    old_n = new_n = None
+    for spec, layer in zip(card.layers, data["layers"]):
+        if spec.type != "dense":
+            continue
+        r = layer.get("reuse_factor", 1)
+        if old_n is not None and new_n != old_n and r > 1:
+            layer["reuse_factor"] = max(1, round(r * new_n / old_n))
+            if layer["reuse_factor"] > new_n and layer["reuse_factor"] % new_n:
+                layer["reuse_factor"] = new_n  # hls4ml and the folded RTL need R <= n_in or a multiple of it
+        old_n, new_n = spec.units, layer.get("units", spec.units)
 
 
 def variant(card: Card, space: SearchSpace, values: dict[str, Any], *, epochs: int | None = None) -> Card:
