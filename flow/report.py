@@ -255,6 +255,21 @@ def compare_table(d: dict) -> list[dict]:
 # ---------------------------------------------------------------------------------------------- markdown
 
 
+# (key in arch_figures, column header) of the FPGA cost table
+FPGA_COLUMNS = [
+    ("LUT", "LUT"),
+    ("FF", "FF"),
+    ("CARRY4", "CARRY4"),
+    ("MUXF7", "MUXF7"),
+    ("MUXF8", "MUXF8"),
+    ("DSP48E1", "DSP48E1"),
+    ("RAMB18", "RAMB18"),
+    ("RAMB36", "RAMB36"),
+    ("LUT_nodsp", "LUT (-nodsp)"),
+    ("FF_nodsp", "FF (-nodsp)"),
+]
+
+
 def _fmt(v: Any) -> str:
     if v is None:
         return "–"
@@ -353,43 +368,14 @@ def render_md(d: dict) -> str:
                     tail = (r.get("log_tail") or r.get("error") or "").strip().splitlines()[-3:]
                     fail.append(f"- {arch} / {flow}: **synthesis {r.get('status')}** — " + " / ".join(tail))
             f = arch_figures(e)
-            fpga_rows.append(
-                [arch]
-                + [
-                    f.get(k)
-                    for k in (
-                        "LUT",
-                        "FF",
-                        "CARRY4",
-                        "MUXF7",
-                        "MUXF8",
-                        "DSP48E1",
-                        "RAMB18",
-                        "RAMB36",
-                        "LUT_nodsp",
-                        "FF_nodsp",
-                    )
-                ]
-            )
+            fpga_rows.append([arch] + [f.get(k) for k, _ in FPGA_COLUMNS])
             asic_rows.append(
                 [arch]
                 + [f.get(k) for k in ("osu018_um2", "osu018_nand2", "sky130_hd_um2", "sky130_hd_nand2", "transistors")]
             )
         L += ["FPGA (`synth_xilinx -family xc7 -flatten -noiopad -noclkbuf`; LUT-only variant adds `-nodsp`):", ""]
         L += _table(
-            [
-                "arch",
-                "LUT",
-                "FF",
-                "CARRY4",
-                "MUXF7",
-                "MUXF8",
-                "DSP48E1",
-                "RAMB18",
-                "RAMB36",
-                "LUT (-nodsp)",
-                "FF (-nodsp)",
-            ],
+            ["arch"] + [header for _, header in FPGA_COLUMNS],
             fpga_rows,
         )
         L += [
