@@ -15,6 +15,15 @@ from flow.model import build_model, load_keras
 from flow.project import Project, read_json, write_json
 
 
+def seed_everything(seed: int) -> None:
+    """Seed Python, NumPy and TensorFlow, and make TensorFlow's kernels deterministic."""
+    import tensorflow as tf
+
+    tf.keras.utils.set_random_seed(seed)
+    # Without this, multi-threaded reductions make two runs with one seed differ.
+    tf.config.experimental.enable_op_determinism()
+
+
 def fit(model, ds: Dataset, card: Card, *, seed: int | None = None, label: str | None = None, callbacks=()) -> int:
     """The one training recipe: Adam, early stopping on val_loss with best weights restored; returns epochs run."""
     import tensorflow as tf
@@ -22,9 +31,7 @@ def fit(model, ds: Dataset, card: Card, *, seed: int | None = None, label: str |
     from flow.log import KerasProgress
 
     if seed is not None:
-        tf.keras.utils.set_random_seed(seed)
-        # Without this, multi-threaded reductions make two runs with one seed differ.
-        tf.config.experimental.enable_op_determinism()
+        seed_everything(seed)
     if ds.task == "classification":
         loss = tf.keras.losses.SparseCategoricalCrossentropy(from_logits=True)
         metrics = ["accuracy"]
@@ -59,10 +66,12 @@ def train(
             return summary
     seed = card.training.seed
     t0 = time.perf_counter()
+    seed_everything(seed)  # before building: the initial weights come from the seeded generator
     float_model = build_model(card, ds.n_features, ds.n_outputs, quantized=False)
     float_epochs = fit(float_model, ds, card, seed=seed, label="float")
     float_metrics = score(ds, float_model.predict(ds.X_test, verbose=0, batch_size=4096))
     t1 = time.perf_counter()
+    seed_everything(seed)
     qmodel = build_model(card, ds.n_features, ds.n_outputs, quantized=True)
     # Starting QAT from the float weights converges faster and better than from scratch.
     qmodel.set_weights(float_model.get_weights())

@@ -133,3 +133,19 @@ def test_diag_sized_model_resource_strategy(projects):
     assert main(["-q", "verify", "tiny_diag", "-n", "500"]) == 0
     ir = IR.load(Project.of("tiny_diag").ir_json)
     assert ir.input.n == 1023 and ir.layers[0].n_out == 40
+
+
+def test_training_is_reproducible_from_the_seed(tmp_path):
+    """Two trainings of one card with one seed give identical weights (initialisation included)."""
+    from flow.build import Source, load_data
+    from flow.model import load_keras
+    from flow.train import train
+
+    source = Source.from_card(str(CARDS / "tiny_lut.yaml"))
+    ds, fingerprint = load_data(source)
+    weights = []
+    for run in ("a", "b"):
+        project = Project.of("tiny_lut", tmp_path / run)
+        train(source.card, ds, project, fingerprint, force=True)
+        weights.append(load_keras(project.keras).get_weights())
+    assert all(np.array_equal(a, b) for a, b in zip(*weights))

@@ -156,9 +156,10 @@ def prune_limit(default_badness: float, factor: float, direction: str) -> float:
 def _clear_keras(seed: int) -> None:
     import tensorflow as tf
 
+    from flow.train import seed_everything
+
     tf.keras.backend.clear_session()
-    tf.keras.utils.set_random_seed(seed)
-    tf.config.experimental.enable_op_determinism()  # reproducible trials, as in flow.train
+    seed_everything(seed)
 
 
 def _fit(model, ds: Dataset, card: Card, callbacks: list) -> int:
