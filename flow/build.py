@@ -16,7 +16,7 @@ from flow.errors import FlowError
 from flow.ir_extract import extract_ir
 from flow.log import info
 from flow.metrics import agreement, primary_metric, score
-from flow.project import Project, atomic_dir, read_json, write_json, write_npz
+from flow.project import Project, atomic_dir, write_json, write_npz
 
 TB_VECTORS = 1000  # test-bench vectors written into the hls4ml project (C/RTL co-simulation time grows with it)
 
@@ -183,8 +183,3 @@ def load_test_data(project: Project) -> tuple[np.ndarray, np.ndarray, str]:
     """The test set the hls stage saved: X_test, y_test, task."""
     with np.load(project.require(project.data, "hls")) as d:
         return d["X_test"], d["y_test"], str(d["task"])
-
-
-def project_summary(project: Project) -> dict:
-    """train.json and csim.json of a built project."""
-    return {"train": read_json(project.train_json), "csim": read_json(project.csim_json)}

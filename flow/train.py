@@ -11,7 +11,7 @@ from flow.card import Card
 from flow.data.dataset import Dataset
 from flow.log import info
 from flow.metrics import primary_metric, score
-from flow.model import build_model, load_keras
+from flow.model import build_model
 from flow.project import Project, read_json, write_json
 
 
@@ -104,11 +104,6 @@ def train(
         f"({float_epochs}+{q_epochs} epochs, {t2 - t0:.0f} s)"
     )
     return summary
-
-
-def load_trained(project: Project):
-    """The trained QKeras model of a project."""
-    return load_keras(project.require(project.keras, "hls"))
 
 
 def keras_predict(model, X: np.ndarray) -> np.ndarray:
