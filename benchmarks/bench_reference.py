@@ -17,7 +17,6 @@ def run() -> dict:
     """Build diag_05 if needed, then time both on the same random vectors."""
     from flow import reference
     from flow.build import Source, build_hls
-    from flow.card import load_card
     from flow.convert import HlsSettings, convert, predict, write_and_compile
     from flow.ir import IR
     from flow.model import load_keras
@@ -38,7 +37,7 @@ def run() -> dict:
 
     tmp = Path(tempfile.mkdtemp(prefix="qflow-bench-"))
     try:
-        hls_model = convert(load_keras(project.keras), HlsSettings.from_card(load_card(project.card)), tmp)
+        hls_model = convert(load_keras(project.keras), HlsSettings.for_project(project), tmp)
         compile_s = write_and_compile(hls_model)
         t0 = time.perf_counter()
         c_out = predict(hls_model, x)

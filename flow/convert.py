@@ -28,6 +28,13 @@ class HlsSettings:
     def from_card(cls, card) -> HlsSettings:
         return cls(card.hardware, {s.name: s.reuse_factor for s in card.layers if s.type == "dense"})
 
+    @classmethod
+    def for_project(cls, project) -> HlsSettings:
+        """The settings a project was built with: its card copy, or the defaults for a user's model."""
+        from flow.card import load_card
+
+        return cls.from_card(load_card(project.card)) if project.card.exists() else cls(Hardware(), {})
+
 
 def hls_config(keras_model, settings: HlsSettings, *, trace: bool = False) -> dict:
     """hls4ml's per-layer configuration; precisions come from the QKeras quantizers."""

@@ -88,9 +88,11 @@ def random_vectors(ir: IR, n: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
     return raw, kind
 
 
-def compare(ir: IR, x_raw: np.ndarray, csim_layers: dict[str, np.ndarray]) -> Comparison:
-    """Every layer's reference output against the C simulation's raw outputs of the same layer."""
-    trace = reference.run(ir, x_raw)
+def compare(
+    ir: IR, x_raw: np.ndarray, csim_layers: dict[str, np.ndarray], trace: reference.Trace | None = None
+) -> Comparison:
+    """Every layer's reference output (``trace``, computed when not given) against the C simulation's."""
+    trace = trace or reference.run(ir, x_raw)
     total, first, by_layer = 0, None, {}
     compared = 0
     for li, (layer, ref_raw) in enumerate(zip(ir.layers, trace.raw)):
@@ -124,11 +126,10 @@ def _csim_trace(hls_model, ir: IR, x: np.ndarray) -> dict[str, np.ndarray]:
 
 def _hls_model_for(project: Project):
     """Convert the project's trained model again, with tracing on every layer (deterministic)."""
-    from flow.card import Hardware, load_card
     from flow.convert import HlsSettings, convert
     from flow.model import load_keras
 
-    settings = HlsSettings.from_card(load_card(project.card)) if project.card.exists() else HlsSettings(Hardware(), {})
+    settings = HlsSettings.for_project(project)
     model = load_keras(project.require(project.keras, "hls"))
     tmp = Path(tempfile.mkdtemp(prefix=f"qflow-verify-{project.name}-"))
     hls_model = convert(model, settings, tmp, trace=True)
@@ -157,17 +158,17 @@ def verify(project: Project, *, n_random: int = N_RANDOM, seed: int = 0) -> dict
         kinds = np.concatenate([np.array(["test"] * len(test_raw)), rand_kind])
         info(f"{project.name}: C simulation of {len(x_raw)} vectors, every layer traced")
         t1 = time.perf_counter()
-        # Test vectors go in as the user's floats (the C simulation quantizes them itself); random ones are exact.
-        csim_test = _csim_trace(hls_model, ir, X_test.astype(np.float64))
-        csim_rand = _csim_trace(hls_model, ir, ir.input.type.to_float(rand_raw))
+        # One traced run (each trace() call recompiles): test vectors as the user's floats, which the C
+        # simulation quantizes itself, then the random ones, exact as floats.
+        x_csim = np.concatenate([X_test.astype(np.float64), ir.input.type.to_float(rand_raw)])
+        csim = _csim_trace(hls_model, ir, x_csim)
         csim_s = time.perf_counter() - t1
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
-    csim = {k: np.concatenate([csim_test[k], csim_rand[k]]) for k in csim_test}
     t2 = time.perf_counter()
-    result = compare(ir, x_raw, csim)
-    ref_s = time.perf_counter() - t2
     trace = reference.run(ir, x_raw)
+    ref_s = time.perf_counter() - t2
+    result = compare(ir, x_raw, csim, trace)
     out_raw = trace.raw[-1]
     q_test = keras_model.predict(X_test, verbose=0, batch_size=4096)
     ref_test = ir.output_t.to_float(out_raw[: len(X_test)])
