@@ -256,20 +256,12 @@ def simulate(
 
 
 def card_reuse_factors(project: Project, ir: IR) -> dict[str, int]:
-    """Reuse factors from the project's card copy (dense layers, matched by name, else by order)."""
-    if not project.card.exists():
-        return {}
-    from flow.card import load_card
+    """The reuse factors the project's card gives its dense layers (hls4ml's and the folded RTL's)."""
+    from flow.convert import HlsSettings
 
-    card = load_card(project.card)
-    specs = [layer for layer in card.layers if layer.type == "dense"]
+    factors = HlsSettings.for_project(project).reuse_factors
     dense = [layer.name for layer in ir.layers if isinstance(layer, DenseLayer)]
-    by_name = {s.name: s.reuse_factor for s in specs}
-    if set(dense) <= set(by_name):
-        return {name: int(by_name[name]) for name in dense}
-    if len(specs) == len(dense):
-        return {name: int(s.reuse_factor) for name, s in zip(dense, specs)}
-    return {}
+    return {name: factors[name] for name in dense if name in factors}
 
 
 def parse_reuse(items: list[str] | None) -> dict[str, int]:
