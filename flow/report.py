@@ -380,7 +380,7 @@ def render_md(d: dict) -> str:
         )
         L += [
             "ASIC (`synth -flatten`; OSU018 via `dfflibmap`/`abc -liberty`; sky130 HD as generic gates costed "
-            "by LEF cell size; transistors from `abc -g cmos2; stat -tech cmos`):",
+            "by LEF cell size; transistors from `stat -tech cmos` of those generic gates):",
             "",
         ]
         L += _table(
@@ -396,7 +396,7 @@ def render_md(d: dict) -> str:
             if isinstance(r, dict) and "seconds" in r
         ]
         if times:
-            L += ["Synthesis time: " + "; ".join(times) + ".", ""]
+            L += ["Yosys process time (a front end shared by two flows counts for both): " + "; ".join(times) + ".", ""]
 
     hls = d.get("hls") or {}
     L += ["## Vendor HLS (Vitis/Vivado)", ""]

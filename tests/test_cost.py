@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import subprocess
 from pathlib import Path
 
 import numpy as np
@@ -53,6 +54,13 @@ def test_stat_json_adder():
 def test_stat_json_transistors():
     assert yosys.parse_stat_json((DATA / "add8_stat_cmos.json").read_text())["transistors"] == 480
     assert yosys.parse_stat_json((DATA / "reg8_stat_cmos.json").read_text())["transistors"] == 128
+
+
+def test_stat_json_transistor_lower_bound():
+    text = (DATA / "add8_stat_cmos.json").read_text().replace('"480"', '"480+"')
+    stat = yosys.parse_stat_json(text)
+    assert stat["transistors"] == 480 and stat["transistors_lower_bound"] is True
+    assert "transistors_lower_bound" not in yosys.parse_stat_json((DATA / "add8_stat_cmos.json").read_text())
 
 
 def test_stat_json_broken_is_tool_error():
@@ -158,7 +166,7 @@ def test_live_register_and_cache(tmp_path):
     res = yosys.cost_rtl(rtl, flows=("xc7", "asic"))
     assert res["xc7"]["status"] == "ok" and res["xc7"]["fpga"]["FF"] == 8
     assert res["xc7"]["yosys"].startswith("Yosys")
-    assert res["asic"]["asic"]["transistors"] == 128
+    assert res["asic"]["asic"]["transistors"] == 128  # 8 $_DFF_P_ × 16
     if libs.osu018():
         assert res["asic"]["asic"]["osu018"]["area_um2"] == 768.0
     again = yosys.cost_rtl(rtl, flows=("xc7", "asic"))
@@ -166,6 +174,24 @@ def test_live_register_and_cache(tmp_path):
     (rtl / "design.v").write_text((DATA / "reg8.v").read_text().replace("q <= d", "q <= ~d"))
     changed = yosys.cost_rtl(rtl, flows=("xc7",))
     assert not changed["xc7"]["cached"] and changed["xc7"]["digest"] != res["xc7"]["digest"]
+
+
+@needs_yosys
+def test_flows_share_one_front_end_and_match_a_single_process(tmp_path, monkeypatch):
+    rtl = _rtl(tmp_path / "rtl", (DATA / "add8.v").read_text(), "add8")
+    calls: list[str] = []
+    real = yosys._Step.run
+    monkeypatch.setattr(yosys._Step, "run", lambda self: (calls.append(self.name), real(self))[1])
+    res = yosys.cost_rtl(rtl, flows=("xc7", "xc7_nodsp"), cache=tmp_path / "cache")
+    assert sorted(calls) == ["front", "xc7", "xc7"]  # one front end for both flows
+    # The same flow as one Yosys process, for comparison: splitting must not change the netlist.
+    whole = tmp_path / "whole"
+    whole.mkdir()
+    (whole / "add8.v").write_text((DATA / "add8.v").read_text())
+    script = f"read_verilog -sv add8.v\nhierarchy -check -top add8\n{yosys.FPGA_SYNTH} -nodsp -top add8\n"
+    (whole / "s.ys").write_text(script + "tee -q -o stat.json stat -json\n")
+    subprocess.run([yosys.find_yosys(), "-q", "-s", "s.ys"], cwd=whole, check=True)
+    assert res["xc7_nodsp"]["cells"] == yosys.parse_stat_json((whole / "stat.json").read_text())["cells"]
 
 
 @needs_yosys
@@ -185,7 +211,7 @@ def test_failed_synthesis_is_failed_not_zero(tmp_path):
     rtl = _rtl(tmp_path / "rtl", "module broken(input a, output b);\n assign b = a +;\nendmodule\n", "broken")
     res = yosys.cost_rtl(rtl, flows=("xc7", "asic"))
     for r in res.values():
-        assert r["status"] == "failed"
+        assert r["status"] == "failed" and r["step"] == "front"
         assert "fpga" not in r and "asic" not in r  # no figures at all, never zeros
         assert "syntax error" in r["log_tail"].lower() or "error" in r["log_tail"].lower()
     from flow.report import arch_figures
@@ -324,7 +350,9 @@ def test_report_with_rtl_costs_and_compares(tmp_path):
     out = report.build_report("lut_fake", projects_dir=tmp_path, synth=True)
     d = json.loads((out / "report.json").read_text())
     f = report.arch_figures(d["archs"]["parallel"])
-    assert f["FF"] == 9 and f["LUT"] == 8 and f["transistors"] == 480
+    # stat -tech cmos of the generic gates in add8_stat_gates.json: 9 DFF×16, 5 XOR + 5 XNOR ×12, 3 AND + 4 ANDNOT
+    # + 1 OR + 1 ORNOT + 3 AOI3 + 4 OAI3 ×6, 5 NAND + 4 NOR ×4 = 144 + 120 + 96 + 36 = 396
+    assert f["FF"] == 9 and f["LUT"] == 8 and f["transistors"] == 396
     assert d["archs"]["parallel"]["sim"]["icarus"]["passed"] is True
     md = (out / "report.md").read_text()
     assert "passed (100 vectors, 0 mismatches)" in md

@@ -1,14 +1,17 @@
-"""Yosys synthesis as plan, then run: a script and a copy of the sources in a folder named by their digest.
+"""Yosys synthesis as plan, then run: scripts and a copy of the sources, results cached by their digest.
 
-A flow is one Yosys process writing ``stat -json`` files; :data:`FLOWS` names them:
+A flow is a front end (read, elaborate, optimise; written as an RTLIL netlist) and one or more back ends, each
+its own Yosys process reading that netlist and writing ``stat -json`` files. Flows with the same front end
+share one run of it, and back ends run side by side. :data:`FLOWS` names them:
 
-* ``xc7``: ``synth_xilinx -family xc7 -flatten -noiopad -noclkbuf`` (LUT, FF, CARRY4, MUXF7/8, DSP48E1, RAMB18/36).
+* ``xc7``: ``synth_xilinx -family xc7 -flatten -noiopad -noclkbuf`` (LUT, FF, CARRY4, MUXF7/8, DSP48E1, RAMB18/36);
+  the front end is its ``begin`` and ``prepare`` steps, the back end the rest.
 * ``xc7_nodsp``: the same with ``-nodsp`` (LUT-only arithmetic).
 * ``xc7_nobram``: the same with ``-nobram -nolutram`` (a ROM as LUT logic; used for tables).
-* ``asic``: ``synth -flatten`` once, then three mappings of that netlist: OSU018 cells (``dfflibmap``/``abc
-  -liberty``), generic gates costed as sky130 HD cells, and ``abc -g cmos2; stat -tech cmos`` (transistors).
+* ``asic``: ``synth -flatten`` once, then two mappings of that netlist: OSU018 cells (``dfflibmap``/``abc
+  -liberty``), and generic gates costed as sky130 HD cells, whose ``stat -tech cmos`` gives the transistor count.
 
-The cache key is the SHA-256 of the Yosys version, the flow's script, the liberty contents and every source
+The cache key is the SHA-256 of the Yosys version, the flow's scripts, the liberty contents and every source
 file's relative path and contents. A cached result is returned without running Yosys; failures are not cached.
 """
 
@@ -25,7 +28,7 @@ import tempfile
 import threading
 import time
 from collections.abc import Iterable
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
@@ -66,6 +69,9 @@ def yosys_cache_dir() -> Path:
 
 # ---------------------------------------------------------------------------------------------- scripts
 
+FRONT_NETLIST = "front.il"
+LIBERTY = "osu018_stdcells.lib"  # the liberty's name inside a run folder
+
 
 def _read(sources: list[str], top: str) -> list[str]:
     vs = [s for s in sources if s.endswith((".v", ".sv", ".vh"))]
@@ -73,37 +79,59 @@ def _read(sources: list[str], top: str) -> list[str]:
     return [f"read_verilog -sv {quoted}", f"hierarchy -check -top {top}"]
 
 
-def flow_script(flow: str, sources: list[str], top: str, liberty: Path | None = None) -> str:
-    """The Yosys script of ``flow`` (run in the folder holding ``sources``); writes ``<part>.json`` files."""
+def front_script(flow: str, sources: list[str], top: str) -> str:
+    """The front end of ``flow``: read, elaborate and optimise, then write :data:`FRONT_NETLIST`.
+
+    Flows with the same front end (every ``xc7*`` flow) share one run of it.
+    """
     lines = _read(sources, top)
     if flow in ("xc7", "xc7_nodsp", "xc7_nobram"):
-        extra = {"xc7": "", "xc7_nodsp": " -nodsp", "xc7_nobram": " -nobram -nolutram"}[flow]
-        lines += [f"{FPGA_SYNTH}{extra} -top {top}", "tee -q -o stat_xc7.json stat -json"]
+        lines.append(f"{FPGA_SYNTH} -top {top} -run :map_dsp")  # begin + prepare: identical for every variant
     elif flow == "asic":
-        lines += [f"synth -flatten -top {top}", "opt_clean -purge", "design -save generic"]
-        if liberty is not None:
-            lines += [
+        lines += [f"synth -flatten -top {top}", "opt_clean -purge"]
+    else:
+        raise FlowError(f"unknown synthesis flow {flow!r}; expected one of {', '.join(FLOWS)}")
+    return "\n".join(lines + [f'write_rtlil "{FRONT_NETLIST}"']) + "\n"
+
+
+def back_scripts(flow: str, top: str, liberty: Path | None = None, netlist: str = FRONT_NETLIST) -> dict[str, str]:
+    """The back ends of ``flow``, ``{name: script}``: each reads the front netlist and runs as its own process."""
+    read = f'read_rtlil "{netlist}"'
+    if flow in ("xc7", "xc7_nodsp", "xc7_nobram"):
+        extra = {"xc7": "", "xc7_nodsp": " -nodsp", "xc7_nobram": " -nobram -nolutram"}[flow]
+        return {"xc7": f"{read}\n{FPGA_SYNTH}{extra} -top {top} -run map_dsp:\ntee -q -o stat_xc7.json stat -json\n"}
+    if flow != "asic":
+        raise FlowError(f"unknown synthesis flow {flow!r}; expected one of {', '.join(FLOWS)}")
+    backs = {}
+    if liberty is not None:
+        backs["osu018"] = "\n".join(
+            [
+                read,
                 f'dfflibmap -liberty "{liberty}"',
                 f'abc -liberty "{liberty}"',
                 "opt_clean -purge",
                 "tee -q -o stat_osu018.json stat -json",
                 f'tee -q -o stat_osu018.txt stat -liberty "{liberty}"',
-                "design -load generic",
             ]
-        lines += [
+        )
+    # The transistor count is that of this generic-gate netlist (the one costed as sky130 HD cells).
+    backs["gates"] = "\n".join(
+        [
+            read,
             f"dfflegalize {_LEGAL_FFS}",
             f"abc -g {_GENERIC_GATES}",
             "opt_clean -purge",
-            "tee -q -o stat_gates.json stat -json",
-            "design -load generic",
-            f"dfflegalize {_LEGAL_FFS}",
-            "abc -g cmos2",
-            "opt_clean -purge",
-            "tee -q -o stat_cmos.json stat -json -tech cmos",
+            "tee -q -o stat_gates.json stat -json -tech cmos",
         ]
-    else:
-        raise FlowError(f"unknown synthesis flow {flow!r}; expected one of {', '.join(FLOWS)}")
-    return "\n".join(lines) + "\n"
+    )
+    return {k: v + "\n" for k, v in backs.items()}
+
+
+def flow_script(flow: str, sources: list[str], top: str, liberty: Path | None = None) -> str:
+    """The whole of ``flow`` as one text (front, then each back end): what the cache digest covers."""
+    parts = [front_script(flow, sources, top)]
+    parts += [f"# back end {name}\n{text}" for name, text in back_scripts(flow, top, liberty).items()]
+    return "".join(parts)
 
 
 # ---------------------------------------------------------------------------------------------- parse
@@ -127,7 +155,10 @@ def parse_stat_json(text: str) -> dict:
         "num_memory_bits": int(block.get("num_memory_bits", 0)),
     }
     if "estimated_num_transistors" in block:
-        out["transistors"] = int(block["estimated_num_transistors"])
+        count = str(block["estimated_num_transistors"])
+        out["transistors"] = int(count.rstrip("+"))
+        if count.endswith("+"):  # some cell type has no transistor cost: the count is a lower bound
+            out["transistors_lower_bound"] = True
     return out
 
 
@@ -173,16 +204,23 @@ def asic_area(cells: dict[str, int], lib: libs.CellLibrary) -> dict:
 
 # ---------------------------------------------------------------------------------------------- plan, run
 
+# Back ends are queued longest first (diag_05 folded: xc7 back ends 72-79 s, each ASIC mapping ~20 s), fronts
+# before any back end, so that two workers finish together.
+_BACK_ORDER = {"xc7_nodsp": 0, "xc7": 1, "xc7_nobram": 2, "asic": 3}
+_FRONT_ORDER = {"asic": 0}  # the ASIC front end (full `synth`) is the longest
+
 
 @dataclass(frozen=True)
 class Plan:
-    """What one Yosys run will do: its script, sources (relative path → absolute path) and cache folder."""
+    """What one flow will do: its scripts, sources (relative to ``src_dir``) and cache folder."""
 
     flow: str
     top: str
     src_dir: Path
     sources: tuple[str, ...]
-    script: str
+    front: str
+    backs: tuple[str, ...]  # back-end names; scripts come from :func:`back_scripts`
+    front_key: str  # plans with equal keys share one front-end run
     digest: str
     folder: Path
     yosys: str
@@ -205,20 +243,24 @@ def plan(flow: str, src_dir: Path, sources: Iterable[str], top: str, cache: Path
     exe = find_yosys()
     version = yosys_version(exe)
     osu = libs.osu018_liberty() if flow == "asic" else None
-    script = flow_script(flow, list(sources), top, Path("osu018_stdcells.lib") if osu else None)
+    liberty = Path(LIBERTY) if osu else None
+    front = front_script(flow, list(sources), top)
+    backs = tuple(back_scripts(flow, top, liberty))
+    src = hashlib.sha256()
+    for s in sources:
+        src.update(s.encode() + b"\0" + (src_dir / s).read_bytes() + b"\0")
+    front_key = hashlib.sha256(f"{version}\0{front}\0{src.hexdigest()}".encode()).hexdigest()
     h = hashlib.sha256()
-    for part in (version, flow, script):
+    for part in (version, flow, flow_script(flow, list(sources), top, liberty), src.hexdigest()):
         h.update(part.encode() + b"\0")
     if osu:
         h.update(osu.read_bytes())
     sky = libs.sky130_hd()
     if flow == "asic" and sky:
         h.update(json.dumps(sky.areas, sort_keys=True).encode())
-    for s in sources:
-        h.update(s.encode() + b"\0" + (src_dir / s).read_bytes() + b"\0")
     digest = h.hexdigest()
     folder = Path(cache or yosys_cache_dir()) / f"{flow}-{digest[:24]}"
-    return Plan(flow, top, src_dir, sources, script, digest, folder, exe, version)
+    return Plan(flow, top, src_dir, sources, front, backs, front_key, digest, folder, exe, version)
 
 
 def _summarise(p: Plan, work: Path) -> dict:
@@ -239,15 +281,15 @@ def _summarise(p: Plan, work: Path) -> dict:
     out["asic"]["sky130_hd"] = (
         asic_area(gates["cells"], sky) if sky else {"status": "no library", "hint": "python -m flow.cost.libs fetch"}
     )
-    cmos = parse_stat_json((work / "stat_cmos.json").read_text())
-    out["asic"]["transistors"] = cmos.get("transistors")
-    out["cells"]["cmos"] = cmos["cells"]
+    out["asic"]["transistors"] = gates.get("transistors")
+    if gates.get("transistors_lower_bound"):
+        out["asic"]["transistors_lower_bound"] = True
     return out
 
 
-def _run_yosys(cmd: list[str], cwd: Path, timeout_s: float) -> tuple[int | None, float]:
+def _run_yosys(cmd: list[str], cwd: Path, stderr_name: str, timeout_s: float) -> tuple[int | None, float]:
     """Run Yosys in its own process group; (exit code or None on timeout, peak resident memory in MB)."""
-    with open(cwd / "stderr.txt", "w") as err:
+    with open(cwd / stderr_name, "w") as err:
         proc = subprocess.Popen(cmd, cwd=cwd, stdout=subprocess.DEVNULL, stderr=err, start_new_session=True)
     timed_out = threading.Event()
 
@@ -267,61 +309,145 @@ def _run_yosys(cmd: list[str], cwd: Path, timeout_s: float) -> tuple[int | None,
     return (None if timed_out.is_set() else proc.returncode), peak_mb
 
 
-def run(p: Plan, timeout_s: float | None = None, use_cache: bool = True) -> dict:
-    """Run the plan (or return its cached result). Never raises for a failed synthesis: ``status`` says."""
-    if use_cache and p.result_path.is_file():
-        res = json.loads(p.result_path.read_text())
-        res["cached"] = True
-        return res
-    p.folder.parent.mkdir(parents=True, exist_ok=True)
-    work = Path(tempfile.mkdtemp(prefix=f".{p.folder.name}.", dir=p.folder.parent))
-    for s in p.sources:
-        (work / s).parent.mkdir(parents=True, exist_ok=True)
-        shutil.copyfile(p.src_dir / s, work / s)
-    osu = libs.osu018_liberty()
-    if p.flow == "asic" and osu:
-        shutil.copyfile(osu, work / "osu018_stdcells.lib")
-    (work / "synth.ys").write_text(p.script)
-    (work / "sources.txt").write_text("\n".join(p.sources) + "\n")
-    base = {"flow": p.flow, "top": p.top, "digest": p.digest, "yosys": p.version, "cached": False}
-    t0 = time.monotonic()
-    rc, peak_mb = _run_yosys([p.yosys, "-q", "-l", "yosys.log", "-s", "synth.ys"], work, timeout_s or DEFAULT_TIMEOUT_S)
-    err = (work / "stderr.txt").read_text(errors="replace")
-    if rc is None:
-        err += f"\ntimed out after {timeout_s or DEFAULT_TIMEOUT_S:.0f} s"
-    seconds = round(time.monotonic() - t0, 2)
-    log = (work / "yosys.log").read_text(errors="replace") if (work / "yosys.log").is_file() else ""
-    base.update(seconds=seconds, peak_rss_mb=peak_mb)
-    if rc != 0:
-        tail = "\n".join((log + "\n" + (err or "")).strip().splitlines()[-15:])
-        res = base | {"status": "failed", "returncode": rc, "log_tail": tail}
-        shutil.rmtree(p.folder, ignore_errors=True)
-        if p.folder.exists():
-            shutil.rmtree(work, ignore_errors=True)
-        else:
-            work.rename(p.folder)  # keep the failed run to look at; no result.json, so it is not a cache hit
-        return res
+@dataclass
+class _Step:
+    """One Yosys process: a script run in a folder, and how it went."""
+
+    name: str
+    folder: Path
+    script: str
+    yosys: str
+    timeout_s: float
+    returncode: int | None = -1
+    seconds: float = 0.0
+    peak_rss_mb: float = 0.0
+    log_tail: str = ""
+
+    @property
+    def ok(self) -> bool:
+        return self.returncode == 0
+
+    def run(self) -> None:
+        (self.folder / f"{self.name}.ys").write_text(self.script)
+        log = f"yosys-{self.name}.log"
+        t0 = time.monotonic()
+        cmd = [self.yosys, "-q", "-l", log, "-s", f"{self.name}.ys"]
+        rc, self.peak_rss_mb = _run_yosys(cmd, self.folder, f"stderr-{self.name}.txt", self.timeout_s)
+        self.seconds = round(time.monotonic() - t0, 2)
+        self.returncode = rc
+        if rc != 0:
+            text = (self.folder / log).read_text(errors="replace") if (self.folder / log).is_file() else ""
+            text += "\n" + (self.folder / f"stderr-{self.name}.txt").read_text(errors="replace")
+            if rc is None:
+                text += f"\ntimed out after {self.timeout_s:.0f} s"
+            self.log_tail = "\n".join(text.strip().splitlines()[-15:])
+
+
+def _schedule(tasks: list[tuple[str, tuple[str, ...], object]], jobs: int) -> None:
+    """Run ``(name, needs, fn)`` tasks on ``jobs`` workers: a task starts once the ones it needs are done,
+    the earliest-listed ready task first."""
+    done: set[str] = set()
+    started: set[str] = set()
+    with ThreadPoolExecutor(max_workers=max(1, jobs)) as ex:
+        running: dict = {}
+        while len(done) < len(tasks):
+            for name, needs, fn in tasks:
+                if len(running) >= jobs:
+                    break
+                if name not in started and all(n in done for n in needs):
+                    started.add(name)
+                    running[ex.submit(fn)] = name
+            finished, _ = wait(running, return_when=FIRST_COMPLETED)
+            for f in finished:
+                done.add(running.pop(f))
+                f.result()
+
+
+def _finish(p: Plan, work: Path, front: _Step, backs: list[_Step]) -> dict:
+    """The result of one plan from its steps; an ok result is stored in the cache, a failed run kept to look at."""
+    steps = [front, *backs]
+    res: dict = {"flow": p.flow, "top": p.top, "digest": p.digest, "yosys": p.version, "cached": False}
+    res["seconds"] = round(sum(s.seconds for s in steps), 2)  # the shared front end counts for every flow
+    res["peak_rss_mb"] = max(s.peak_rss_mb for s in steps)
+    res["steps"] = {s.name: {"seconds": s.seconds, "peak_rss_mb": s.peak_rss_mb} for s in steps if s.returncode != -1}
+    failed = next((s for s in steps if not s.ok), None)
+    if failed is None:
+        try:
+            res |= {"status": "ok"} | _summarise(p, work)
+        except (OSError, FlowError) as exc:
+            failed, res["log_tail"] = front, f"parsing Yosys output: {exc}"
+    if failed is not None:
+        res |= {"status": "failed", "returncode": failed.returncode, "step": failed.name}
+        res.setdefault("log_tail", failed.log_tail or "not run: the front end failed")
+        for f in ("yosys-front.log", "stderr-front.txt"):  # the shared front end's log, next to the rest
+            if (front.folder / f).is_file() and front.folder != work:
+                shutil.copyfile(front.folder / f, work / f)
+    else:
+        (work / "result.json").write_text(json.dumps(res, indent=1) + "\n")
+    shutil.rmtree(p.folder, ignore_errors=True)
     try:
-        res = base | {"status": "ok"} | _summarise(p, work)
-    except (OSError, FlowError) as exc:
-        res = base | {"status": "failed", "returncode": rc, "log_tail": f"parsing Yosys output: {exc}"}
-        shutil.rmtree(work, ignore_errors=True)
-        return res
-    (work / "result.json").write_text(json.dumps(res, indent=1) + "\n")
-    if p.folder.exists():
-        shutil.rmtree(p.folder, ignore_errors=True)
-    try:
-        work.rename(p.folder)
+        work.rename(p.folder)  # a failed run keeps its logs there but no result.json: never a cache hit
     except OSError:  # another process finished the same digest first
         shutil.rmtree(work, ignore_errors=True)
     return res
 
 
 def run_all(plans: list[Plan], jobs: int | None = None, timeout_s: float | None = None) -> list[dict]:
-    """Run plans in parallel Yosys processes (default: one per core, at most 2)."""
+    """Run plans (or return their cached results); one front-end run per distinct front end, then every back end
+    as its own process, at most ``jobs`` Yosys processes at a time (default: one per core, at most 2).
+
+    Never raises for a failed synthesis: each result's ``status`` says.
+    """
     jobs = jobs or min(2, os.cpu_count() or 1)
-    with ThreadPoolExecutor(max_workers=max(1, jobs)) as ex:
-        return list(ex.map(lambda p: run(p, timeout_s), plans))
+    timeout_s = timeout_s or DEFAULT_TIMEOUT_S
+    results: list[dict | None] = [None] * len(plans)
+    todo = []
+    for i, p in enumerate(plans):
+        if p.result_path.is_file():
+            results[i] = json.loads(p.result_path.read_text()) | {"cached": True}
+        else:
+            todo.append(i)
+    if not todo:
+        return results  # type: ignore[return-value]
+    root = plans[todo[0]].folder.parent
+    root.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(prefix=".fronts-", dir=root) as fronts_dir:
+        fronts: dict[str, _Step] = {}
+        works: dict[int, tuple[Path, list[_Step]]] = {}
+        for i in sorted(todo, key=lambda i: _FRONT_ORDER.get(plans[i].flow, 9)):
+            p = plans[i]
+            if p.front_key not in fronts:
+                folder = Path(tempfile.mkdtemp(prefix="front-", dir=fronts_dir))
+                for s in p.sources:
+                    (folder / s).parent.mkdir(parents=True, exist_ok=True)
+                    shutil.copyfile(p.src_dir / s, folder / s)
+                fronts[p.front_key] = _Step("front", folder, p.front, p.yosys, timeout_s)
+        for i in todo:
+            p = plans[i]
+            work = Path(tempfile.mkdtemp(prefix=f".{p.folder.name}.", dir=root))
+            if p.flow == "asic" and libs.osu018_liberty():
+                shutil.copyfile(libs.osu018_liberty(), work / LIBERTY)
+            (work / "sources.txt").write_text("\n".join(p.sources) + "\n")
+            netlist = str(fronts[p.front_key].folder / FRONT_NETLIST)
+            scripts = back_scripts(p.flow, p.top, Path(LIBERTY) if "osu018" in p.backs else None, netlist)
+            works[i] = (work, [_Step(name, work, scripts[name], p.yosys, timeout_s) for name in p.backs])
+
+        def back(i: int, step: _Step) -> object:
+            return lambda: step.run() if fronts[plans[i].front_key].ok else None
+
+        tasks: list = [(f"front:{k}", (), f.run) for k, f in fronts.items()]
+        for i in sorted(todo, key=lambda i: _BACK_ORDER.get(plans[i].flow, 9)):
+            tasks += [(f"{i}:{s.name}", (f"front:{plans[i].front_key}",), back(i, s)) for s in works[i][1]]
+        _schedule(tasks, jobs)
+        for i in todo:
+            work, backs = works[i]
+            results[i] = _finish(plans[i], work, fronts[plans[i].front_key], backs)
+    return results  # type: ignore[return-value]
+
+
+def run(p: Plan, timeout_s: float | None = None) -> dict:
+    """Run one plan (or return its cached result)."""
+    return run_all([p], 1, timeout_s)[0]
 
 
 def read_files_txt(rtl_dir: Path) -> list[str]:
@@ -334,7 +460,7 @@ def read_files_txt(rtl_dir: Path) -> list[str]:
 
 def cost_rtl(
     rtl_dir: Path,
-    flows: Iterable[str] = ("asic", "xc7", "xc7_nodsp"),  # the longest first: 2 processes finish together
+    flows: Iterable[str] = ("asic", "xc7", "xc7_nodsp"),
     jobs: int | None = None,
     timeout_s: float | None = None,
     cache: Path | None = None,
