@@ -94,9 +94,9 @@ def front_script(flow: str, sources: list[str], top: str) -> str:
     return "\n".join(lines + [f'write_rtlil "{FRONT_NETLIST}"']) + "\n"
 
 
-def back_scripts(flow: str, top: str, liberty: Path | None = None, netlist: str = FRONT_NETLIST) -> dict[str, str]:
+def back_scripts(flow: str, top: str, liberty: Path | None = None) -> dict[str, str]:
     """The back ends of ``flow``, ``{name: script}``: each reads the front netlist and runs as its own process."""
-    read = f'read_rtlil "{netlist}"'
+    read = f'read_rtlil "{FRONT_NETLIST}"'
     if flow in ("xc7", "xc7_nodsp", "xc7_nobram"):
         extra = {"xc7": "", "xc7_nodsp": " -nodsp", "xc7_nobram": " -nobram -nolutram"}[flow]
         return {"xc7": f"{read}\n{FPGA_SYNTH}{extra} -top {top} -run map_dsp:\ntee -q -o stat_xc7.json stat -json\n"}
@@ -366,6 +366,7 @@ def _schedule(tasks: list[tuple[str, tuple[str, ...], object]], jobs: int) -> No
 def _finish(p: Plan, work: Path, front: _Step, backs: list[_Step]) -> dict:
     """The result of one plan from its steps; an ok result is stored in the cache, a failed run kept to look at."""
     steps = [front, *backs]
+    (work / FRONT_NETLIST).unlink(missing_ok=True)  # a link into the front end's temporary folder
     res: dict = {"flow": p.flow, "top": p.top, "digest": p.digest, "yosys": p.version, "cached": False}
     res["seconds"] = round(sum(s.seconds for s in steps), 2)  # the shared front end counts for every flow
     res["peak_rss_mb"] = max(s.peak_rss_mb for s in steps)
@@ -428,8 +429,9 @@ def run_all(plans: list[Plan], jobs: int | None = None, timeout_s: float | None 
             if p.flow == "asic" and libs.osu018_liberty():
                 shutil.copyfile(libs.osu018_liberty(), work / LIBERTY)
             (work / "sources.txt").write_text("\n".join(p.sources) + "\n")
-            netlist = str(fronts[p.front_key].folder / FRONT_NETLIST)
-            scripts = back_scripts(p.flow, p.top, Path(LIBERTY) if "osu018" in p.backs else None, netlist)
+            (work / "front.ys").write_text(p.front)  # with sources.txt: enough to redo the run by hand
+            (work / FRONT_NETLIST).symlink_to(fronts[p.front_key].folder / FRONT_NETLIST)  # written by the front end
+            scripts = back_scripts(p.flow, p.top, Path(LIBERTY) if "osu018" in p.backs else None)
             works[i] = (work, [_Step(name, work, scripts[name], p.yosys, timeout_s) for name in p.backs])
 
         def back(i: int, step: _Step) -> object:
