@@ -51,6 +51,7 @@ verify: setup  ## Reference vs hls4ml C simulation, bit-exact, on test + random 
 	$(FLOW) verify $(MODEL_ARGS)
 
 sim: setup  ## Generate Verilog (ARCH, default: the card's) and run the cocotb testbench (SIM) on N vectors
+	@test -f "$${QFLOW_PROJECTS:-hls_projects}/$(MODEL)/vectors.npz" || $(FLOW) verify $(MODEL)
 	$(FLOW) sim $(MODEL) --sim $(SIM) $(if $(ARCH),--arch $(ARCH),) -n $(N)
 
 report: setup  ## Cost (Yosys) and the accuracy/area report for MODEL
