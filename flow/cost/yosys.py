@@ -318,7 +318,7 @@ class _Step:
     script: str
     yosys: str
     timeout_s: float
-    returncode: int | None = -1
+    returncode: int | None = -1  # -1: not run (its front end failed); None: timed out
     seconds: float = 0.0
     peak_rss_mb: float = 0.0
     log_tail: str = ""
