@@ -220,6 +220,57 @@ def test_failed_synthesis_is_failed_not_zero(tmp_path):
     assert not any(r.get("cached") for r in yosys.cost_rtl(rtl, flows=("xc7",)).values())  # failures not cached
 
 
+@needs_yosys
+def test_failed_run_keeps_logs_aside_and_never_touches_a_result(tmp_path):
+    rtl = _rtl(tmp_path / "rtl", "module broken(input a, output b);\n assign b = a +;\nendmodule\n", "broken")
+    p = yosys.plan("xc7", rtl, ["design.v"], "broken")
+    res = yosys.run(p)
+    assert res["status"] == "failed" and not p.folder.exists()  # nothing a later run could read as a result
+    logs = Path(res["logs"])
+    assert logs.name == p.folder.name + ".failed" and (logs / "yosys-front.log").is_file()
+    # Two processes with one digest: a finished result already in place is kept, the late copy dropped.
+    good, late = tmp_path / "good", tmp_path / "late"
+    for d, text in ((good, '{"status": "ok"}'), (late, '{"status": "late"}')):
+        d.mkdir()
+        (d / "result.json").write_text(text)
+    yosys._publish(late, good)
+    assert json.loads((good / "result.json").read_text()) == {"status": "ok"} and not late.exists()
+    # An old folder without a result (left by an earlier version) is replaced.
+    (good / "result.json").unlink()
+    late.mkdir()
+    (late / "result.json").write_text('{"status": "late"}')
+    yosys._publish(late, good)
+    assert json.loads((good / "result.json").read_text()) == {"status": "late"}
+
+
+@needs_yosys
+def test_a_step_that_cannot_start_fails_alone(tmp_path, monkeypatch):
+    rtl = _rtl(tmp_path / "rtl", (DATA / "reg8.v").read_text(), "reg8")
+    real = yosys._run_yosys
+
+    def fake(cmd, cwd, stderr_name, timeout_s):
+        if "gates.ys" in cmd:
+            raise OSError(12, "Cannot allocate memory")
+        return real(cmd, cwd, stderr_name, timeout_s)
+
+    monkeypatch.setattr(yosys, "_run_yosys", fake)
+    res = yosys.cost_rtl(rtl, flows=("xc7", "asic"))
+    assert res["xc7"]["status"] == "ok"
+    assert res["asic"]["status"] == "failed" and res["asic"]["step"] == "gates"
+    assert "Cannot allocate memory" in res["asic"]["log_tail"] and "asic" not in res["asic"]
+    assert [d.name for d in yosys.yosys_cache_dir().iterdir() if d.name.startswith(".run-")] == []
+
+
+@needs_yosys
+def test_relative_cache_path_and_bad_jobs(tmp_path, monkeypatch):
+    rtl = _rtl(tmp_path / "rtl", (DATA / "reg8.v").read_text(), "reg8")
+    monkeypatch.chdir(tmp_path)
+    res = yosys.cost_rtl(rtl, flows=("xc7",), cache=Path("relcache"))
+    assert res["xc7"]["status"] == "ok" and res["xc7"]["fpga"]["FF"] == 8
+    with pytest.raises(FlowError, match="jobs"):
+        yosys.cost_rtl(rtl, flows=("xc7_nodsp",), jobs=0)
+
+
 def test_missing_source_or_top_is_a_user_error(tmp_path):
     rtl = _rtl(tmp_path / "rtl", "module m; endmodule\n", "m")
     (rtl / "files.txt").write_text("design.v\nmissing.v\n")

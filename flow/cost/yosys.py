@@ -12,7 +12,9 @@ share one run of it, and back ends run side by side. :data:`FLOWS` names them:
   -liberty``), and generic gates costed as sky130 HD cells, whose ``stat -tech cmos`` gives the transistor count.
 
 The cache key is the SHA-256 of the Yosys version, the flow's scripts, the liberty contents and every source
-file's relative path and contents. A cached result is returned without running Yosys; failures are not cached.
+file's relative path and contents (and :data:`RESULT_SCHEMA`). A cached result is returned without running Yosys;
+failures are not cached: their logs go to ``<folder>.failed``. Everything is built in a temporary folder inside
+the cache and published by a rename, so an interrupted run (its Yosys processes are killed) leaves nothing.
 """
 
 from __future__ import annotations
@@ -204,6 +206,8 @@ def asic_area(cells: dict[str, int], lib: libs.CellLibrary) -> dict:
 
 # ---------------------------------------------------------------------------------------------- plan, run
 
+RESULT_SCHEMA = "2"  # part of every digest: change it when a result's figures are derived differently
+
 # Back ends are queued longest first (diag_05 folded: xc7 back ends 72-79 s, each ASIC mapping ~20 s), fronts
 # before any back end, so that two workers finish together.
 _BACK_ORDER = {"xc7_nodsp": 0, "xc7": 1, "xc7_nobram": 2, "asic": 3}
@@ -251,7 +255,7 @@ def plan(flow: str, src_dir: Path, sources: Iterable[str], top: str, cache: Path
         src.update(s.encode() + b"\0" + (src_dir / s).read_bytes() + b"\0")
     front_key = hashlib.sha256(f"{version}\0{front}\0{src.hexdigest()}".encode()).hexdigest()
     h = hashlib.sha256()
-    for part in (version, flow, flow_script(flow, list(sources), top, liberty), src.hexdigest()):
+    for part in (RESULT_SCHEMA, version, flow, flow_script(flow, list(sources), top, liberty), src.hexdigest()):
         h.update(part.encode() + b"\0")
     if osu:
         h.update(osu.read_bytes())
@@ -259,7 +263,7 @@ def plan(flow: str, src_dir: Path, sources: Iterable[str], top: str, cache: Path
     if flow == "asic" and sky:
         h.update(json.dumps(sky.areas, sort_keys=True).encode())
     digest = h.hexdigest()
-    folder = Path(cache or yosys_cache_dir()) / f"{flow}-{digest[:24]}"
+    folder = Path(cache or yosys_cache_dir()).resolve() / f"{flow}-{digest[:24]}"
     return Plan(flow, top, src_dir, sources, front, backs, front_key, digest, folder, exe, version)
 
 
@@ -287,10 +291,23 @@ def _summarise(p: Plan, work: Path) -> dict:
     return out
 
 
+_LIVE: set[int] = set()  # process groups of running Yosys processes, killed when a run is interrupted
+_LIVE_LOCK = threading.Lock()
+
+
+def _kill_live() -> None:
+    with _LIVE_LOCK:
+        for pid in _LIVE:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(pid, signal.SIGKILL)
+
+
 def _run_yosys(cmd: list[str], cwd: Path, stderr_name: str, timeout_s: float) -> tuple[int | None, float]:
     """Run Yosys in its own process group; (exit code or None on timeout, peak resident memory in MB)."""
     with open(cwd / stderr_name, "w") as err:
         proc = subprocess.Popen(cmd, cwd=cwd, stdout=subprocess.DEVNULL, stderr=err, start_new_session=True)
+    with _LIVE_LOCK:
+        _LIVE.add(proc.pid)
     timed_out = threading.Event()
 
     def kill() -> None:
@@ -304,6 +321,8 @@ def _run_yosys(cmd: list[str], cwd: Path, stderr_name: str, timeout_s: float) ->
         _, status, usage = os.wait4(proc.pid, 0)
     finally:
         timer.cancel()
+        with _LIVE_LOCK:
+            _LIVE.discard(proc.pid)
     proc.returncode = os.waitstatus_to_exitcode(status)
     peak_mb = round(usage.ru_maxrss / 1024, 1)
     return (None if timed_out.is_set() else proc.returncode), peak_mb
@@ -318,37 +337,44 @@ class _Step:
     script: str
     yosys: str
     timeout_s: float
-    returncode: int | None = -1  # -1: not run (its front end failed); None: timed out
+    ran: bool = False  # False: not run, because its front end failed
+    returncode: int | None = None  # None: timed out, or Yosys could not be started
     seconds: float = 0.0
     peak_rss_mb: float = 0.0
     log_tail: str = ""
 
     @property
     def ok(self) -> bool:
-        return self.returncode == 0
+        return self.ran and self.returncode == 0
 
     def run(self) -> None:
-        (self.folder / f"{self.name}.ys").write_text(self.script)
+        self.ran = True
         log = f"yosys-{self.name}.log"
         t0 = time.monotonic()
-        cmd = [self.yosys, "-q", "-l", log, "-s", f"{self.name}.ys"]
-        rc, self.peak_rss_mb = _run_yosys(cmd, self.folder, f"stderr-{self.name}.txt", self.timeout_s)
-        self.seconds = round(time.monotonic() - t0, 2)
-        self.returncode = rc
-        if rc != 0:
+        try:
+            (self.folder / f"{self.name}.ys").write_text(self.script)
+            cmd = [self.yosys, "-q", "-l", log, "-s", f"{self.name}.ys"]
+            self.returncode, self.peak_rss_mb = _run_yosys(cmd, self.folder, f"stderr-{self.name}.txt", self.timeout_s)
+        except OSError as exc:  # e.g. out of memory or disk: this step failed, the others go on
+            self.returncode, self.log_tail = None, f"could not run Yosys: {exc}"
+            return
+        finally:
+            self.seconds = round(time.monotonic() - t0, 2)
+        if self.returncode != 0:
             text = (self.folder / log).read_text(errors="replace") if (self.folder / log).is_file() else ""
             text += "\n" + (self.folder / f"stderr-{self.name}.txt").read_text(errors="replace")
-            if rc is None:
+            if self.returncode is None:
                 text += f"\ntimed out after {self.timeout_s:.0f} s"
             self.log_tail = "\n".join(text.strip().splitlines()[-15:])
 
 
 def _schedule(tasks: list[tuple[str, tuple[str, ...], object]], jobs: int) -> None:
     """Run ``(name, needs, fn)`` tasks on ``jobs`` workers: a task starts once the ones it needs are done,
-    the earliest-listed ready task first."""
+    the earliest-listed ready task first. Interrupted (Ctrl-C), it kills the running Yosys processes."""
     done: set[str] = set()
     started: set[str] = set()
-    with ThreadPoolExecutor(max_workers=max(1, jobs)) as ex:
+    ex = ThreadPoolExecutor(max_workers=jobs)
+    try:
         running: dict = {}
         while len(done) < len(tasks):
             for name, needs, fn in tasks:
@@ -357,40 +383,80 @@ def _schedule(tasks: list[tuple[str, tuple[str, ...], object]], jobs: int) -> No
                 if name not in started and all(n in done for n in needs):
                     started.add(name)
                     running[ex.submit(fn)] = name
+            if not running:
+                raise RuntimeError(f"no task can start: {sorted(set(n for n, _, _ in tasks) - done)}")
             finished, _ = wait(running, return_when=FIRST_COMPLETED)
             for f in finished:
                 done.add(running.pop(f))
                 f.result()
+    except BaseException:
+        _kill_live()
+        ex.shutdown(wait=True, cancel_futures=True)
+        raise
+    ex.shutdown()
+
+
+def _publish(work: Path, dest: Path) -> None:
+    """Move a finished run folder to ``dest``; a result already there (another process's) is kept."""
+    try:
+        work.rename(dest)
+        return
+    except OSError:
+        pass
+    if (dest / "result.json").is_file():  # another process finished the same digest first
+        shutil.rmtree(work, ignore_errors=True)
+        return
+    stale = dest.with_name(f"{dest.name}.stale-{os.getpid()}")  # a folder without a result: an old failed run
+    try:
+        dest.rename(stale)
+        work.rename(dest)
+    except OSError:
+        shutil.rmtree(work, ignore_errors=True)
+    shutil.rmtree(stale, ignore_errors=True)
 
 
 def _finish(p: Plan, work: Path, front: _Step, backs: list[_Step]) -> dict:
-    """The result of one plan from its steps; an ok result is stored in the cache, a failed run kept to look at."""
+    """The result of one plan from its steps: an ok result goes to the cache folder, a failed run's logs to
+    ``<cache folder>.failed`` (never a cache hit)."""
     steps = [front, *backs]
     (work / FRONT_NETLIST).unlink(missing_ok=True)  # a link into the front end's temporary folder
     res: dict = {"flow": p.flow, "top": p.top, "digest": p.digest, "yosys": p.version, "cached": False}
     res["seconds"] = round(sum(s.seconds for s in steps), 2)  # the shared front end counts for every flow
     res["peak_rss_mb"] = max(s.peak_rss_mb for s in steps)
-    res["steps"] = {s.name: {"seconds": s.seconds, "peak_rss_mb": s.peak_rss_mb} for s in steps if s.returncode != -1}
+    res["steps"] = {s.name: {"seconds": s.seconds, "peak_rss_mb": s.peak_rss_mb} for s in steps if s.ran}
     failed = next((s for s in steps if not s.ok), None)
     if failed is None:
         try:
             res |= {"status": "ok"} | _summarise(p, work)
         except (OSError, FlowError) as exc:
-            failed, res["log_tail"] = front, f"parsing Yosys output: {exc}"
-    if failed is not None:
-        res |= {"status": "failed", "returncode": failed.returncode, "step": failed.name}
-        res.setdefault("log_tail", failed.log_tail or "not run: the front end failed")
-        for f in ("yosys-front.log", "stderr-front.txt"):  # the shared front end's log, next to the rest
-            if (front.folder / f).is_file() and front.folder != work:
-                shutil.copyfile(front.folder / f, work / f)
+            reason = str(exc).replace(f"{work}{os.sep}", "")
+            res |= {"status": "failed", "returncode": 0, "step": "parse", "log_tail": f"parsing Yosys output: {reason}"}
     else:
+        res |= {"status": "failed", "returncode": failed.returncode, "step": failed.name}
+        res["log_tail"] = failed.log_tail or "not run: the front end failed"
+    if res["status"] == "ok":
         (work / "result.json").write_text(json.dumps(res, indent=1) + "\n")
-    shutil.rmtree(p.folder, ignore_errors=True)
+        _publish(work, p.folder)
+        return res
+    for f in ("yosys-front.log", "stderr-front.txt", "front.ys"):  # the shared front end's files, next to the rest
+        if (front.folder / f).is_file() and front.folder != work:
+            shutil.copyfile(front.folder / f, work / f)
+    logs = p.folder.with_name(p.folder.name + ".failed")
+    shutil.rmtree(logs, ignore_errors=True)
     try:
-        work.rename(p.folder)  # a failed run keeps its logs there but no result.json: never a cache hit
-    except OSError:  # another process finished the same digest first
+        work.rename(logs)
+        res["logs"] = str(logs)
+    except OSError:  # another process's failure of the same digest is there: that one says the same
         shutil.rmtree(work, ignore_errors=True)
     return res
+
+
+def _cached(p: Plan) -> dict | None:
+    try:
+        res = json.loads(p.result_path.read_text())
+    except (OSError, json.JSONDecodeError):
+        return None
+    return res | {"cached": True}
 
 
 def run_all(plans: list[Plan], jobs: int | None = None, timeout_s: float | None = None) -> list[dict]:
@@ -399,33 +465,32 @@ def run_all(plans: list[Plan], jobs: int | None = None, timeout_s: float | None 
 
     Never raises for a failed synthesis: each result's ``status`` says.
     """
-    jobs = jobs or min(2, os.cpu_count() or 1)
+    jobs = jobs if jobs is not None else min(2, os.cpu_count() or 1)
+    if jobs < 1:
+        raise FlowError(f"jobs={jobs} is not allowed; expected an integer >= 1")
     timeout_s = timeout_s or DEFAULT_TIMEOUT_S
-    results: list[dict | None] = [None] * len(plans)
-    todo = []
-    for i, p in enumerate(plans):
-        if p.result_path.is_file():
-            results[i] = json.loads(p.result_path.read_text()) | {"cached": True}
-        else:
-            todo.append(i)
+    results: list[dict | None] = [_cached(p) for p in plans]
+    todo = [i for i, r in enumerate(results) if r is None]
     if not todo:
         return results  # type: ignore[return-value]
     root = plans[todo[0]].folder.parent
     root.mkdir(parents=True, exist_ok=True)
-    with tempfile.TemporaryDirectory(prefix=".fronts-", dir=root) as fronts_dir:
+    # Everything is built inside one temporary folder in the cache (same file system: publishing is a rename),
+    # removed whatever happens.
+    with tempfile.TemporaryDirectory(prefix=".run-", dir=root) as tmp:
         fronts: dict[str, _Step] = {}
         works: dict[int, tuple[Path, list[_Step]]] = {}
         for i in sorted(todo, key=lambda i: _FRONT_ORDER.get(plans[i].flow, 9)):
             p = plans[i]
             if p.front_key not in fronts:
-                folder = Path(tempfile.mkdtemp(prefix="front-", dir=fronts_dir))
+                folder = Path(tempfile.mkdtemp(prefix="front-", dir=tmp))
                 for s in p.sources:
                     (folder / s).parent.mkdir(parents=True, exist_ok=True)
                     shutil.copyfile(p.src_dir / s, folder / s)
                 fronts[p.front_key] = _Step("front", folder, p.front, p.yosys, timeout_s)
         for i in todo:
             p = plans[i]
-            work = Path(tempfile.mkdtemp(prefix=f".{p.folder.name}.", dir=root))
+            work = Path(tempfile.mkdtemp(prefix=f"{p.flow}-", dir=tmp))
             if p.flow == "asic" and libs.osu018_liberty():
                 shutil.copyfile(libs.osu018_liberty(), work / LIBERTY)
             (work / "sources.txt").write_text("\n".join(p.sources) + "\n")
