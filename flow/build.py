@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import shutil
+import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -94,6 +96,7 @@ def obtain_model(source: Source, ds: Dataset, fingerprint: str, project: Project
     if source.card is not None:
         return train(source.card, ds, project, fingerprint, force=retrain)
     model = load_keras(source.keras_path)
+    _check_shapes(model, ds, source)
     project.root.mkdir(parents=True, exist_ok=True)
     tmp = project.keras.with_name(".model.tmp.h5")
     model.save(tmp, save_format="h5")
@@ -111,14 +114,68 @@ def obtain_model(source: Source, ds: Dataset, fingerprint: str, project: Project
     return summary
 
 
+HLS_OUTPUTS = ("card.yaml", "data.npz", "model.h5", "train.json", "hls", "ir.json", "csim.json")
+REUSED = ("model.h5", "train.json")  # a trained model is reused when its fingerprint matches
+DOWNSTREAM = ("verify.json", "vectors.npz", "rtl", "sim", "sim.json", "report")  # describe one IR
+
+
+def _check_shapes(model, ds: Dataset, source: Source) -> None:
+    """A user's model and data must agree on the number of inputs and outputs."""
+    n_in, n_out = int(model.input_shape[-1]), int(model.output_shape[-1])
+    if ds.n_features != n_in:
+        raise FlowError(
+            f"{source.data_path}: X_train has {ds.n_features} features; {source.keras_path.name} expects {n_in}"
+        )
+    if ds.n_outputs != n_out:
+        what = "classes" if ds.task == "classification" else "targets"
+        raise FlowError(
+            f"{source.data_path}: y has {ds.n_outputs} {what}; {source.keras_path.name} has {n_out} output(s)"
+        )
+
+
 def build_hls(
     source: Source, *, synth: bool = False, retrain: bool = False, projects_dir: Path | None = None
 ) -> dict[str, Any]:
-    """Run the whole `make hls` stage; returns csim.json."""
+    """Run the whole `make hls` stage; returns csim.json.
+
+    Everything is built in a staging folder and moved into the project only when all of it succeeded, so a failed
+    run leaves the project as it was. Later stages' outputs are removed when the IR changed: they describe the old one.
+    """
+    final = Project.of(source.name, projects_dir)
+    final.root.parent.mkdir(parents=True, exist_ok=True)
+    stage = Path(tempfile.mkdtemp(prefix=f".{source.name}.", suffix=".staging", dir=final.root.parent))
+    try:
+        for name in REUSED:
+            if (final.root / name).is_file():
+                shutil.copy2(final.root / name, stage / name)
+        csim = _build(source, Project(source.name, stage), final, synth=synth, retrain=retrain)
+        old_ir = final.ir_json.read_bytes() if final.ir_json.is_file() else None
+        final.root.mkdir(exist_ok=True)
+        if old_ir != (stage / "ir.json").read_bytes():
+            for name in DOWNSTREAM:
+                _remove(final.root / name)
+        for name in HLS_OUTPUTS:
+            if (stage / name).exists():
+                _remove(final.root / name)
+                (stage / name).rename(final.root / name)
+    finally:
+        shutil.rmtree(stage, ignore_errors=True)
+    _summary(source.name, csim, primary_metric(csim["task"]))
+    return csim
+
+
+def _remove(path: Path) -> None:
+    if path.is_dir() and not path.is_symlink():
+        shutil.rmtree(path)
+    else:
+        path.unlink(missing_ok=True)
+
+
+def _build(source: Source, project: Project, final: Project, *, synth: bool, retrain: bool) -> dict[str, Any]:
+    """The stage's work inside ``project`` (the staging folder); paths written into files name ``final``."""
     from flow.model import load_keras
     from flow.train import keras_predict
 
-    project = Project.of(source.name, projects_dir)
     ds, fingerprint = load_data(source)
     trained = obtain_model(source, ds, fingerprint, project, retrain=retrain)
     if source.card is not None and source.card.path is not None:
@@ -138,13 +195,14 @@ def build_hls(
         ir = extract_ir(hls_model, source.name, ds.task, ds.class_names)
         cfg = tmp / "hls4ml_config.yml"
         if cfg.exists():  # keep the project relocatable: no temporary path inside it
-            cfg.write_text(cfg.read_text().replace(str(tmp), str(project.hls)))
+            cfg.write_text(cfg.read_text().replace(str(tmp), str(final.hls)))
     ir.save(project.ir_json)
 
-    metric = primary_metric(ds.task)
     csim = {
         "model": source.name,
-        "hls_project": str(project.hls),
+        "hls_project": str(final.hls),
+        "task": ds.task,
+        "float_metrics": trained.get("float", {}).get("metrics"),
         "backend": source.settings.hardware.backend,
         "strategy": source.settings.hardware.strategy,
         "n_vectors": int(len(ds.X_test)),
@@ -158,14 +216,13 @@ def build_hls(
         else {"status": "not requested"},
     }
     write_json(project.csim_json, csim)
-    _summary(source.name, trained, csim, metric)
     return csim
 
 
-def _summary(name: str, trained: dict, csim: dict, metric: str) -> None:
-    qk = trained["qkeras"]["metrics"][metric]
+def _summary(name: str, csim: dict, metric: str) -> None:
+    qk = csim["qkeras_metrics"][metric]
     cs = csim["metrics"][metric]
-    fl = trained.get("float", {}).get("metrics", {}).get(metric)
+    fl = (csim.get("float_metrics") or {}).get(metric)
     agree = csim["qkeras_vs_csim"]
     lines = [
         f"model      {name}",

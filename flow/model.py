@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from flow.card import Bits, Card
 from flow.errors import FlowError
 
@@ -60,4 +62,10 @@ def load_keras(path):
     """Load a saved (Q)Keras model."""
     import tensorflow as tf
 
-    return tf.keras.models.load_model(path, custom_objects=custom_objects(), compile=False)
+    if Path(path).is_dir():
+        raise FlowError(f"{path}: is a directory; expected a saved QKeras .h5 model file")
+    try:
+        return tf.keras.models.load_model(path, custom_objects=custom_objects(), compile=False)
+    except (OSError, ValueError, TypeError, KeyError) as exc:
+        reason = " ".join(str(exc).split())[:160]
+        raise FlowError(f"{path}: not a readable QKeras .h5 model ({reason})") from None

@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import re
 import shutil
 import tempfile
 from collections.abc import Iterator
@@ -17,6 +18,16 @@ import numpy as np
 from flow.errors import FlowError
 
 PROJECTS_DIR = Path(os.environ.get("QFLOW_PROJECTS", Path(__file__).resolve().parent.parent / "hls_projects"))
+_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*")
+
+
+def check_name(name: str) -> str:
+    """A project name, or a one-line error: it becomes a folder under the projects folder, never a path."""
+    if not _NAME.fullmatch(str(name)) or ".." in str(name):
+        raise FlowError(
+            f"project name {name!r} is not allowed; expected letters, digits, '_', '-' and '.' (a name, not a path)"
+        )
+    return str(name)
 
 
 @dataclass(frozen=True)
@@ -28,7 +39,7 @@ class Project:
 
     @classmethod
     def of(cls, name: str, projects_dir: Path | None = None) -> Project:
-        return cls(name, Path(projects_dir or PROJECTS_DIR) / name)
+        return cls(name, Path(projects_dir or PROJECTS_DIR) / check_name(name))
 
     card = property(lambda self: self.root / "card.yaml")
     data = property(lambda self: self.root / "data.npz")

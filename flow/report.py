@@ -37,8 +37,10 @@ def _card(proj: Project) -> dict:
         return {}
     try:
         return yaml.safe_load(proj.card.read_text()) or {}
-    except yaml.YAMLError as exc:
-        raise FlowError(f"{proj.card}: not valid YAML ({exc})") from None
+    except yaml.YAMLError as exc:  # one line, like the card loader's (the project's copy was edited by hand)
+        mark = getattr(exc, "problem_mark", None)
+        where = f"line {mark.line + 1}: " if mark else ""
+        raise FlowError(f"{proj.card}: {where}not valid YAML ({getattr(exc, 'problem', None) or exc})") from None
 
 
 def layer_estimates(ir_path: Path, arch_multipliers: dict[str, str] | None = None) -> list[dict]:

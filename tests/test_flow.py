@@ -102,6 +102,34 @@ def test_failed_run_keeps_the_previous_output(tiny_lut, monkeypatch, capsys):
     assert not list(tiny_lut.root.glob(".*tmp*"))
 
 
+def test_failed_rebuild_of_a_changed_card_leaves_the_project_whole(tiny_lut, tmp_path, monkeypatch, capsys):
+    """A new model that fails in conversion must not replace model.h5/train.json/card.yaml next to the old hls/."""
+    import flow.build
+
+    changed = tmp_path / "tiny_lut.yaml"
+    changed.write_text((CARDS / "tiny_lut.yaml").read_text().replace("seed: 3", "seed: 4"))
+    before = {f: (tiny_lut.root / f).read_bytes() for f in ("model.h5", "train.json", "card.yaml", "ir.json")}
+
+    def broken(_):
+        raise FlowError("C simulation did not build (injected)")
+
+    monkeypatch.setattr(flow.build, "write_and_compile", broken)
+    assert main(["-q", "hls", str(changed)]) == 2
+    assert "injected" in capsys.readouterr().err
+    assert {f: (tiny_lut.root / f).read_bytes() for f in before} == before
+    assert not list(tiny_lut.root.parent.glob(".tiny_lut.*"))  # no staging folder left behind
+
+
+def test_project_name_cannot_be_a_path(tiny_lut, tmp_path, capsys):
+    (tmp_path / "mine.txt").write_text("the user's")
+    for name in (str(tmp_path), "../escape", ".hidden"):
+        code = main(["hls", "--keras", str(tiny_lut.keras), "--data", str(tmp_path / "mine.txt"), "--name", name])
+        err = capsys.readouterr().err.strip()
+        assert code == 2 and "is not allowed" in err and len(err.splitlines()) == 1
+    assert (tmp_path / "mine.txt").read_text() == "the user's" and sorted(tmp_path.iterdir()) == [tmp_path / "mine.txt"]
+    assert main(["sim", "../escape"]) == 2
+
+
 def test_user_keras_model_and_npz(tiny_lut, tmp_path, projects):
     """A saved QKeras model (quantized_bits + quantized_relu) and a user's .npz convert and verify."""
     from flow.data import load_dataset
@@ -149,3 +177,24 @@ def test_training_is_reproducible_from_the_seed(tmp_path):
         train(source.card, ds, project, fingerprint, force=True)
         weights.append(load_keras(project.keras).get_weights())
     assert all(np.array_equal(a, b) for a, b in zip(*weights))
+
+
+def test_cli_counts_must_be_positive(capsys):
+    for argv in (["report", "x", "-j", "-1"], ["sim", "x", "-n", "0"], ["verify", "x", "--seed", "-1"]):
+        with pytest.raises(SystemExit) as exc:
+            main(argv)
+        assert exc.value.code == 2 and "is not allowed; expected an integer >=" in capsys.readouterr().err
+
+
+def test_unexpected_error_is_one_line_unless_debug(monkeypatch, capsys):
+    import flow.cli.cards
+
+    def boom(args):
+        raise ValueError("something\nunforeseen")
+
+    monkeypatch.setattr(flow.cli.cards, "run", boom)
+    assert main(["cards"]) == 1
+    err = capsys.readouterr().err.strip()
+    assert err == "error: ValueError: something unforeseen (run with --debug for the traceback)"
+    with pytest.raises(ValueError):
+        main(["--debug", "cards"])

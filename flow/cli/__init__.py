@@ -19,6 +19,21 @@ COMMANDS: dict[str, tuple[str, str]] = {
 }
 
 
+def int_at_least(lo: int):
+    """An argparse type: an integer >= ``lo``, else a one-line usage error naming what is allowed."""
+
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            value = None
+        if value is None or value < lo:
+            raise argparse.ArgumentTypeError(f"{text!r} is not allowed; expected an integer >= {lo}")
+        return value
+
+    return parse
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The top-level parser with every registered subcommand."""
     parser = argparse.ArgumentParser(prog="flow", description="Small quantized neural networks to verified hardware.")
@@ -62,6 +77,12 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
+    except Exception as exc:  # a bug or an unforeseen input: still one line unless --debug
+        if args.debug:
+            raise
+        text = " ".join(str(exc).split())[:300]
+        print(f"error: {type(exc).__name__}: {text} (run with --debug for the traceback)", file=sys.stderr)
+        return 1
     return int(result or 0)
 
 

@@ -24,9 +24,12 @@ def source_from_args(args: argparse.Namespace):
 
     if args.keras:
         return Source.from_keras(args.keras, args.data, args.name)
+    keras_model = str(args.model or "").endswith((".h5", ".keras"))
+    if not keras_model and (args.data or args.name):
+        raise FlowError("--data and --name apply only to a Keras model (--keras PATH); a card names its own data")
     if not args.model:
         raise FlowError("give a model card name (e.g. diag_05) or --keras PATH --data NPZ")
-    if str(args.model).endswith((".h5", ".keras")):
+    if keras_model:
         return Source.from_keras(args.model, args.data, args.name)
     return Source.from_card(args.model)
 

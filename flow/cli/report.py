@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import argparse
 
+from flow.cli import int_at_least
+
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     """Declare the arguments."""
@@ -11,7 +13,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--all", action="store_true", help="report every model built, then write hls_projects/summary.md")
     p.add_argument("--no-synth", action="store_true", help="no Yosys runs: costs are shown as not run")
     p.add_argument("--no-table-synth", action="store_true", help="table cost from formulas only (no ROM synthesis)")
-    p.add_argument("-j", "--jobs", type=int, default=None, help="parallel Yosys processes (default: 2)")
+    p.add_argument("-j", "--jobs", type=int_at_least(1), default=None, help="parallel Yosys processes (default: 2)")
 
 
 def run(args: argparse.Namespace) -> int:

@@ -4,15 +4,19 @@ from __future__ import annotations
 
 import argparse
 
+from flow.cli import int_at_least
+
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     """Declare the arguments."""
     p.add_argument("model", help="card name (qmodels/<name>.yaml) or path to a card with a `search:` section")
     p.add_argument(
-        "--trials", type=int, help="total trial budget, trial 0 (the card itself) included (default: search.trials)"
+        "--trials",
+        type=int_at_least(1),
+        help="total trial budget, trial 0 (the card itself) included (default: search.trials)",
     )
-    p.add_argument("--epochs", type=int, help="QAT epochs per trial (default: search.epochs_per_trial)")
-    p.add_argument("--seed", type=int, help="sampler seed (default: search.seed)")
+    p.add_argument("--epochs", type=int_at_least(1), help="QAT epochs per trial (default: search.epochs_per_trial)")
+    p.add_argument("--seed", type=int_at_least(0), help="sampler seed (default: search.seed)")
     p.add_argument(
         "--synth-check",
         action=argparse.BooleanOptionalAction,

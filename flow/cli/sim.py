@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 
 from flow import log
+from flow.cli import int_at_least
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -17,11 +18,13 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--arch", choices=list(ARCHS), default=None, help="RTL architecture (default: the card's hardware.arch)"
     )
-    p.add_argument("-n", type=int, default=2000, help="number of vectors (default: 2000)")
+    p.add_argument("-n", type=int_at_least(1), default=2000, help="number of vectors (default: 2000)")
     p.add_argument(
         "--reuse", action="append", metavar="LAYER=R", help="reuse factor of a dense layer (folded; default: the card)"
     )
-    p.add_argument("--seed", type=int, default=1, help="seed of the idle gaps and back-pressure (default: 1)")
+    p.add_argument(
+        "--seed", type=int_at_least(0), default=1, help="seed of the idle gaps and back-pressure (default: 1)"
+    )
 
 
 def card_arch(model: str) -> str:

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import argparse
 
+from flow.cli import int_at_least
+
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     """Declare the arguments."""
@@ -12,9 +14,13 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--data", metavar="NPZ", help="accepted for symmetry with `flow hls`; the saved test set is used")
     p.add_argument("--name", help="project name of a --keras model")
     p.add_argument(
-        "-n", "--random", type=int, default=10_000, help="random input vectors besides the test set (default 10000)"
+        "-n",
+        "--random",
+        type=int_at_least(0),
+        default=10_000,
+        help="random input vectors besides the test set (default 10000)",
     )
-    p.add_argument("--seed", type=int, default=0, help="seed of the random vectors")
+    p.add_argument("--seed", type=int_at_least(0), default=0, help="seed of the random vectors")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -31,8 +37,6 @@ def run(args: argparse.Namespace) -> int:
         name = Path(args.model).stem if str(args.model).endswith((".h5", ".keras", ".yaml")) else args.model
     else:
         raise FlowError("give a model name (e.g. diag_05)")
-    if args.random < 0:
-        raise FlowError(f"--random: {args.random} is not allowed; expected a count >= 0")
     s = verify(Project.of(name), n_random=args.random, seed=args.seed)
     status = "PASS" if s["passed"] else "FAIL"
     print(
