@@ -18,7 +18,7 @@ from flow.errors import FlowError
 from flow.ir_extract import extract_ir
 from flow.log import info
 from flow.metrics import agreement, primary_metric, score
-from flow.project import Project, atomic_dir, write_json, write_npz
+from flow.project import Project, atomic_dir, read_npz, write_json, write_npz
 
 TB_VECTORS = 1000  # test-bench vectors written into the hls4ml project (C/RTL co-simulation time grows with it)
 
@@ -119,6 +119,18 @@ REUSED = ("model.h5", "train.json")  # a trained model is reused when its finger
 DOWNSTREAM = ("verify.json", "vectors.npz", "rtl", "sim", "sim.json", "report")  # describe one IR
 
 
+def _card_copy(card: Card) -> dict:
+    """The card as the project keeps it: a data file named relative to the card is named absolutely, since later
+    stages read the copy from the project folder."""
+    raw = dict(card.raw)
+    dataset = dict(raw.get("dataset") or {})
+    path = dataset.get("path")
+    if path and not Path(path).is_absolute() and (card.path.parent / path).is_file():
+        dataset["path"] = str((card.path.parent / path).resolve())
+        raw["dataset"] = dataset
+    return raw
+
+
 def _check_shapes(model, ds: Dataset, source: Source) -> None:
     """A user's model and data must agree on the number of inputs and outputs."""
     n_in, n_out = int(model.input_shape[-1]), int(model.output_shape[-1])
@@ -154,9 +166,9 @@ def build_hls(
         if old_ir != (stage / "ir.json").read_bytes():
             for name in DOWNSTREAM:
                 _remove(final.root / name)
-        for name in HLS_OUTPUTS:
+        for name in HLS_OUTPUTS:  # one not made by this build (a card.yaml, for a --keras model) goes too
+            _remove(final.root / name)
             if (stage / name).exists():
-                _remove(final.root / name)
                 (stage / name).rename(final.root / name)
     finally:
         shutil.rmtree(stage, ignore_errors=True)
@@ -179,7 +191,7 @@ def _build(source: Source, project: Project, final: Project, *, synth: bool, ret
     ds, fingerprint = load_data(source)
     trained = obtain_model(source, ds, fingerprint, project, retrain=retrain)
     if source.card is not None and source.card.path is not None:
-        project.card.write_text(card_to_yaml(source.card.raw | {"name": source.name}))
+        project.card.write_text(card_to_yaml(_card_copy(source.card) | {"name": source.name}))
     _save_data(project, ds, fingerprint)
 
     keras_model = load_keras(project.keras)
@@ -238,5 +250,5 @@ def _summary(name: str, csim: dict, metric: str) -> None:
 
 def load_test_data(project: Project) -> tuple[np.ndarray, np.ndarray, str]:
     """The test set the hls stage saved: X_test, y_test, task."""
-    with np.load(project.require(project.data, "hls")) as d:
-        return d["X_test"], d["y_test"], str(d["task"])
+    d = read_npz(project.require(project.data, "hls"), ("X_test", "y_test", "task"))
+    return d["X_test"], d["y_test"], str(d["task"])

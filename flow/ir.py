@@ -248,5 +248,9 @@ class IR:
         """Read ``ir.json``."""
         path = Path(path)
         if not path.exists():
-            raise FlowError(f"{path}: no IR here; run `make verify` (or `flow ir`) first")
-        return cls.from_dict(json.loads(path.read_text()))
+            raise FlowError(f"{path}: no IR here; run `make hls` first")
+        try:
+            data = json.loads(path.read_text())
+        except json.JSONDecodeError as exc:
+            raise FlowError(f"{path}: not valid JSON ({exc.msg} at line {exc.lineno}); run `make hls` again") from None
+        return cls.from_dict(data)

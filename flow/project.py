@@ -8,6 +8,7 @@ import os
 import re
 import shutil
 import tempfile
+import zipfile
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -78,6 +79,24 @@ def read_json(path: Path) -> Any:
         raise FlowError(f"{path}: missing") from None
     except json.JSONDecodeError as exc:
         raise FlowError(f"{path}: not valid JSON ({exc.msg} at line {exc.lineno})") from None
+
+
+def read_npz(path: Path, names: tuple[str, ...] = ()) -> dict[str, np.ndarray]:
+    """Every array of an ``.npz`` (no pickles), with a one-line error when it is broken or lacks ``names``."""
+    try:
+        with np.load(path, allow_pickle=False) as z:
+            arrays = {k: z[k] for k in z.files}
+    except FileNotFoundError:
+        raise FlowError(f"{path}: missing") from None
+    except (OSError, ValueError, EOFError, zipfile.BadZipFile) as exc:
+        reason = " ".join(str(exc).split())[:120]
+        raise FlowError(
+            f"{path}: not a readable .npz file ({reason}); the stage that writes it must run again"
+        ) from None
+    missing = [n for n in names if n not in arrays]
+    if missing:
+        raise FlowError(f"{path}: missing {', '.join(missing)}; the stage that writes it must run again")
+    return arrays
 
 
 def write_npz(path: Path, **arrays: np.ndarray) -> None:

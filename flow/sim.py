@@ -24,7 +24,7 @@ import numpy as np
 from flow import log
 from flow.errors import FlowError, ToolError
 from flow.ir import IR, DenseLayer
-from flow.project import Project, read_json, write_json, write_npz
+from flow.project import Project, read_json, read_npz, write_json, write_npz
 from flow.rtl import Design, generate
 from flow.tools import Tool, find_tool
 
@@ -175,7 +175,7 @@ def simulate(
     if build_dir.exists() and (not stamp.exists() or stamp.read_text() != digest):
         shutil.rmtree(build_dir)
     build_dir.mkdir(parents=True, exist_ok=True)
-    data = np.load(vectors)
+    data = read_npz(vectors, ("inputs",))
     total = int(data["inputs"].shape[0])
     n = total if n is None else min(n, total)
     if n < 1:
@@ -318,8 +318,7 @@ def run_stage(
     log.info(f"{model}: {arch} Verilog in {design.out_dir} (top {design.top}, {design.knobs})")
     work = project.root / "sim" / arch
     work.mkdir(parents=True, exist_ok=True)
-    with np.load(vectors_path) as z:
-        data = {k: z[k] for k in z.files}
+    data = read_npz(vectors_path, ("inputs", "outputs"))
     idx = select_vectors(data, n)
     subset = work / "vectors.npz"
     rows = len(data["inputs"])

@@ -198,3 +198,29 @@ def test_unexpected_error_is_one_line_unless_debug(monkeypatch, capsys):
     assert err == "error: ValueError: something unforeseen (run with --debug for the traceback)"
     with pytest.raises(ValueError):
         main(["--debug", "cards"])
+
+
+def test_project_card_copy_names_a_relative_table_file_absolutely(tmp_path):
+    from flow.build import _card_copy
+    from flow.card import load_card
+
+    grid = "\n".join(",".join(str((i * 7 + j * 3) % 50) for j in range(8)) for i in range(8)) + "\n"
+    (tmp_path / "grid.csv").write_text(grid)
+    text = (CARDS / "tiny_lut.yaml").read_text().replace("table: charge\n  shape: [32, 32]", "path: grid.csv")
+    (tmp_path / "tiny_csv.yaml").write_text(text.replace("name: tiny_lut", "name: tiny_csv"))
+    copy = _card_copy(load_card(tmp_path / "tiny_csv.yaml"))
+    assert copy["dataset"]["path"] == str((tmp_path / "grid.csv").resolve())
+
+
+def test_broken_generated_files_are_one_line(tmp_path):
+    from flow.project import read_npz
+
+    (tmp_path / "v.npz").write_bytes(b"not a zip")
+    with pytest.raises(FlowError, match="v.npz: not a readable .npz file"):
+        read_npz(tmp_path / "v.npz")
+    np.savez(tmp_path / "w.npz", inputs=np.zeros(3))
+    with pytest.raises(FlowError, match="w.npz: missing outputs"):
+        read_npz(tmp_path / "w.npz", ("inputs", "outputs"))
+    (tmp_path / "ir.json").write_text('{"version": 1, "layers": [')
+    with pytest.raises(FlowError, match="ir.json: not valid JSON"):
+        IR.load(tmp_path / "ir.json")
