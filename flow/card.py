@@ -19,8 +19,12 @@ QMODELS_DIR = Path(__file__).resolve().parent.parent / "qmodels"
 BACKENDS = ("Vitis", "Vivado")
 IO_TYPES = ("io_parallel",)
 STRATEGIES = ("Latency", "Resource")
-ARCHS = ("parallel", "folded", "da")
 TASKS = ("classification", "regression")
+# Card bitwidths stop at 64 bits: wider ones buy nothing (QKeras quantizes in float32), and past 1023 bits
+# 2**width no longer fits a float (an OverflowError deep in the flow). hls4ml's ap_fixed would allow 1024.
+MAX_CARD_WIDTH = 64
+# Names flow/model.py gives its own layers (the Input and the input/output quantizers): Keras needs unique names.
+RESERVED_LAYER_NAMES = ("x", "input_q", "output_q")
 
 
 @dataclass(frozen=True)
@@ -91,6 +95,8 @@ class Card:
     hardware: Hardware
     search: dict = field(default_factory=dict)
     raw: dict = field(default_factory=dict, repr=False)
+    # Dotted field -> the file (this card or one of its bases) that sets it, for error messages.
+    origins: dict = field(default_factory=dict, repr=False, compare=False)
 
     def training_fingerprint(self, dataset_fingerprint: str) -> str:
         """Hash of everything that determines the trained weights (not the hardware settings)."""
@@ -138,14 +144,24 @@ _LAYER_KEYS = {
 
 
 class _Where:
-    """Builds error messages that name the card file and the field."""
+    """Builds error messages that name the card file (or the base card the field came from) and the field."""
 
-    def __init__(self, path: Path | None):
+    def __init__(self, path: Path | None, origins: dict[str, Path] | None = None):
         self.path = path
+        self.origins = origins or {}
+
+    def file_of(self, fld: str) -> Path | None:
+        """The file that sets ``fld`` or its closest enclosing field (``layers[0].weight`` -> ``layers``)."""
+        key = fld
+        while key:
+            if key in self.origins:
+                return self.origins[key]
+            key = key[: max(key.rfind("."), key.rfind("["), 0)]
+        return self.path
 
     def error(self, fld: str, msg: str) -> FlowError:
-        where = str(self.path) if self.path else "<card>"
-        return FlowError(f"{where}: {fld}: {msg}")
+        path = self.file_of(fld)
+        return FlowError(f"{path if path else '<card>'}: {fld}: {msg}")
 
 
 def _merge(base: dict, over: dict) -> dict:
@@ -159,13 +175,38 @@ def _merge(base: dict, over: dict) -> dict:
     return out
 
 
-def _read_yaml(path: Path, w: _Where) -> dict:
+def _origins(data: dict, path: Path, prefix: str = "") -> dict[str, Path]:
+    """Every field of one file's data, dotted into mappings (lists come whole from one file) -> ``path``."""
+    out: dict[str, Path] = {}
+    for key, value in data.items():
+        fld = f"{prefix}{key}"
+        out[fld] = path
+        if isinstance(value, dict):
+            out |= _origins(value, path, f"{fld}.")
+    return out
+
+
+def _read_text(path: Path) -> str:
+    if path.is_dir():
+        raise FlowError(f"{path}: is a directory, expected a .yaml file")
     try:
-        data = yaml.safe_load(path.read_text())
+        return path.read_text(encoding="utf-8")
+    except UnicodeDecodeError:
+        raise FlowError(f"{path}: not UTF-8 text") from None
+    except OSError as exc:
+        raise FlowError(f"{path}: cannot read ({exc.strerror})") from None
+
+
+def _read_yaml(path: Path, w: _Where) -> dict:
+    text = _read_text(path)
+    try:
+        data = yaml.safe_load(text)
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         line = f"line {mark.line + 1}" if mark else "syntax"
         raise w.error(line, f"not valid YAML ({getattr(exc, 'problem', exc)})") from None
+    except ValueError as exc:  # PyYAML's int() of a number with more than 4300 digits
+        raise w.error("syntax", f"not valid YAML ({exc})") from None
     if not isinstance(data, dict):
         raise w.error("top level", "must be a mapping of fields (name, dataset, layers, ...)")
     return data
@@ -191,27 +232,38 @@ def list_cards() -> list[str]:
     return sorted(p.stem for p in QMODELS_DIR.glob("*.yaml") if not p.stem.startswith("_"))
 
 
-def load_raw(path: Path, _seen: tuple[Path, ...] = ()) -> dict:
+def load_raw(path: Path) -> dict:
     """Read a card and the chain of ``base:`` cards it extends, merged."""
+    return _load_chain(path)[0]
+
+
+def _load_chain(path: Path, seen: tuple[Path, ...] = ()) -> tuple[dict, dict[str, Path]]:
+    """The merged data of a card and its ``base:`` chain, and the file each field comes from."""
     w = _Where(path)
-    if path in _seen:
+    if path in seen:
         raise w.error("base", "cycle of base cards")
     data = _read_yaml(path, w)
     base = data.pop("base", None)
+    origins = _origins(data, path)
     if base is None:
-        return data
+        return data, origins
     if not isinstance(base, str):
         raise w.error("base", "must be a file name relative to this card")
     base_path = (path.parent / base).resolve()
     if not base_path.exists():
         raise w.error("base", f"{base_path.name} does not exist next to this card")
-    return _merge(load_raw(base_path, _seen + (path,)), data)
+    if base_path.is_dir():
+        raise w.error("base", f"{base!r} is a directory, expected a .yaml file")
+    base_data, base_origins = _load_chain(base_path, seen + (path,))
+    # This card's fields override its base's; so does their origin (a mapping keeps its base's other keys).
+    return _merge(base_data, data), base_origins | origins
 
 
 def load_card(name_or_path: str | Path) -> Card:
     """Load, merge and validate a card."""
     path = resolve_card_path(name_or_path)
-    return parse_card(load_raw(path), path)
+    data, origins = _load_chain(path)
+    return parse_card(data, path, origins)
 
 
 def _bits(w: _Where, fld: str, value: Any, kind: str) -> Bits:
@@ -220,6 +272,10 @@ def _bits(w: _Where, fld: str, value: Any, kind: str) -> Bits:
         FixedType.from_card((width, int_bits), kind)
     except FlowError as exc:
         raise w.error(fld, str(exc)) from None
+    except ValueError:  # int() of a number with more than 4300 digits
+        raise w.error(fld, f"{value!r} is not allowed; expected (width,int_bits), e.g. (12,2)") from None
+    if width > MAX_CARD_WIDTH:
+        raise w.error(fld, f"({width},{int_bits}): width must be 1..{MAX_CARD_WIDTH}")
     return Bits(width, int_bits)
 
 
@@ -243,7 +299,7 @@ def _choice(w: _Where, fld: str, value: Any, allowed: tuple[str, ...]) -> str:
 
 
 def _unknown(w: _Where, fld: str, given: dict, allowed: set[str]) -> None:
-    extra = sorted(set(given) - allowed)
+    extra = sorted(set(given) - allowed, key=str)  # key: YAML keys may be numbers too
     if any(str(key).endswith(")") for key in extra):
         raise w.error(
             fld.rstrip("."), "a bitwidth inside {...} must be quoted, e.g. {weight: '(8,1)'}, or use block style"
@@ -252,10 +308,24 @@ def _unknown(w: _Where, fld: str, given: dict, allowed: set[str]) -> None:
         raise w.error(f"{fld}{extra[0]}", f"unknown field; allowed: {', '.join(sorted(allowed))}")
 
 
+def _layer_name(w: _Where, fld: str, name: Any, seen: dict[str, str]) -> str:
+    """An ASCII identifier, not one of flow's own layer names and not used by an earlier layer."""
+    # ASCII: TensorFlow fails on other names.
+    if not isinstance(name, str) or not (name.isascii() and name.isidentifier()):
+        raise w.error(fld, f"{name!r} is not allowed; expected ASCII letters, digits and _, not starting with a digit")
+    if name in RESERVED_LAYER_NAMES:
+        raise w.error(fld, f"{name!r} is reserved; expected a name other than {', '.join(RESERVED_LAYER_NAMES)}")
+    if name in seen:
+        raise w.error(fld, f"{name!r} is already the name of {seen[name]}; expected a unique name")
+    seen[name] = fld.removesuffix(".name")
+    return name
+
+
 def _layers(w: _Where, items: Any) -> tuple[LayerSpec, ...]:
     if not isinstance(items, list) or not items:
         raise w.error("layers", "must be a non-empty list of layers (dense, relu, dropout)")
     counts = {"dense": 0, "relu": 0, "dropout": 0}
+    names: dict[str, str] = {}
     layers = []
     for i, item in enumerate(items):
         fld = f"layers[{i}]"
@@ -265,9 +335,7 @@ def _layers(w: _Where, items: Any) -> tuple[LayerSpec, ...]:
         _unknown(w, f"{fld}.", item, _LAYER_KEYS[kind])
         counts[kind] += 1
         default_name = {"dense": "fc", "relu": "relu", "dropout": "dropout"}[kind] + str(counts[kind])
-        name = item.get("name", default_name)
-        if not isinstance(name, str) or not name.isidentifier():
-            raise w.error(f"{fld}.name", f"{name!r} is not allowed; expected an identifier")
+        name = _layer_name(w, f"{fld}.name", item.get("name", default_name), names)
         if kind == "dense":
             for req in ("units", "weight", "bias"):
                 if req not in item:
@@ -292,31 +360,47 @@ def _layers(w: _Where, items: Any) -> tuple[LayerSpec, ...]:
             layers.append(
                 LayerSpec(type=kind, name=name, rate=_float(w, f"{fld}.rate", item.get("rate", 0.25), 0.0, 0.95))
             )
-    names = [layer.name for layer in layers]
-    dup = {n for n in names if names.count(n) > 1}
-    if dup:
-        raise w.error("layers", f"layer name {sorted(dup)[0]!r} is used twice")
     if layers[-1].type == "relu" or not any(layer.type == "dense" for layer in layers):
         raise w.error("layers", "needs at least one dense layer and must not end in relu (the output is the logits)")
     return tuple(layers)
 
 
-def parse_card(data: dict, path: Path | None = None) -> Card:
-    """Validate merged card data."""
-    w = _Where(path)
+def _dataset(spec: Any, path: Path | None) -> dict:
+    """The ``dataset:`` mapping, checked by its kind's own rules (flow/data); data files are read when built."""
+    from flow.data import check_dataset  # lazy: flow.data pulls in numpy and scipy
+
+    check_dataset(spec, card_path=path, files=False)
+    return dict(spec)
+
+
+def _rtl_archs() -> tuple[str, ...]:
+    """The architectures the RTL generator builds (its registry: a new one needs no change here)."""
+    from flow.rtl import ARCHS  # lazy: the generator is only needed to build
+
+    return tuple(ARCHS)
+
+
+def _check_search(card: Card) -> None:
+    """Validate ``search:`` with the search's own parser, so a card `flow search` rejects does not load."""
+    from flow.search.space import parse_space  # lazy: flow.search.space imports this module
+
+    parse_space(card)
+
+
+def parse_card(data: dict, path: Path | None = None, origins: dict[str, Path] | None = None) -> Card:
+    """Validate merged card data (``origins``: the file each field comes from, see :func:`load_card`)."""
+    w = _Where(path, origins)
     _unknown(w, "", data, _TOP_KEYS)
     for req in ("dataset", "input", "layers"):
         if req not in data:
             raise w.error(req, "missing (a card needs name, dataset, input, layers)")
     name = data.get("name", path.stem if path else None)
-    if not isinstance(name, str) or not name.replace("-", "_").isidentifier():
-        raise w.error("name", f"{name!r} is not allowed; expected letters, digits and _")
+    if not isinstance(name, str) or not (name.isascii() and name.replace("-", "_").isidentifier()):
+        raise w.error("name", f"{name!r} is not allowed; expected ASCII letters, digits, _ and -")
     # A project's copy is always card.yaml; every other card is named after its file.
     if path is not None and name != path.stem and path.name != "card.yaml":
         raise w.error("name", f"{name!r} differs from the file name {path.stem!r}")
-    dataset = data["dataset"]
-    if not isinstance(dataset, dict) or "kind" not in dataset:
-        raise w.error("dataset", "must be a mapping with a `kind` (spectra, table, npz)")
+    dataset = _dataset(data["dataset"], path)
     default_task = "regression" if dataset.get("kind") == "table" else "classification"
     task = _choice(w, "task", data.get("task", default_task), TASKS)
 
@@ -341,18 +425,18 @@ def parse_card(data: dict, path: Path | None = None) -> Card:
         clock_period_ns=_float(w, "hardware.clock_period_ns", hw.get("clock_period_ns", 5.0), 0.1, 1000.0),
         io_type=_choice(w, "hardware.io_type", hw.get("io_type", "io_parallel"), IO_TYPES),
         strategy=_choice(w, "hardware.strategy", hw.get("strategy", "Latency"), STRATEGIES),
-        arch=_choice(w, "hardware.arch", hw.get("arch", "parallel"), ARCHS),
+        arch=_choice(w, "hardware.arch", hw.get("arch", "parallel"), _rtl_archs()),
     )
     output = data.get("output")
     search = data.get("search", {}) or {}
     if not isinstance(search, dict):
         raise w.error("search", "must be a mapping (see qmodels/README.md)")
-    return Card(
+    card = Card(
         name=name,
         path=path,
         task=task,
         description=str(data.get("description", "")),
-        dataset=dict(dataset),
+        dataset=dataset,
         input=_bits(w, "input", data["input"], "bits"),
         layers=_layers(w, data["layers"]),
         output=None if output is None else _bits(w, "output", output, "bits"),
@@ -360,7 +444,11 @@ def parse_card(data: dict, path: Path | None = None) -> Card:
         hardware=hardware,
         search=search,
         raw=data,
+        origins=dict(origins or {}),
     )
+    if search:
+        _check_search(card)
+    return card
 
 
 def card_to_yaml(data: dict) -> str:

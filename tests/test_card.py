@@ -77,6 +77,27 @@ def test_good_card(tmp_path):
         (("units: 4", "units: -4"), "layers[0].units", "integer"),
         (("input: (9,0)", "input: nine"), "input", "e.g. (12,2)"),
         (("dataset: {kind: table, table: charge}", "datasett: {}"), "datasett", "allowed"),
+        # Layer names: the builder's own (flow/model.py), non-ASCII, not identifiers, duplicates.
+        (("units: 4", "units: 4\n    name: x"), "layers[0].name", "other than x, input_q, output_q"),
+        (("units: 4", "units: 4\n    name: input_q"), "layers[0].name", "'input_q' is reserved"),
+        (("units: 1", "units: 1\n    name: output_q"), "layers[2].name", "'output_q' is reserved"),
+        (("units: 4", "units: 4\n    name: fcé"), "layers[0].name", "ASCII letters, digits and _"),
+        (("units: 4", "units: 4\n    name: 1fc"), "layers[0].name", "not starting with a digit"),
+        (("units: 1", "units: 1\n    name: relu1"), "layers[2].name", "name of layers[1]; expected a unique"),
+        # Widths: 64 bits at most.
+        (("input: (9,0)", "input: (100000,2)"), "input", "width must be 1..64"),
+        (("input: (9,0)", "input: (65,2)"), "input", "width must be 1..64"),
+        (("activation: (8,3)", "activation: [65, 3]"), "layers[1].activation", "1..64"),
+        # The RTL architectures are flow.rtl's registry.
+        (("input: (9,0)", "input: (9,0)\nhardware: {arch: da}"), "hardware.arch", "one of parallel, folded"),
+        # search: is checked at load by the search's own parser.
+        (("input: (9,0)", "input: (9,0)\nsearch: {bits: ['(12,13)']}"), "search.bits", "must be a mapping"),
+        (
+            ("input: (9,0)", "input: (9,0)\nsearch: {metric: f1score, bits: {input: ['(8,0)']}}"),
+            "search.metric",
+            "known: accuracy, rmse",
+        ),
+        (("input: (9,0)", "input: (9,0)\nsearch: {bits: {input: ['(99,0)']}}"), "search.bits.input", "1..64"),
     ],
 )
 def test_bad_card_names_file_field_and_allowed(tmp_path, edit, field, allowed):
@@ -86,6 +107,106 @@ def test_bad_card_names_file_field_and_allowed(tmp_path, edit, field, allowed):
     msg = str(exc.value)
     assert str(path) in msg and field in msg and allowed in msg
     assert "\n" not in msg
+
+
+def test_widest_bitwidth_and_plain_names_load(tmp_path):
+    text = (
+        GOOD.format(name="card")
+        .replace("input: (9,0)", "input: (64,2)")
+        .replace("units: 4", "units: 4\n    name: Fc_1")
+    )
+    card = load_card(write(tmp_path, text))
+    assert card.input.width == 64 and card.layers[0].name == "Fc_1"
+
+
+@pytest.mark.parametrize(
+    "dataset, field, allowed",
+    [
+        ("{kind: csv}", "dataset.kind", "valid kinds: spectra, table, npz"),
+        ("{kind: table, table: voltage}", "dataset.table", "one of: charge, discharge"),
+        ("{kind: table, table: charge, shape: [-32, 32]}", "dataset.shape", "integer in 2..4096"),
+        ("{kind: table, table: charge, shape: [0, 32]}", "dataset.shape", "integer in 2..4096"),
+        ("{kind: table, table: charge, shape: big}", "dataset.shape", "[rows, columns]"),
+        ("{kind: table, table: charge, shape: [32, 32, 32]}", "dataset.shape", "[rows, columns]"),
+        ("{kind: table, table: charge, colour: red}", "dataset.colour", "allowed: kind, table, path"),
+        ("{kind: table, table: charge, omit_saturated: maybe}", "dataset.omit_saturated", "true or false"),
+        ("{kind: table, table: charge, path: t.csv}", "dataset", "exactly one of table"),
+        ("{kind: table, path: 5}", "dataset.path", "a file path (.csv)"),
+        ("{kind: table, path: t.txt}", "dataset.path", "a .csv file"),
+        ("{kind: spectra}", "dataset.diagonal", "required"),
+        ("[table, charge]", "dataset", "mapping with a 'kind'"),
+    ],
+)
+def test_bad_dataset_is_rejected_at_load(tmp_path, capsys, dataset, field, allowed):
+    """The dataset kinds' own checks (flow/data) run when the card loads, so `flow cards` rejects the card."""
+    path = write(tmp_path, GOOD.format(name="card").replace("{kind: table, table: charge}", dataset))
+    with pytest.raises(FlowError) as exc:
+        load_card(path)
+    msg = str(exc.value)
+    assert msg.startswith(f"{path.name}: {field}") and allowed in msg and "\n" not in msg
+    assert main(["cards", str(path)]) == 2
+    assert capsys.readouterr().err.strip() == f"error: {msg}"
+
+
+def test_data_files_are_checked_when_built_not_at_load(tmp_path):
+    card = load_card(write(tmp_path, GOOD.format(name="card").replace("table: charge", "path: not_yet.csv")))
+    assert card.dataset == {"kind": "table", "path": "not_yet.csv"}
+
+
+def test_directory_is_one_line(tmp_path):
+    (tmp_path / "cards.yaml").mkdir()
+    with pytest.raises(FlowError) as exc:
+        load_card(tmp_path / "cards.yaml")
+    assert str(exc.value) == f"{tmp_path / 'cards.yaml'}: is a directory, expected a .yaml file"
+    with pytest.raises(FlowError, match="is a directory, expected a .yaml file"):
+        load_card(f"{tmp_path}/")
+
+
+def test_base_that_is_a_directory_is_one_line(tmp_path):
+    (tmp_path / "bases").mkdir()
+    path = write(tmp_path, "name: child\nbase: bases\n", "child")
+    with pytest.raises(FlowError) as exc:
+        load_card(path)
+    assert str(exc.value) == f"{path}: base: 'bases' is a directory, expected a .yaml file"
+
+
+def test_card_that_is_not_utf8_is_one_line(tmp_path):
+    path = tmp_path / "card.yaml"
+    path.write_bytes(GOOD.format(name="card").encode("latin-1") + b"description: caf\xe9\n")
+    with pytest.raises(FlowError) as exc:
+        load_card(path)
+    assert str(exc.value) == f"{path}: not UTF-8 text"
+    child = write(tmp_path, "name: child\nbase: card.yaml\n", "child")
+    with pytest.raises(FlowError) as exc:
+        load_card(child)
+    assert str(exc.value) == f"{path.resolve()}: not UTF-8 text"
+
+
+@pytest.mark.parametrize(
+    "base_extra, child_extra, blamed, field",
+    [
+        ("colour: red\n", "", "_b", "colour"),
+        ("training: {seed: 2, colour: 1}\n", "training: {epochs: 3}\n", "_b", "training.colour"),
+        ("training: {seed: 2}\n", "training: {colour: 1}\n", "child", "training.colour"),
+        ("", "colour: red\n", "child", "colour"),
+        ("search: {metric: f1score}\n", "search: {bits: {input: ['(8,0)']}}\n", "_b", "search.metric"),
+    ],
+)
+def test_error_names_the_file_the_field_came_from(tmp_path, base_extra, child_extra, blamed, field):
+    write(tmp_path, GOOD.format(name="_b") + base_extra, "_b")
+    path = write(tmp_path, f"name: child\nbase: _b.yaml\n{child_extra}", "child")
+    with pytest.raises(FlowError) as exc:
+        load_card(path)
+    where = (tmp_path / "_b.yaml").resolve() if blamed == "_b" else path
+    assert str(exc.value).startswith(f"{where}: {field}: ")
+
+
+def test_bad_layer_in_base_names_the_base(tmp_path):
+    write(tmp_path, GOOD.format(name="_b").replace("units: 4", "units: 4\n    name: x"), "_b")
+    path = write(tmp_path, "name: child\nbase: _b.yaml\n", "child")
+    with pytest.raises(FlowError) as exc:
+        load_card(path)
+    assert str(exc.value).startswith(f"{(tmp_path / '_b.yaml').resolve()}: layers[0].name: 'x' is reserved")
 
 
 def test_broken_yaml_is_one_line(tmp_path):

@@ -1,6 +1,6 @@
 """Datasets for the model cards: synthetic gamma-ray spectra, lookup tables and users' .npz files."""
 
-from flow.data.dataset import Dataset, dataset_fingerprint, load_dataset
+from flow.data.dataset import Dataset, check_dataset, dataset_fingerprint, load_dataset
 from flow.data.spectra import CLASS_NAMES, SpectraParams, diagonal_features, generate_spectra
 from flow.data.tables import TableInfo
 
@@ -9,6 +9,7 @@ __all__ = [
     "Dataset",
     "SpectraParams",
     "TableInfo",
+    "check_dataset",
     "dataset_fingerprint",
     "diagonal_features",
     "generate_spectra",

@@ -65,6 +65,10 @@ class SpecContext:
     """Where a spec came from: names the card in error messages and anchors relative paths."""
 
     card_path: Path | None = None
+    # False when a card is only loaded: later stages load the project's copy (hls_projects/<m>/card.yaml),
+    # from whose folder a relative data path does not resolve, and hashing a big file on every load is slow.
+    # The file is then checked and hashed when the data is built.
+    files: bool = True
 
     @property
     def where(self) -> str:
@@ -99,6 +103,12 @@ def _kind_of(spec: Any, ctx: SpecContext) -> tuple[str, Kind]:
         shown = "missing" if kind is None else repr(kind)
         raise FlowError(f"{ctx.where}.kind is {shown}; valid kinds: {', '.join(kinds)}")
     return kind, kinds[kind]
+
+
+def check_dataset(spec: Any, *, card_path: Path | None = None, files: bool = True) -> dict:
+    """Check a card's `dataset:` mapping, return it with defaults; ``files=False`` checks paths but not files."""
+    ctx = SpecContext(card_path, files)
+    return _kind_of(spec, ctx)[1].check(spec, ctx)
 
 
 def load_dataset(spec: dict, *, seed: int, card_path: Path | None = None) -> Dataset:
@@ -192,12 +202,18 @@ def check_range(value: Any, name: str, ctx: SpecContext, lo: float, hi: float) -
 
 
 def check_path(value: Any, name: str, ctx: SpecContext, suffixes: Sequence[str]) -> Path:
-    """An existing file with one of the given suffixes; relative to the card's folder."""
+    """An existing file (unless ``ctx.files`` is False) with one of the given suffixes; relative to the card."""
     if not isinstance(value, str) or not value:
         raise FlowError(f"{ctx.where}.{name} is {value!r}, expected a file path ({'/'.join(suffixes)})")
     path = ctx.resolve(value)
     if path.suffix.lower() not in suffixes:
         raise FlowError(f"{ctx.where}.{name} is {value!r}, expected a {' or '.join(suffixes)} file")
-    if not path.is_file():
+    if ctx.files and not path.is_file():
         raise FlowError(f"{value}: file not found (from {ctx.where}.{name}; relative paths start at the card's folder)")
     return path
+
+
+def check_file(value: Any, name: str, ctx: SpecContext, suffixes: Sequence[str]) -> str | None:
+    """:func:`check_path`, then the file's sha256 (None when ``ctx.files`` is False: nothing was read)."""
+    path = check_path(value, name, ctx, suffixes)
+    return file_sha256(path) if ctx.files else None

@@ -13,9 +13,8 @@ from flow.data.dataset import (
     SpecContext,
     check_choice,
     check_fields,
+    check_file,
     check_float,
-    check_path,
-    file_sha256,
 )
 from flow.errors import FlowError
 
@@ -25,7 +24,7 @@ OPTIONAL_ARRAYS = ("X_val", "y_val")
 MAX_INFERRED_CLASSES = 100  # integer-valued float targets with more distinct values are taken as regression
 
 FIELDS = {
-    "path": None,  # required; checked by check_path
+    "path": None,  # required; checked by check_file
     "task": None,  # classification | regression; inferred from y_train when absent
     "val_fraction": 0.1,  # share of train held out for validation when the file has no X_val/y_val
     "class_names": None,
@@ -43,7 +42,7 @@ def check_spec(spec: dict, ctx: SpecContext) -> dict:
     names = out["class_names"]
     if names is not None and not (isinstance(names, list) and names and all(isinstance(n, str) for n in names)):
         raise FlowError(f"{ctx.where}.class_names is {names!r}, expected a list of strings")
-    out["file_sha256"] = file_sha256(check_path(out["path"], "path", ctx, (".npz",)))
+    out["file_sha256"] = check_file(out["path"], "path", ctx, (".npz",))
     return out
 
 
@@ -52,7 +51,7 @@ def _read_arrays(path: Path, shown: str) -> dict[str, np.ndarray]:
     try:
         with np.load(path, allow_pickle=False) as f:
             arrays = {k: f[k] for k in f.files}
-    except (OSError, ValueError, zipfile.BadZipFile) as e:
+    except (OSError, ValueError, EOFError, zipfile.BadZipFile) as e:
         raise FlowError(f"{shown}: not a readable .npz file ({str(e).splitlines()[0][:80]})") from None
     allowed = ", ".join((*REQUIRED_ARRAYS, *OPTIONAL_ARRAYS))
     missing = [k for k in REQUIRED_ARRAYS if k not in arrays]

@@ -21,9 +21,8 @@ from flow.data.dataset import (
     check_bool,
     check_choice,
     check_fields,
+    check_file,
     check_int,
-    check_path,
-    file_sha256,
 )
 from flow.errors import FlowError
 
@@ -93,8 +92,11 @@ def builtin_table(name: str, shape: tuple[int, int] = (256, 256), bits: int = 12
 
 def _parse_csv(path: Path, shown: str) -> tuple[list[str] | None, np.ndarray]:
     """Optional header and the numbers of a CSV file; every row must be complete and numeric."""
-    with path.open(newline="") as f:
-        rows = [r for r in csv.reader(f) if r and any(c.strip() for c in r)]
+    try:
+        with path.open(newline="", encoding="utf-8") as f:
+            rows = [r for r in csv.reader(f) if r and any(c.strip() for c in r)]
+    except UnicodeDecodeError:
+        raise FlowError(f"{shown}: not UTF-8 text (expected a CSV table of numbers)") from None
     if not rows:
         raise FlowError(f"{shown}: the file is empty")
     header = None
@@ -195,7 +197,7 @@ def check_spec(spec: dict, ctx: SpecContext) -> dict:
     else:
         if "shape" in spec:
             raise FlowError(f"{ctx.where}.shape applies to built-in tables only; a CSV table has its own shape")
-        out["file_sha256"] = file_sha256(check_path(out["path"], "path", ctx, (".csv",)))
+        out["file_sha256"] = check_file(out["path"], "path", ctx, (".csv",))
     return out
 
 

@@ -111,7 +111,7 @@ def _bits_key(text: str) -> tuple[int, int]:
 
 def parse_space(card: Card) -> SearchSpace:
     """Validate ``card.search``; errors are one line naming the card file and the field."""
-    w = _Where(card.path)
+    w = _Where(card.path, card.origins)
     s = card.search
     if not s:
         raise w.error("search", "missing; add a `search:` section (bits, metric, trials; see qmodels/README.md)")
