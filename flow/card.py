@@ -5,6 +5,7 @@ from __future__ import annotations
 import copy
 import hashlib
 import json
+import re
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -292,6 +293,13 @@ def _float(w: _Where, fld: str, value: Any, lo: float, hi: float) -> float:
     return float(value)
 
 
+def _part(w: _Where, value: Any) -> str:
+    # A part name goes into hls4ml's project and the vendor tool's script as is.
+    if not isinstance(value, str) or not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_.-]*", value):
+        raise w.error("hardware.part", f"{value!r} is not allowed; expected a device name such as xcu250-figd2104-2L-e")
+    return value
+
+
 def _choice(w: _Where, fld: str, value: Any, allowed: tuple[str, ...]) -> str:
     if value not in allowed:
         raise w.error(fld, f"{value!r} is not allowed; expected one of {', '.join(allowed)}")
@@ -421,7 +429,7 @@ def parse_card(data: dict, path: Path | None = None, origins: dict[str, Path] | 
     _unknown(w, "hardware.", hw, {"backend", "part", "clock_period_ns", "io_type", "strategy", "arch"})
     hardware = Hardware(
         backend=_choice(w, "hardware.backend", hw.get("backend", "Vitis"), BACKENDS),
-        part=str(hw.get("part", Hardware.part)),
+        part=_part(w, hw.get("part", Hardware.part)),
         clock_period_ns=_float(w, "hardware.clock_period_ns", hw.get("clock_period_ns", 5.0), 0.1, 1000.0),
         io_type=_choice(w, "hardware.io_type", hw.get("io_type", "io_parallel"), IO_TYPES),
         strategy=_choice(w, "hardware.strategy", hw.get("strategy", "Latency"), STRATEGIES),

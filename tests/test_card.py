@@ -90,6 +90,7 @@ def test_good_card(tmp_path):
         (("activation: (8,3)", "activation: [65, 3]"), "layers[1].activation", "1..64"),
         # The RTL architectures are flow.rtl's registry.
         (("input: (9,0)", "input: (9,0)\nhardware: {arch: da}"), "hardware.arch", "one of parallel, folded"),
+        (("input: (9,0)", "input: (9,0)\nhardware: {part: [a, b]}"), "hardware.part", "expected a device name"),
         # search: is checked at load by the search's own parser.
         (("input: (9,0)", "input: (9,0)\nsearch: {bits: ['(12,13)']}"), "search.bits", "must be a mapping"),
         (
