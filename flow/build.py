@@ -189,6 +189,12 @@ def _build(source: Source, project: Project, final: Project, *, synth: bool, ret
     from flow.train import keras_predict
 
     ds, fingerprint = load_data(source)
+    card = source.card
+    if card is not None and "task" in card.raw and card.task != ds.task:
+        raise FlowError(
+            f"{card.path}: task: {card.task!r} disagrees with the dataset, which is {ds.task}; "
+            "drop the field or set dataset.task"
+        )
     trained = obtain_model(source, ds, fingerprint, project, retrain=retrain)
     if source.card is not None and source.card.path is not None:
         project.card.write_text(card_to_yaml(_card_copy(source.card) | {"name": source.name}))

@@ -224,3 +224,12 @@ def test_broken_generated_files_are_one_line(tmp_path):
     (tmp_path / "ir.json").write_text('{"version": 1, "layers": [')
     with pytest.raises(FlowError, match="ir.json: not valid JSON"):
         IR.load(tmp_path / "ir.json")
+
+
+def test_card_task_that_disagrees_with_its_data_is_one_line(projects, tmp_path, capsys):
+    text = (CARDS / "tiny_lut.yaml").read_text().replace("task: regression", "task: classification")
+    (tmp_path / "tiny_lut_task.yaml").write_text(text.replace("name: tiny_lut", "name: tiny_lut_task"))
+    assert main(["-q", "hls", str(tmp_path / "tiny_lut_task.yaml")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "tiny_lut_task.yaml: task: 'classification' disagrees with the dataset, which is regression" in err
+    assert len(err.splitlines()) == 1 and not (projects / "tiny_lut_task").exists()
