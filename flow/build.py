@@ -18,7 +18,7 @@ from flow.errors import FlowError
 from flow.ir_extract import extract_ir
 from flow.log import info
 from flow.metrics import agreement, primary_metric, score
-from flow.project import Project, atomic_dir, read_npz, write_json, write_npz
+from flow.project import Project, atomic_dir, check_name, read_npz, write_json, write_npz
 
 TB_VECTORS = 1000  # test-bench vectors written into the hls4ml project (C/RTL co-simulation time grows with it)
 
@@ -44,12 +44,13 @@ class Source:
             raise FlowError(f"{kp}: model file not found (expected a saved QKeras .h5 model)")
         if not data_path:
             raise FlowError(
-                f"{kp}: a user model needs its data: DATA=path/to/data.npz (X_train, y_train, X_test, y_test)"
+                f"{kp}: a user model needs its data: --data path/to/data.npz (make: DATA=...) with X_train, y_train, "
+                "X_test, y_test"
             )
         dp = Path(data_path)
         if not dp.exists():
             raise FlowError(f"{dp}: data file not found (expected an .npz with X_train, y_train, X_test, y_test)")
-        return cls(name=name or kp.stem, keras_path=kp.resolve(), data_path=dp.resolve())
+        return cls(name=check_name(kp.stem if name is None else name), keras_path=kp.resolve(), data_path=dp.resolve())
 
     @property
     def dataset_spec(self) -> dict:
@@ -193,7 +194,7 @@ def _build(source: Source, project: Project, final: Project, *, synth: bool, ret
     if card is not None and "task" in card.raw and card.task != ds.task:
         raise FlowError(
             f"{card.path}: task: {card.task!r} disagrees with the dataset, which is {ds.task}; "
-            "drop the field or set dataset.task"
+            "drop the field (the dataset sets the task)"
         )
     trained = obtain_model(source, ds, fingerprint, project, retrain=retrain)
     if source.card is not None and source.card.path is not None:

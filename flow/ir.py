@@ -253,4 +253,11 @@ class IR:
             data = json.loads(path.read_text())
         except json.JSONDecodeError as exc:
             raise FlowError(f"{path}: not valid JSON ({exc.msg} at line {exc.lineno}); run `make hls` again") from None
-        return cls.from_dict(data)
+        if not isinstance(data, dict) or data.get("version") is None:
+            raise FlowError(f"{path}: not an IR file (no version); run `make hls` again")
+        try:
+            return cls.from_dict(data)
+        except FlowError as exc:
+            raise FlowError(f"{path}: {exc}") from None
+        except (KeyError, TypeError, ValueError, AttributeError) as exc:
+            raise FlowError(f"{path}: not a valid IR ({type(exc).__name__}: {exc}); run `make hls` again") from None

@@ -40,7 +40,10 @@ class Project:
 
     @classmethod
     def of(cls, name: str, projects_dir: Path | None = None) -> Project:
-        return cls(name, Path(projects_dir or PROJECTS_DIR) / check_name(name))
+        parent = Path(projects_dir or PROJECTS_DIR)
+        if parent.exists() and not parent.is_dir():
+            raise FlowError(f"{parent}: the projects folder (QFLOW_PROJECTS) is a file; expected a folder")
+        return cls(name, parent / check_name(name))
 
     card = property(lambda self: self.root / "card.yaml")
     data = property(lambda self: self.root / "data.npz")

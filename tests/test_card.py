@@ -144,7 +144,7 @@ def test_bad_dataset_is_rejected_at_load(tmp_path, capsys, dataset, field, allow
     with pytest.raises(FlowError) as exc:
         load_card(path)
     msg = str(exc.value)
-    assert msg.startswith(f"{path.name}: {field}") and allowed in msg and "\n" not in msg
+    assert msg.startswith(f"{path}: {field}") and allowed in msg and "\n" not in msg
     assert main(["cards", str(path)]) == 2
     assert capsys.readouterr().err.strip() == f"error: {msg}"
 

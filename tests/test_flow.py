@@ -233,3 +233,28 @@ def test_card_task_that_disagrees_with_its_data_is_one_line(projects, tmp_path, 
     err = capsys.readouterr().err.strip()
     assert "tiny_lut_task.yaml: task: 'classification' disagrees with the dataset, which is regression" in err
     assert len(err.splitlines()) == 1 and not (projects / "tiny_lut_task").exists()
+
+
+def test_conflicting_or_empty_arguments_are_one_line(tiny_lut, tmp_path, capsys):
+    cases = [
+        ["hls", str(CARDS / "tiny_lut.yaml"), "--keras", str(tiny_lut.keras), "--data", "d.npz"],
+        ["verify", "tiny_lut", "--name", "other"],
+        ["hls", "--keras", str(tiny_lut.keras), "--data", str(tiny_lut.data), "--name", ""],
+    ]
+    for argv in cases:
+        assert main(argv) == 2, argv
+        err = capsys.readouterr().err.strip()
+        assert err.startswith("error: ") and len(err.splitlines()) == 1, err
+
+
+def test_projects_folder_that_is_a_file(tmp_path):
+    (tmp_path / "file").write_text("")
+    with pytest.raises(FlowError, match="QFLOW_PROJECTS"):
+        Project.of("m", tmp_path / "file")
+
+
+@pytest.mark.parametrize("text", ["{}", "[1, 2]", '{"version": 1}'])
+def test_ir_json_of_the_wrong_shape(tmp_path, text):
+    (tmp_path / "ir.json").write_text(text)
+    with pytest.raises(FlowError, match="ir.json: "):
+        IR.load(tmp_path / "ir.json")

@@ -34,9 +34,16 @@ def int_at_least(lo: int):
     return parse
 
 
+class _Parser(argparse.ArgumentParser):
+    """Usage errors in one line, like every other user error (``--help`` shows the usage)."""
+
+    def error(self, message: str):
+        self.exit(2, f"error: {self.prog}: {message} (see {self.prog} --help)\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The top-level parser with every registered subcommand."""
-    parser = argparse.ArgumentParser(prog="flow", description="Small quantized neural networks to verified hardware.")
+    parser = _Parser(prog="flow", description="Small quantized neural networks to verified hardware.")
     parser.add_argument("--version", action="version", version=f"flow {__version__}")
     parser.add_argument("--debug", action="store_true", help="show tracebacks on errors")
     parser.add_argument("-q", "--quiet", action="store_true", help="no progress messages")

@@ -22,6 +22,8 @@ def source_from_args(args: argparse.Namespace):
     from flow.build import Source
     from flow.errors import FlowError
 
+    if args.keras and args.model:
+        raise FlowError("give a model card or --keras PATH, not both")
     if args.keras:
         return Source.from_keras(args.keras, args.data, args.name)
     keras_model = str(args.model or "").endswith((".h5", ".keras"))

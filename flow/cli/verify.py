@@ -31,8 +31,10 @@ def run(args: argparse.Namespace) -> int:
     from flow.project import Project
     from flow.verify import verify
 
+    if not args.keras and (args.data or args.name):
+        raise FlowError("--data and --name apply only with --keras PATH (a user's model)")
     if args.keras:
-        name = args.name or Path(args.keras).stem
+        name = args.name if args.name is not None else Path(args.keras).stem
     elif args.model:
         name = Path(args.model).stem if str(args.model).endswith((".h5", ".keras", ".yaml")) else args.model
     else:

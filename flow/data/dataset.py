@@ -72,8 +72,8 @@ class SpecContext:
 
     @property
     def where(self) -> str:
-        """Prefix of error messages about the spec, e.g. 'diag_05.yaml: dataset'."""
-        return f"{self.card_path.name}: dataset" if self.card_path is not None else "dataset"
+        """Prefix of error messages about the spec, e.g. 'qmodels/diag_05.yaml: dataset' (the card as given)."""
+        return f"{self.card_path}: dataset" if self.card_path is not None else "dataset"
 
     def resolve(self, path: str) -> Path:
         """A path from the card: relative to the card's folder, or to the cwd when there is no card."""
