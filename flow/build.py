@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import shutil
 import tempfile
 import time
@@ -156,7 +157,9 @@ def build_hls(
     """
     final = Project.of(source.name, projects_dir)
     final.root.parent.mkdir(parents=True, exist_ok=True)
+    _remove_orphan_stages(final)
     stage = Path(tempfile.mkdtemp(prefix=f".{source.name}.", suffix=".staging", dir=final.root.parent))
+    (stage / ".pid").write_text(str(os.getpid()))
     try:
         for name in REUSED:
             if (final.root / name).is_file():
@@ -175,6 +178,17 @@ def build_hls(
         shutil.rmtree(stage, ignore_errors=True)
     _summary(source.name, csim, primary_metric(csim["task"]))
     return csim
+
+
+def _remove_orphan_stages(final: Project) -> None:
+    """Staging folders of this project whose process is gone (killed before it could clean up)."""
+    for stage in final.root.parent.glob(f".{final.name}.*.staging"):
+        try:
+            os.kill(int((stage / ".pid").read_text()), 0)
+        except ProcessLookupError:
+            shutil.rmtree(stage, ignore_errors=True)
+        except (OSError, ValueError):
+            pass  # unreadable or another user's: leave it
 
 
 def _remove(path: Path) -> None:

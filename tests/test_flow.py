@@ -258,3 +258,14 @@ def test_ir_json_of_the_wrong_shape(tmp_path, text):
     (tmp_path / "ir.json").write_text(text)
     with pytest.raises(FlowError, match="ir.json: "):
         IR.load(tmp_path / "ir.json")
+
+
+def test_orphan_staging_folder_is_removed(tmp_path):
+    from flow.build import _remove_orphan_stages
+
+    orphan, alive = tmp_path / ".m.abc.staging", tmp_path / ".m.def.staging"
+    for d, pid in ((orphan, 2**22 + 12345), (alive, __import__("os").getpid())):
+        d.mkdir()
+        (d / ".pid").write_text(str(pid))
+    _remove_orphan_stages(Project("m", tmp_path / "m"))
+    assert not orphan.exists() and alive.exists()
