@@ -133,6 +133,21 @@ def _card_copy(card: Card) -> dict:
     return raw
 
 
+def _check_reuse_factors(card: Card, n_features: int) -> None:
+    """A folded card's reuse factors, checked by the RTL's own rule before anything is trained."""
+    from flow.rtl.folded import check_reuse
+
+    n_in = n_features
+    for i, spec in enumerate(card.layers):
+        if spec.type != "dense":
+            continue
+        try:
+            check_reuse(spec.name, n_in, spec.units, spec.reuse_factor)
+        except FlowError as exc:
+            raise FlowError(f"{card.path}: layers[{i}].reuse_factor: {exc}") from None
+        n_in = spec.units
+
+
 def _check_shapes(model, ds: Dataset, source: Source) -> None:
     """A user's model and data must agree on the number of inputs and outputs."""
     n_in, n_out = int(model.input_shape[-1]), int(model.output_shape[-1])
@@ -210,6 +225,8 @@ def _build(source: Source, project: Project, final: Project, *, synth: bool, ret
             f"{card.path}: task: {card.task!r} disagrees with the dataset, which is {ds.task}; "
             "drop the field (the dataset sets the task)"
         )
+    if card is not None and card.hardware.arch == "folded":
+        _check_reuse_factors(card, ds.n_features)
     trained = obtain_model(source, ds, fingerprint, project, retrain=retrain)
     if source.card is not None and source.card.path is not None:
         project.card.write_text(card_to_yaml(_card_copy(source.card) | {"name": source.name}))

@@ -269,3 +269,13 @@ def test_orphan_staging_folder_is_removed(tmp_path):
         (d / ".pid").write_text(str(pid))
     _remove_orphan_stages(Project("m", tmp_path / "m"))
     assert not orphan.exists() and alive.exists()
+
+
+def test_folded_reuse_factor_is_checked_before_training(projects, tmp_path, capsys):
+    text = (CARDS / "tiny_lut.yaml").read_text().replace("units: 8\n", "units: 8\n    reuse_factor: 1000000\n", 1)
+    text = text.replace("seed: 3", "seed: 3\nhardware:\n  arch: folded")
+    (tmp_path / "tiny_rf.yaml").write_text(text.replace("name: tiny_lut", "name: tiny_rf"))
+    assert main(["-q", "hls", str(tmp_path / "tiny_rf.yaml")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "tiny_rf.yaml: layers[0].reuse_factor: layer fc1: reuse factor 1000000 > n_in = 2" in err
+    assert len(err.splitlines()) == 1 and not (projects / "tiny_rf").exists()

@@ -48,14 +48,13 @@ def clog2(n: int) -> int:
     return max(1, math.ceil(math.log2(n))) if n > 1 else 1
 
 
-def check_reuse(layer: DenseLayer, r: int) -> int:
-    """``r`` if the folded schedule supports it for ``layer``, else a FlowError naming the rule."""
-    n_in, n_out = layer.n_in, layer.n_out
+def check_reuse(name: str, n_in: int, n_out: int, r: int) -> int:
+    """``r`` if the folded schedule supports it for dense layer ``name`` (n_in -> n_out), else a FlowError."""
     if not isinstance(r, (int, np.integer)) or r < 1:
-        raise FlowError(f"layer {layer.name}: reuse factor must be an integer >= 1, got {r!r}")
+        raise FlowError(f"layer {name}: reuse factor must be an integer >= 1, got {r!r}")
     if r > n_in and (r % n_in or r > n_in * n_out):
         raise FlowError(
-            f"layer {layer.name}: reuse factor {r} > n_in = {n_in} must be a multiple of n_in up to "
+            f"layer {name}: reuse factor {r} > n_in = {n_in} must be a multiple of n_in up to "
             f"n_in * n_out = {n_in * n_out}"
         )
     return int(r)
@@ -79,7 +78,7 @@ def emit(ir: IR, top: str, reuse_factors: dict[str, int] | None = None) -> Emitt
     for seg in segs[1:]:
         layer = seg.dense
         assert layer is not None
-        r = check_reuse(layer, reuse_factors.get(layer.name, layer.n_in))
+        r = check_reuse(layer.name, layer.n_in, layer.n_out, reuse_factors.get(layer.name, layer.n_in))
         used[layer.name] = r
         lname = identifier(layer.name)
         name = f"{top}_{lname}"
