@@ -129,13 +129,6 @@ def back_scripts(flow: str, top: str, liberty: Path | None = None) -> dict[str, 
     return {k: v + "\n" for k, v in backs.items()}
 
 
-def flow_script(flow: str, sources: list[str], top: str, liberty: Path | None = None) -> str:
-    """The whole of ``flow`` as one text (front, then each back end): what the cache digest covers."""
-    parts = [front_script(flow, sources, top)]
-    parts += [f"# back end {name}\n{text}" for name, text in back_scripts(flow, top, liberty).items()]
-    return "".join(parts)
-
-
 # ---------------------------------------------------------------------------------------------- parse
 
 
@@ -223,7 +216,7 @@ class Plan:
     src_dir: Path
     sources: tuple[str, ...]
     front: str
-    backs: tuple[str, ...]  # back-end names; scripts come from :func:`back_scripts`
+    backs: dict[str, str]  # back-end name -> script (:func:`back_scripts`)
     front_key: str  # plans with equal keys share one front-end run
     digest: str
     folder: Path
@@ -249,13 +242,14 @@ def plan(flow: str, src_dir: Path, sources: Iterable[str], top: str, cache: Path
     osu = libs.osu018_liberty() if flow == "asic" else None
     liberty = Path(LIBERTY) if osu else None
     front = front_script(flow, list(sources), top)
-    backs = tuple(back_scripts(flow, top, liberty))
+    backs = back_scripts(flow, top, liberty)
     src = hashlib.sha256()
     for s in sources:
         src.update(s.encode() + b"\0" + (src_dir / s).read_bytes() + b"\0")
     front_key = hashlib.sha256(f"{version}\0{front}\0{src.hexdigest()}".encode()).hexdigest()
     h = hashlib.sha256()
-    for part in (RESULT_SCHEMA, version, flow, flow_script(flow, list(sources), top, liberty), src.hexdigest()):
+    scripts = [front, *(f"# back end {name}\n{text}" for name, text in backs.items())]
+    for part in (RESULT_SCHEMA, version, flow, *scripts, src.hexdigest()):
         h.update(part.encode() + b"\0")
     if osu:
         h.update(osu.read_bytes())
@@ -438,7 +432,7 @@ def _finish(p: Plan, work: Path, front: _Step, backs: list[_Step]) -> dict:
         (work / "result.json").write_text(json.dumps(res, indent=1) + "\n")
         _publish(work, p.folder)
         return res
-    for f in ("yosys-front.log", "stderr-front.txt", "front.ys"):  # the shared front end's files, next to the rest
+    for f in ("yosys-front.log", "stderr-front.txt"):  # the shared front end's log, next to the rest
         if (front.folder / f).is_file() and front.folder != work:
             shutil.copyfile(front.folder / f, work / f)
     logs = p.folder.with_name(p.folder.name + ".failed")
@@ -491,20 +485,20 @@ def run_all(plans: list[Plan], jobs: int | None = None, timeout_s: float | None 
         for i in todo:
             p = plans[i]
             work = Path(tempfile.mkdtemp(prefix=f"{p.flow}-", dir=tmp))
-            if p.flow == "asic" and libs.osu018_liberty():
+            if "osu018" in p.backs:
                 shutil.copyfile(libs.osu018_liberty(), work / LIBERTY)
             (work / "sources.txt").write_text("\n".join(p.sources) + "\n")
             (work / "front.ys").write_text(p.front)  # with sources.txt: enough to redo the run by hand
             (work / FRONT_NETLIST).symlink_to(fronts[p.front_key].folder / FRONT_NETLIST)  # written by the front end
-            scripts = back_scripts(p.flow, p.top, Path(LIBERTY) if "osu018" in p.backs else None)
-            works[i] = (work, [_Step(name, work, scripts[name], p.yosys, timeout_s) for name in p.backs])
+            works[i] = (work, [_Step(name, work, script, p.yosys, timeout_s) for name, script in p.backs.items()])
 
-        def back(i: int, step: _Step) -> object:
-            return lambda: step.run() if fronts[plans[i].front_key].ok else None
+        def back(front: _Step, step: _Step) -> object:
+            return lambda: step.run() if front.ok else None
 
         tasks: list = [(f"front:{k}", (), f.run) for k, f in fronts.items()]
         for i in sorted(todo, key=lambda i: _BACK_ORDER.get(plans[i].flow, 9)):
-            tasks += [(f"{i}:{s.name}", (f"front:{plans[i].front_key}",), back(i, s)) for s in works[i][1]]
+            key = plans[i].front_key
+            tasks += [(f"{i}:{s.name}", (f"front:{key}",), back(fronts[key], s)) for s in works[i][1]]
         _schedule(tasks, jobs)
         for i in todo:
             work, backs = works[i]
