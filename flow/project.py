@@ -84,21 +84,28 @@ def read_json(path: Path) -> Any:
         raise FlowError(f"{path}: not valid JSON ({exc.msg} at line {exc.lineno})") from None
 
 
-def read_npz(path: Path, names: tuple[str, ...] = ()) -> dict[str, np.ndarray]:
-    """Every array of an ``.npz`` (no pickles), with a one-line error when it is broken or lacks ``names``."""
+def read_npz(
+    path: Path,
+    names: tuple[str, ...] = (),
+    *,
+    shown: str | None = None,
+    hint: str = "run the stage that writes it again",
+) -> dict[str, np.ndarray]:
+    """Every array of an ``.npz`` (no pickles), with a one-line error naming ``shown`` (default: the path) when it
+    is missing, broken or lacks ``names``."""
+    shown = shown or str(path)
+    tail = f"; {hint}" if hint else ""
     try:
         with np.load(path, allow_pickle=False) as z:
             arrays = {k: z[k] for k in z.files}
     except FileNotFoundError:
-        raise FlowError(f"{path}: missing") from None
+        raise FlowError(f"{shown}: missing{tail}") from None
     except (OSError, ValueError, EOFError, zipfile.BadZipFile) as exc:
         reason = " ".join(str(exc).split())[:120]
-        raise FlowError(
-            f"{path}: not a readable .npz file ({reason}); the stage that writes it must run again"
-        ) from None
+        raise FlowError(f"{shown}: not a readable .npz file ({reason}){tail}") from None
     missing = [n for n in names if n not in arrays]
     if missing:
-        raise FlowError(f"{path}: missing {', '.join(missing)}; the stage that writes it must run again")
+        raise FlowError(f"{shown}: missing {', '.join(missing)}{tail}")
     return arrays
 
 

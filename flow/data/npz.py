@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import zipfile
 from pathlib import Path
 
 import numpy as np
@@ -17,6 +16,7 @@ from flow.data.dataset import (
     check_float,
 )
 from flow.errors import FlowError
+from flow.project import read_npz
 
 NPZ_VERSION = 1  # bump when the same file and spec would load differently
 REQUIRED_ARRAYS = ("X_train", "y_train", "X_test", "y_test")
@@ -48,11 +48,7 @@ def check_spec(spec: dict, ctx: SpecContext) -> dict:
 
 def _read_arrays(path: Path, shown: str) -> dict[str, np.ndarray]:
     """All arrays of the file (no pickles), with missing and unexpected keys reported."""
-    try:
-        with np.load(path, allow_pickle=False) as f:
-            arrays = {k: f[k] for k in f.files}
-    except (OSError, ValueError, EOFError, zipfile.BadZipFile) as e:
-        raise FlowError(f"{shown}: not a readable .npz file ({str(e).splitlines()[0][:80]})") from None
+    arrays = read_npz(path, shown=shown, hint="")
     allowed = ", ".join((*REQUIRED_ARRAYS, *OPTIONAL_ARRAYS))
     missing = [k for k in REQUIRED_ARRAYS if k not in arrays]
     if missing:
