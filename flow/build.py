@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 import shutil
-import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -12,14 +11,25 @@ from typing import Any
 
 import numpy as np
 
-from flow.card import Card, Hardware, card_to_yaml, load_card
+from flow import scratch
+from flow.card import QMODELS_DIR, Card, Hardware, card_to_yaml, load_card
 from flow.convert import HlsSettings, convert, predict, synthesize, write_and_compile
 from flow.data import Dataset, dataset_fingerprint, load_dataset
 from flow.errors import FlowError
 from flow.ir_extract import extract_ir
 from flow.log import info
 from flow.metrics import agreement, primary_metric, score
-from flow.project import Project, atomic_dir, check_name, read_npz, write_json, write_npz
+from flow.project import (
+    MARKER,
+    Project,
+    atomic_dir,
+    check_name,
+    publish_dir,
+    read_npz,
+    write_json,
+    write_marker,
+    write_npz,
+)
 
 TB_VECTORS = 1000  # test-bench vectors written into the hls4ml project (C/RTL co-simulation time grows with it)
 
@@ -56,6 +66,15 @@ class Source:
     @property
     def dataset_spec(self) -> dict:
         return dict(self.card.dataset) if self.card else {"kind": "npz", "path": str(self.data_path)}
+
+    @property
+    def hls_command(self) -> str:
+        """The command that builds this source again (recorded in the project's marker for hints)."""
+        if self.card is None:
+            return f"flow hls --keras {self.keras_path} --data {self.data_path} --name {self.name}"
+        if self.card.path is not None and self.card.path.parent.resolve() != QMODELS_DIR.resolve():
+            return f"flow hls {self.card.path}"
+        return f"make hls MODEL={self.name}"
 
     @property
     def seed(self) -> int:
@@ -167,50 +186,63 @@ def build_hls(
 ) -> dict[str, Any]:
     """Run the whole `make hls` stage; returns csim.json.
 
-    Everything is built in a staging folder and moved into the project only when all of it succeeded, so a failed
-    run leaves the project as it was. Later stages' outputs are removed when the IR changed: they describe the old one.
+    The new project generation is built completely in a staging folder beside the project and then switched in
+    with one atomic exchange, so at every instant the project is wholly the old one or wholly the new one. The
+    later stages' outputs are carried into the new generation only when the IR is unchanged.
     """
     final = Project.of(source.name, projects_dir)
-    final.root.parent.mkdir(parents=True, exist_ok=True)
-    _remove_orphan_stages(final)
-    stage = Path(tempfile.mkdtemp(prefix=f".{source.name}.", suffix=".staging", dir=final.root.parent))
-    (stage / ".pid").write_text(str(os.getpid()))
+    final.check_owned(may_be_absent=True)  # before any work: never replace what qflow did not write
+    scratch.remove_dead(final.root.parent, _stage_prefix(final))
+    stage = scratch.make(final.root.parent, _stage_prefix(final), STAGE_SUFFIX)
     try:
         for name in REUSED:
             if (final.root / name).is_file():
                 shutil.copy2(final.root / name, stage / name)
         csim = _build(source, Project(source.name, stage), final, synth=synth, retrain=retrain)
-        old_ir = final.ir_json.read_bytes() if final.ir_json.is_file() else None
-        final.root.mkdir(exist_ok=True)
-        if old_ir != (stage / "ir.json").read_bytes():
-            for name in DOWNSTREAM:
-                _remove(final.root / name)
-        for name in HLS_OUTPUTS:  # one not made by this build (a card.yaml, for a --keras model) goes too
-            _remove(final.root / name)
-            if (stage / name).exists():
-                (stage / name).rename(final.root / name)
+        switch_generation(final, stage, hls_command=source.hls_command)
     finally:
         shutil.rmtree(stage, ignore_errors=True)
     _summary(source.name, csim, primary_metric(csim["task"]))
     return csim
 
 
-def _remove_orphan_stages(final: Project) -> None:
-    """Staging folders of this project whose process is gone (killed before it could clean up)."""
-    for stage in final.root.parent.glob(f".{final.name}.*.staging"):
-        try:
-            os.kill(int((stage / ".pid").read_text()), 0)
-        except ProcessLookupError:
-            shutil.rmtree(stage, ignore_errors=True)
-        except (OSError, ValueError):
-            pass  # unreadable or another user's: leave it
+STAGE_SUFFIX = ".staging"
 
 
-def _remove(path: Path) -> None:
-    if path.is_dir() and not path.is_symlink():
-        shutil.rmtree(path)
+def _stage_prefix(project: Project) -> str:
+    return f".{project.name}."
+
+
+def switch_generation(final: Project, stage: Path, **marker: str) -> None:
+    """Complete the generation in ``stage`` (carried-over outputs, marker) and swap it with the project.
+
+    Every step before the exchange writes only inside ``stage``; after it, the old generation sits at ``stage``
+    for the caller to remove (or, after a kill, the next build of this project).
+    """
+    from flow.ir import IR
+
+    new_ir = IR.load(stage / "ir.json")
+    old_ir = final.ir_json.read_bytes() if final.ir_json.is_file() else None
+    dropped = set(HLS_OUTPUTS) | {MARKER}  # the new generation's own; a card.yaml a --keras build lacks goes too
+    if old_ir != (stage / "ir.json").read_bytes():
+        dropped |= set(DOWNSTREAM)  # they describe the old IR
+    if final.root.is_dir():
+        for entry in sorted(final.root.iterdir()):
+            if entry.name not in dropped:
+                _link_copy(entry, stage / entry.name)
+    write_marker(stage, final.name, ir_sha256=new_ir.digest(), **marker)
+    final.check_owned(may_be_absent=True)  # still ours at the last moment
+    publish_dir(stage, final.root)
+
+
+def _link_copy(src: Path, dst: Path) -> None:
+    """Hard-link copy of a file or tree (links copied as links, never followed): cheap, and ``src`` stays whole."""
+    if src.is_dir() and not src.is_symlink():
+        shutil.copytree(src, dst, symlinks=True, copy_function=os.link)
+    elif src.is_symlink():
+        os.symlink(os.readlink(src), dst)
     else:
-        path.unlink(missing_ok=True)
+        os.link(src, dst)
 
 
 def _build(source: Source, project: Project, final: Project, *, synth: bool, retrain: bool) -> dict[str, Any]:

@@ -301,7 +301,9 @@ def _finish(v: np.ndarray, dst: FixedType) -> np.ndarray:
 
 def cast(raw: np.ndarray | int, src_frac_bits: int, dst: FixedType) -> np.ndarray:
     """Convert raw mantissas with ``src_frac_bits`` fraction bits to raw mantissas of ``dst`` (ap_fixed rules)."""
-    return np.asarray(_cast(_as_int_array(raw), src_frac_bits, dst))  # asarray: 0-d inputs give 0-d arrays
+    a = _as_int_array(raw)
+    # The kernels see at least 1-d arrays: object arithmetic on a 0-d array gives a bare Python int.
+    return _cast(a.reshape(-1), src_frac_bits, dst).reshape(a.shape)
 
 
 def _cast(a: np.ndarray, src_frac_bits: int, dst: FixedType) -> np.ndarray:
@@ -389,7 +391,8 @@ def _cast_left_int64(a: np.ndarray, k: int, dst: FixedType) -> np.ndarray:
 
 def from_float(x: np.ndarray | float, dst: FixedType) -> np.ndarray:
     """Quantize float64 values exactly to raw mantissas of ``dst``; NaN raises, +-inf act as +-2**1024 (ap_fixed)."""
-    return np.asarray(_from_float(np.asarray(x, dtype=np.float64), dst))
+    a = np.asarray(x, dtype=np.float64)
+    return _from_float(a.reshape(-1), dst).reshape(a.shape)  # 1-d inside, as in cast()
 
 
 def _from_float(x: np.ndarray, dst: FixedType) -> np.ndarray:

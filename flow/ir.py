@@ -31,6 +31,7 @@ A layer's input type is the previous layer's ``result_t`` (the first layer's is 
 
 from __future__ import annotations
 
+import hashlib
 import json
 from dataclasses import dataclass, field
 from enum import Enum
@@ -235,6 +236,10 @@ class IR:
         )
         ir.validate()
         return ir
+
+    def digest(self) -> str:
+        """sha256 of the canonical JSON: every stage output records the IR it came from by this digest."""
+        return hashlib.sha256(json.dumps(self.to_dict(), sort_keys=True, separators=(",", ":")).encode()).hexdigest()
 
     def save(self, path: Path) -> None:
         """Write ``ir.json`` atomically."""

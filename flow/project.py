@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import contextlib
+import ctypes
+import errno
 import json
+import math
 import os
 import re
 import shutil
-import tempfile
 import zipfile
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -16,10 +18,13 @@ from typing import Any
 
 import numpy as np
 
+from flow import __version__, scratch
 from flow.errors import FlowError
 
 PROJECTS_DIR = Path(os.environ.get("QFLOW_PROJECTS", Path(__file__).resolve().parent.parent / "hls_projects"))
 _NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*")
+MARKER = ".qflow-project"  # written into every project folder qflow creates; qflow writes only into marked folders
+LAYOUT = ("ir.json", "train.json", "csim.json")  # what a project of a qflow without markers holds
 
 
 def check_name(name: str) -> str:
@@ -58,11 +63,80 @@ class Project:
     report = property(lambda self: self.root / "report")
     search = property(lambda self: self.root / "search")
 
+    marker = property(lambda self: self.root / MARKER)
+
+    def check_owned(self, *, may_be_absent: bool = False) -> None:
+        """A one-line error unless the project folder is one qflow wrote (its marker), or absent when allowed.
+
+        A link (even to a qflow project), a file, or a folder without the marker is refused: qflow never writes
+        into, replaces or deletes what it did not create.
+        """
+        root = self.root
+        if root.is_symlink():
+            raise FlowError(
+                f"{root}: is a symbolic link; qflow writes only project folders it created there "
+                "(remove the link or choose another project name)"
+            )
+        if not root.exists():
+            if may_be_absent:
+                return
+            raise FlowError(f"{root}: no such project; run `{self.hls_command()}` first")
+        if not root.is_dir():
+            raise FlowError(f"{root}: is a file, not a project folder; move it or choose another project name")
+        if self.marker.is_file() and not self.marker.is_symlink():
+            return
+        if any((root / f).exists() for f in LAYOUT):
+            raise FlowError(
+                f"{root}: has no {MARKER} (a project of a qflow before 0.2, or a copy); qflow replaces only folders "
+                f"it marked: remove it (`rm -r {root}`) and run `{self.hls_command()}` again"
+            )
+        raise FlowError(f"{root}: a folder qflow did not write (no {MARKER}); move it or choose another project name")
+
+    def create(self) -> None:
+        """Make the project folder, marked, unless a folder qflow wrote is already there (one line otherwise)."""
+        self.check_owned(may_be_absent=True)
+        if self.root.exists():
+            return
+        new = scratch.make(self.root.parent, f".{self.name}.", ".new")
+        write_marker(new, self.name)
+        try:
+            rename_new(new, self.root)
+        except FileExistsError:  # made meanwhile: by qflow, or refused below
+            shutil.rmtree(new, ignore_errors=True)
+            self.check_owned()
+
+    def hls_command(self) -> str:
+        """The command that builds this project: the one its marker records, else both forms (card, saved model)."""
+        try:
+            recorded = json.loads(self.marker.read_text()).get("hls_command")
+        except (OSError, ValueError, AttributeError):
+            recorded = None
+        if isinstance(recorded, str) and recorded:
+            return recorded
+        return f"make hls MODEL={self.name}` (a card) or `flow hls --keras MODEL.h5 --data DATA.npz --name {self.name}"
+
     def require(self, path: Path, make_target: str) -> Path:
-        """``path`` or a one-line error naming the target that writes it."""
+        """``path`` or a one-line error naming the command that writes it."""
         if not path.exists():
-            raise FlowError(f"{path}: missing; run `make {make_target} MODEL={self.name}` first")
+            command = self.hls_command() if make_target == "hls" else f"make {make_target} MODEL={self.name}"
+            raise FlowError(f"{path}: missing; run `{command}` first")
         return path
+
+
+def write_marker(folder: Path, name: str, **fields: Any) -> None:
+    """Mark ``folder`` as a project qflow wrote (``fields``: e.g. the digest of the IR it holds)."""
+    write_json(Path(folder) / MARKER, {"written_by": "qflow", "qflow_version": __version__, "name": name} | fields)
+
+
+def check_same_ir(path: Path | str, recorded: object, ir_digest: str, rerun: str) -> None:
+    """A one-line error when a stage output records another IR than the project's ``ir.json`` (or none)."""
+    if recorded == ir_digest:
+        return
+    if not isinstance(recorded, str) or not recorded:
+        why = "records no IR digest (written by an earlier qflow)"
+    else:
+        why = f"came from another IR (ir_sha256 {recorded[:12]}, ir.json is {ir_digest[:12]})"
+    raise FlowError(f"{path}: {why}; run `{rerun}` again")
 
 
 def write_json(path: Path, data: Any) -> None:
@@ -96,6 +170,7 @@ def read_npz(
     shown = shown or str(path)
     tail = f"; {hint}" if hint else ""
     try:
+        _check_npz_sizes(Path(path), shown, tail)
         with np.load(path, allow_pickle=False) as z:
             arrays = {k: z[k] for k in z.files}
     except FileNotFoundError:
@@ -103,10 +178,38 @@ def read_npz(
     except (OSError, ValueError, EOFError, zipfile.BadZipFile) as exc:
         reason = " ".join(str(exc).split())[:120]
         raise FlowError(f"{shown}: not a readable .npz file ({reason}){tail}") from None
+    except MemoryError:
+        raise FlowError(f"{shown}: its arrays do not fit in memory{tail}") from None
     missing = [n for n in names if n not in arrays]
     if missing:
         raise FlowError(f"{shown}: missing {', '.join(missing)}{tail}")
     return arrays
+
+
+_NPY_HEADERS = {(1, 0): np.lib.format.read_array_header_1_0, (2, 0): np.lib.format.read_array_header_2_0}
+
+
+def _check_npz_sizes(path: Path, shown: str, tail: str) -> None:
+    """A one-line error when an array header declares more data than its member holds (read before loading, which
+    would try to allocate it): a corrupt or hostile file must not end in MemoryError."""
+    if not zipfile.is_zipfile(path):
+        return  # np.load reports it
+    with zipfile.ZipFile(path) as zf:
+        for member in zf.infolist():
+            if not member.filename.endswith(".npy"):
+                continue
+            with zf.open(member) as f:
+                read_header = _NPY_HEADERS.get(np.lib.format.read_magic(f))
+                if read_header is None:
+                    continue  # a newer format: np.load checks it
+                shape, _, dtype = read_header(f)
+                declared = math.prod(shape) * dtype.itemsize
+                held = member.file_size - f.tell()
+            if declared > held:
+                raise FlowError(
+                    f"{shown}: {member.filename[:-4]} declares shape {tuple(shape)} of {dtype} ({declared:,} bytes) "
+                    f"but holds {held:,} bytes (a truncated or corrupt file){tail}"
+                )
 
 
 def write_npz(path: Path, **arrays: np.ndarray) -> None:
@@ -132,19 +235,54 @@ def _json_default(obj: Any) -> Any:
 
 @contextlib.contextmanager
 def atomic_dir(final: Path) -> Iterator[Path]:
-    """Build a folder in a temporary sibling; on success it replaces ``final``, on failure ``final`` is untouched."""
+    """Build a folder in a temporary sibling; on success it replaces ``final`` in one atomic exchange, on failure
+    ``final`` is untouched. Siblings left by killed processes are removed first."""
     final = Path(final)
-    final.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{final.name}.", suffix=".tmp", dir=final.parent))
+    prefix = f".{final.name}."
+    scratch.remove_dead(final.parent, prefix, ".tmp")
+    tmp = scratch.make(final.parent, prefix, ".tmp")
     try:
         yield tmp
-    except BaseException:
+        publish_dir(tmp, final)
+    finally:
         shutil.rmtree(tmp, ignore_errors=True)
-        raise
-    old = final.with_name(f".{final.name}.old")
-    if old.exists():
-        shutil.rmtree(old)
-    if final.exists():
-        final.rename(old)
-    tmp.rename(final)
-    shutil.rmtree(old, ignore_errors=True)
+
+
+_AT_FDCWD = -100
+_RENAME_NOREPLACE, _RENAME_EXCHANGE = 1, 2  # renameat2(2) flags (linux/fs.h)
+
+
+def _renameat2(src: Path, dst: Path, flags: int) -> None:
+    libc = ctypes.CDLL(None, use_errno=True)
+    if not hasattr(libc, "renameat2"):
+        raise FlowError("atomic folder switch needs Linux renameat2 (glibc >= 2.28)")
+    if libc.renameat2(_AT_FDCWD, os.fsencode(src), _AT_FDCWD, os.fsencode(dst), flags) != 0:
+        code = ctypes.get_errno()
+        if code in (errno.EINVAL, errno.ENOSYS, errno.EOPNOTSUPP):
+            raise FlowError(
+                f"{dst.parent}: this file system cannot swap two folders atomically (renameat2 RENAME_EXCHANGE); "
+                "set QFLOW_PROJECTS to a folder on ext4, xfs, btrfs or tmpfs"
+            )
+        raise OSError(code, os.strerror(code), str(src), None, str(dst))
+
+
+def exchange(a: Path, b: Path) -> None:
+    """Swap two paths in one atomic step (each name shows the old or the new folder at every instant)."""
+    _renameat2(a, b, _RENAME_EXCHANGE)
+
+
+def rename_new(src: Path, dst: Path) -> None:
+    """Rename ``src`` to ``dst`` atomically, failing (FileExistsError) if ``dst`` exists, even as an empty folder."""
+    _renameat2(src, dst, _RENAME_NOREPLACE)
+
+
+def publish_dir(new: Path, final: Path) -> None:
+    """Make the complete folder ``new`` visible as ``final`` with one atomic rename or exchange.
+
+    When ``final`` existed, its old content is left at ``new`` (the caller removes it); a kill at any instant
+    leaves ``final`` wholly old or wholly new.
+    """
+    if os.path.lexists(final):
+        exchange(new, final)
+    else:
+        rename_new(new, final)

@@ -18,7 +18,7 @@ import flow.project
 from flow.cost import libs, tables, yosys
 from flow.errors import FlowError
 from flow.log import info
-from flow.project import Project, atomic_dir, read_json, write_json
+from flow.project import Project, atomic_dir, check_same_ir, read_json, write_json
 
 NOT_RUN = "not run"
 REPORT_VERSION = 1
@@ -111,14 +111,15 @@ def parse_csynth_xml(text: str) -> dict:
 
 def collect(proj: Project, synth: bool = True, jobs: int | None = None, table_synth: bool = True) -> dict:
     """Everything the report shows, as one JSON-ready dict."""
-    if not proj.root.is_dir():
-        raise FlowError(f"{proj.root}: no such project; run `make hls MODEL={proj.name}` first")
+    proj.check_owned()
     card = _card(proj)
     train = _opt_json(proj.train_json)
     csim = _opt_json(proj.csim_json)
     verify = _opt_json(proj.verify_json)
     sim = _opt_json(proj.root / "sim.json")
+    digest = check_lineage(proj, verify, sim)
     d: dict = {"version": REPORT_VERSION, "model": proj.name, "created": time.strftime("%Y-%m-%d %H:%M:%S")}
+    d["ir_sha256"] = digest
     d["task"] = (train or {}).get("task") or card.get("task")
     d["primary_metric"] = (train or {}).get("primary_metric") or (
         "rmse" if (card.get("dataset") or {}).get("kind") == "table" else "accuracy"
@@ -166,6 +167,27 @@ def collect(proj: Project, synth: bool = True, jobs: int | None = None, table_sy
         d["table"] = tables.table_cost(dataset, proj.root, synth=synth and table_synth)
         d["table_vs_network"] = compare_table(d)
     return d
+
+
+def check_lineage(proj: Project, verify: Any, sim: Any) -> str | None:
+    """The IR's digest; a one-line error when verify.json, sim.json or an RTL folder came from another IR."""
+    from flow.ir import IR
+
+    if not proj.ir_json.is_file():
+        return None
+    digest = IR.load(proj.ir_json).digest()
+    if isinstance(verify, dict):
+        check_same_ir(proj.verify_json, verify.get("ir_sha256"), digest, f"make verify MODEL={proj.name}")
+    for key, entry in (sim or {}).items() if isinstance(sim, dict) else ():
+        arch, _, simulator = key.partition("/")
+        rerun = f"make sim MODEL={proj.name} ARCH={arch} SIM={simulator}"
+        recorded = entry.get("ir_sha256") if isinstance(entry, dict) else None
+        check_same_ir(f"{proj.root / 'sim.json'} ({key})", recorded, digest, rerun)
+    for design in sorted(proj.rtl.glob("*/design.json")) if proj.rtl.is_dir() else ():
+        rerun = f"make sim MODEL={proj.name} ARCH={design.parent.name}"
+        recorded = _opt_json(design)
+        check_same_ir(design, recorded.get("ir_sha256") if isinstance(recorded, dict) else None, digest, rerun)
+    return digest
 
 
 # ---------------------------------------------------------------------------------------------- figures

@@ -24,7 +24,7 @@ import numpy as np
 from flow import log
 from flow.errors import FlowError, ToolError
 from flow.ir import IR, DenseLayer
-from flow.project import Project, read_json, read_npz, write_json, write_npz
+from flow.project import Project, check_same_ir, read_json, read_npz, write_json, write_npz
 from flow.rtl import Design, generate
 from flow.tools import Tool, find_tool
 
@@ -294,6 +294,19 @@ def select_vectors(data: dict, n: int) -> np.ndarray:
     return np.sort(np.asarray(picked, dtype=np.int64))
 
 
+def _check_verified(project: Project, digest: str) -> None:
+    """The RTL is tested only against a reference that `verify` proved equal to the C simulation, for this IR."""
+    rerun = f"make verify MODEL={project.name}"
+    summary = read_json(project.require(project.verify_json, "verify"))
+    summary = summary if isinstance(summary, dict) else {}
+    check_same_ir(project.verify_json, summary.get("ir_sha256"), digest, rerun)
+    if summary.get("passed") is not True:
+        raise FlowError(
+            f"{project.verify_json}: verify failed for this IR ({summary.get('mismatches')} mismatches); the RTL is "
+            f"simulated only against a verified reference: fix the cause and run `{rerun}`"
+        )
+
+
 def run_stage(
     model: str,
     sim: str = "verilator",
@@ -307,7 +320,10 @@ def run_stage(
     if sim not in SIMULATORS:
         raise FlowError(f"unknown simulator {sim!r} (choose from: {', '.join(SIMULATORS)})")
     project = Project.of(model, projects_dir)
-    ir = IR.load(project.require(project.ir_json, "verify"))
+    project.check_owned()
+    ir = IR.load(project.require(project.ir_json, "hls"))
+    digest = ir.digest()
+    _check_verified(project, digest)
     vectors_path = project.require(project.vectors, "verify")
     knobs: dict = {}
     if arch == "folded":
@@ -319,6 +335,7 @@ def run_stage(
     work = project.root / "sim" / arch
     work.mkdir(parents=True, exist_ok=True)
     data = read_npz(vectors_path, ("inputs", "outputs"))
+    check_same_ir(vectors_path, str(data.get("ir_sha256", "")), digest, f"make verify MODEL={model}")
     idx = select_vectors(data, n)
     subset = work / "vectors.npz"
     rows = len(data["inputs"])
@@ -327,8 +344,11 @@ def run_stage(
     result = simulate(design, subset, sim, work, seed=seed)
     record = result.to_dict()
     record["junit"] = str(Path(result.junit).relative_to(project.root))
+    record["ir_sha256"] = digest
     sim_json = project.root / "sim.json"
     existing = read_json(sim_json) if sim_json.exists() else {}
+    # Entries of another IR describe hardware that is no longer this project's.
+    existing = {k: v for k, v in existing.items() if isinstance(v, dict) and v.get("ir_sha256") == digest}
     existing[f"{arch}/{sim}"] = record
     write_json(sim_json, existing)
     return result

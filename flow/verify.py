@@ -137,9 +137,14 @@ def _hls_model_for(project: Project):
 
 
 def verify(project: Project, *, n_random: int = N_RANDOM, seed: int = 0) -> dict[str, Any]:
-    """Run the stage; writes verify.json and vectors.npz and returns verify.json."""
+    """Run the stage; writes verify.json (and, only when it passed, vectors.npz) and returns verify.json.
+
+    Both record the digest of the IR they came from; a failed run removes vectors.npz, so no later stage can test
+    RTL against an unverified reference.
+    """
     import shutil
 
+    project.check_owned()
     ir = IR.load(project.require(project.ir_json, "hls"))
     X_test, _, task = load_test_data(project)
     t0 = time.perf_counter()
@@ -150,7 +155,7 @@ def verify(project: Project, *, n_random: int = N_RANDOM, seed: int = 0) -> dict
         fresh = extract_ir(hls_model, ir.name, ir.task.value, ir.class_names)
         if fresh.to_dict() != ir.to_dict():
             raise FlowError(
-                f"{project.ir_json}: stale; it does not match the trained model (run `make hls MODEL={project.name}`)"
+                f"{project.ir_json}: stale; it does not match the trained model (run `{project.hls_command()}`)"
             )
         test_raw = reference.quantize_input(ir, X_test.astype(np.float64))
         rand_raw, rand_kind = random_vectors(ir, n_random, seed)
@@ -174,6 +179,7 @@ def verify(project: Project, *, n_random: int = N_RANDOM, seed: int = 0) -> dict
     ref_test = ir.output_t.to_float(out_raw[: len(X_test)])
     summary: dict[str, Any] = {
         "model": project.name,
+        "ir_sha256": ir.digest(),
         "vectors_checked": result.vectors,
         "test_vectors": int(len(test_raw)),
         "random_vectors": int(len(rand_raw)),
@@ -193,9 +199,13 @@ def verify(project: Project, *, n_random: int = N_RANDOM, seed: int = 0) -> dict
         "kind": kinds,
         "input_t": np.array(str(ir.input.type)),
         "output_t": np.array(str(ir.output_t)),
+        "ir_sha256": np.array(ir.digest()),
     }
     if ir.task.value == "classification":
         arrays["classes"] = np.argmax(out_raw, axis=1).astype(np.int64)
-    write_npz(project.vectors, **arrays)
+    if result.passed:
+        write_npz(project.vectors, **arrays)
+    else:
+        project.vectors.unlink(missing_ok=True)
     write_json(project.verify_json, summary)
     return summary

@@ -250,9 +250,11 @@ def test_cli_errors_are_one_line_and_nonzero(tmp_path, capsys, argv, needle):
     assert len(err.splitlines()) == 1 and "Traceback" not in err
 
 
-def test_cli_debug_shows_traceback(tmp_path):
-    with pytest.raises(FlowError):
-        main(["--debug", "hls", "no_such_model"])
+def test_cli_debug_shows_traceback_and_keeps_the_exit_status(capsys):
+    assert main(["--debug", "hls", "no_such_model"]) == 2
+    err = capsys.readouterr().err
+    assert "Traceback (most recent call last)" in err and "FlowError" in err
+    assert err.strip().splitlines()[-1].startswith("error: ")
 
 
 def test_every_subcommand_has_help(capsys):

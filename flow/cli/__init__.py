@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import importlib
 import sys
+import traceback
 
 from flow import __version__
 
@@ -77,16 +78,18 @@ def main(argv: list[str] | None = None) -> int:
     try:
         result = args._run(args)
     except FlowError as exc:
-        if args.debug:
-            raise
+        if args.debug:  # the traceback too, but the same exit status
+            traceback.print_exc()
         print(f"error: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
+        if args.debug:
+            traceback.print_exc()
         print("interrupted", file=sys.stderr)
         return 130
     except Exception as exc:  # a bug or an unforeseen input: still one line unless --debug
         if args.debug:
-            raise
+            traceback.print_exc()
         text = " ".join(str(exc).split())[:300]
         print(f"error: {type(exc).__name__}: {text} (run with --debug for the traceback)", file=sys.stderr)
         return 1

@@ -21,13 +21,15 @@ def run(args: argparse.Namespace) -> int:
     from flow import report
     from flow.errors import FlowError
     from flow.log import info
-    from flow.project import PROJECTS_DIR
+    from flow.project import MARKER, PROJECTS_DIR
 
     kw = {"synth": not args.no_synth, "jobs": args.jobs, "table_synth": not args.no_table_synth}
     if args.all:
         if args.model:
             raise FlowError("give a model or --all, not both")
-        names = sorted(p.parent.name for p in PROJECTS_DIR.glob("*/train.json"))
+        # Only folders qflow wrote (marked, not links): a folder of the user's is never written into.
+        names = sorted(p.parent.name for p in PROJECTS_DIR.glob(f"*/{MARKER}") if (p.parent / "train.json").is_file())
+        names = [n for n in names if not (PROJECTS_DIR / n).is_symlink()]
         for name in names:
             info(f"report {name}")
             report.build_report(name, **kw)

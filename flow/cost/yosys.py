@@ -14,12 +14,15 @@ share one run of it, and back ends run side by side. :data:`FLOWS` names them:
 The cache key is the SHA-256 of the Yosys version, the flow's scripts, the liberty contents and every source
 file's relative path and contents (and :data:`RESULT_SCHEMA`). A cached result is returned without running Yosys;
 failures are not cached: their logs go to ``<folder>.failed``. Everything is built in a temporary folder inside
-the cache and published by a rename, so an interrupted run (its Yosys processes are killed) leaves nothing.
+the cache and published by a rename, so an interrupted run (its Yosys processes are killed) leaves nothing;
+Yosys dies with the process that started it (even a SIGKILLed one), and the next run removes the run folder of
+a process that is gone.
 """
 
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import hashlib
 import json
 import os
@@ -35,6 +38,7 @@ from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
 
+from flow import scratch
 from flow.cost import libs
 from flow.errors import FlowError, ToolError
 
@@ -296,10 +300,39 @@ def _kill_live() -> None:
                 os.killpg(pid, signal.SIGKILL)
 
 
+_PR_SET_PDEATHSIG = 1  # linux/prctl.h
+
+
+@lru_cache(maxsize=1)
+def _libc() -> ctypes.CDLL:
+    return ctypes.CDLL(None, use_errno=True)
+
+
+def _die_with_parent():
+    """A ``preexec_fn``: the child gets SIGKILL when the process that started it dies (even by SIGKILL), so no
+    Yosys outlives a killed report. (The signal follows the starting thread, which waits for the child.)"""
+    libc, parent = _libc(), os.getpid()  # resolved before the fork: the child only makes two system calls
+
+    def preexec() -> None:
+        libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
+        if os.getppid() != parent:  # the parent died before the request took effect
+            os._exit(1)
+
+    return preexec
+
+
 def _run_yosys(cmd: list[str], cwd: Path, stderr_name: str, timeout_s: float) -> tuple[int | None, float]:
-    """Run Yosys in its own process group; (exit code or None on timeout, peak resident memory in MB)."""
+    """Run Yosys in its own process group, dying with this process; (exit code or None on timeout, peak resident
+    memory in MB)."""
     with open(cwd / stderr_name, "w") as err:
-        proc = subprocess.Popen(cmd, cwd=cwd, stdout=subprocess.DEVNULL, stderr=err, start_new_session=True)
+        proc = subprocess.Popen(
+            cmd,
+            cwd=cwd,
+            stdout=subprocess.DEVNULL,
+            stderr=err,
+            start_new_session=True,
+            preexec_fn=_die_with_parent(),
+        )
     with _LIVE_LOCK:
         _LIVE.add(proc.pid)
     timed_out = threading.Event()
@@ -468,42 +501,55 @@ def run_all(plans: list[Plan], jobs: int | None = None, timeout_s: float | None 
     if not todo:
         return results  # type: ignore[return-value]
     root = plans[todo[0]].folder.parent
-    root.mkdir(parents=True, exist_ok=True)
+    scratch.remove_dead(root, RUN_PREFIX)  # left by a killed run (its Yosys processes died with it)
     # Everything is built inside one temporary folder in the cache (same file system: publishing is a rename),
-    # removed whatever happens.
-    with tempfile.TemporaryDirectory(prefix=".run-", dir=root) as tmp:
-        fronts: dict[str, _Step] = {}
-        works: dict[int, tuple[Path, list[_Step]]] = {}
-        for i in sorted(todo, key=lambda i: _FRONT_ORDER.get(plans[i].flow, 9)):
-            p = plans[i]
-            if p.front_key not in fronts:
-                folder = Path(tempfile.mkdtemp(prefix="front-", dir=tmp))
-                for s in p.sources:
-                    (folder / s).parent.mkdir(parents=True, exist_ok=True)
-                    shutil.copyfile(p.src_dir / s, folder / s)
-                fronts[p.front_key] = _Step("front", folder, p.front, p.yosys, timeout_s)
-        for i in todo:
-            p = plans[i]
-            work = Path(tempfile.mkdtemp(prefix=f"{p.flow}-", dir=tmp))
-            if "osu018" in p.backs:
-                shutil.copyfile(libs.osu018_liberty(), work / LIBERTY)
-            (work / "sources.txt").write_text("\n".join(p.sources) + "\n")
-            (work / "front.ys").write_text(p.front)  # with sources.txt: enough to redo the run by hand
-            (work / FRONT_NETLIST).symlink_to(fronts[p.front_key].folder / FRONT_NETLIST)  # written by the front end
-            works[i] = (work, [_Step(name, work, script, p.yosys, timeout_s) for name, script in p.backs.items()])
-
-        def back(front: _Step, step: _Step) -> object:
-            return lambda: step.run() if front.ok else None
-
-        tasks: list = [(f"front:{k}", (), f.run) for k, f in fronts.items()]
-        for i in sorted(todo, key=lambda i: _BACK_ORDER.get(plans[i].flow, 9)):
-            key = plans[i].front_key
-            tasks += [(f"{i}:{s.name}", (f"front:{key}",), back(fronts[key], s)) for s in works[i][1]]
-        _schedule(tasks, jobs)
-        for i in todo:
-            work, backs = works[i]
-            results[i] = _finish(plans[i], work, fronts[plans[i].front_key], backs)
+    # removed whatever happens; its name carries this process' id.
+    tmp = scratch.make(root, RUN_PREFIX)
+    try:
+        _run_in(plans, todo, results, tmp, jobs, timeout_s)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
     return results  # type: ignore[return-value]
+
+
+RUN_PREFIX = ".run-"
+
+
+def _run_in(
+    plans: list[Plan], todo: list[int], results: list[dict | None], tmp: Path, jobs: int, timeout_s: float
+) -> None:
+    """The uncached plans ``todo``, built inside ``tmp``; their results into ``results``."""
+    fronts: dict[str, _Step] = {}
+    works: dict[int, tuple[Path, list[_Step]]] = {}
+    for i in sorted(todo, key=lambda i: _FRONT_ORDER.get(plans[i].flow, 9)):
+        p = plans[i]
+        if p.front_key not in fronts:
+            folder = Path(tempfile.mkdtemp(prefix="front-", dir=tmp))
+            for s in p.sources:
+                (folder / s).parent.mkdir(parents=True, exist_ok=True)
+                shutil.copyfile(p.src_dir / s, folder / s)
+            fronts[p.front_key] = _Step("front", folder, p.front, p.yosys, timeout_s)
+    for i in todo:
+        p = plans[i]
+        work = Path(tempfile.mkdtemp(prefix=f"{p.flow}-", dir=tmp))
+        if "osu018" in p.backs:
+            shutil.copyfile(libs.osu018_liberty(), work / LIBERTY)
+        (work / "sources.txt").write_text("\n".join(p.sources) + "\n")
+        (work / "front.ys").write_text(p.front)  # with sources.txt: enough to redo the run by hand
+        (work / FRONT_NETLIST).symlink_to(fronts[p.front_key].folder / FRONT_NETLIST)  # written by the front end
+        works[i] = (work, [_Step(name, work, script, p.yosys, timeout_s) for name, script in p.backs.items()])
+
+    def back(front: _Step, step: _Step) -> object:
+        return lambda: step.run() if front.ok else None
+
+    tasks: list = [(f"front:{k}", (), f.run) for k, f in fronts.items()]
+    for i in sorted(todo, key=lambda i: _BACK_ORDER.get(plans[i].flow, 9)):
+        key = plans[i].front_key
+        tasks += [(f"{i}:{s.name}", (f"front:{key}",), back(fronts[key], s)) for s in works[i][1]]
+    _schedule(tasks, jobs)
+    for i in todo:
+        work, backs = works[i]
+        results[i] = _finish(plans[i], work, fronts[plans[i].front_key], backs)
 
 
 def run(p: Plan, timeout_s: float | None = None) -> dict:

@@ -6,8 +6,6 @@ Architectures are an explicit registry (:data:`ARCHS`): each is a sibling module
 
 from __future__ import annotations
 
-import hashlib
-import json
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
@@ -73,7 +71,7 @@ class Design:
 
 def ir_sha256(ir: IR) -> str:
     """A digest of the IR's canonical JSON."""
-    return hashlib.sha256(json.dumps(ir.to_dict(), sort_keys=True, separators=(",", ":")).encode()).hexdigest()
+    return ir.digest()
 
 
 def get_arch(arch: str) -> ModuleType:

@@ -30,12 +30,13 @@ def run_search(
     """Run (or resume) the search of ``model``'s card; write the outputs and cards; return pareto.json's data."""
     from optuna.trial import TrialState
 
-    from flow.search import pareto
+    from flow.search import manifest, pareto
     from flow.search.study import load_search, project_search_dir, run_study
 
     card, space = load_search(model, {"trials": trials, "epochs_per_trial": epochs, "seed": seed})
-    search_dir = project_search_dir(card, projects_dir)
     gen_dir = Path(generated_dir) if generated_dir is not None else GENERATED_DIR
+    manifest.check_writable(gen_dir, card.name)  # before any training: only cards qflow wrote are replaced
+    search_dir = project_search_dir(card, projects_dir)
     t0 = time.perf_counter()
     study, ev, run = run_study(card, space, search_dir, fresh=fresh, callbacks=callbacks)
 

@@ -11,6 +11,7 @@ from pathlib import Path
 from flow.card import Card, card_to_yaml, load_card
 from flow.errors import FlowError
 from flow.project import write_json
+from flow.search import manifest
 from flow.search.space import SearchSpace, variant_data
 
 RMSE_TOLERANCE = 0.10  # "close to the default": within 10 % for minimised metrics ...
@@ -98,10 +99,11 @@ def point_of(trial, space: SearchSpace) -> dict:
 def write_cards(card: Card, space: SearchSpace, front: list[dict], out_dir: Path) -> list[Path]:
     """Each front point as a standalone card ``<m>_p<k>.yaml`` in ``out_dir``, checked by loading it back."""
     out_dir = Path(out_dir)
+    manifest.check_writable(out_dir, card.name)
     out_dir.mkdir(parents=True, exist_ok=True)
-    for old in out_dir.glob(f"{card.name}_p*.yaml"):  # an earlier, longer front
-        if old.stem.removeprefix(f"{card.name}_p").isdigit():
-            old.unlink()
+    ours = manifest.listed(out_dir)
+    names = {f"{p['card']}.yaml" for p in front}
+    manifest.write(out_dir, ours | names)  # first: a kill while writing leaves no card of ours unlisted
     paths = []
     for p in front:
         name = p["card"]
@@ -126,6 +128,10 @@ def write_cards(card: Card, space: SearchSpace, front: list[dict], out_dir: Path
             path.unlink()
             raise FlowError(f"{path}: the generated card does not validate ({exc})") from None
         paths.append(path)
+    stale = {p.name for p in manifest.variant_cards(out_dir, card.name)} & (ours - names)  # an earlier, longer front
+    for name in sorted(stale):
+        (out_dir / name).unlink(missing_ok=True)
+    manifest.write(out_dir, (ours - stale) | names)
     return paths
 
 

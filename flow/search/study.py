@@ -8,6 +8,7 @@ failed and does not count. Trial 0 is always the card's own configuration.
 from __future__ import annotations
 
 import dataclasses
+import logging
 import math
 import time
 import warnings
@@ -187,12 +188,33 @@ def _sampler(space: SearchSpace, n_done: int):
         )
 
 
+class _QuietInterrupt(logging.Filter):
+    """Drops optuna's report of a trial that Ctrl-C stopped (a traceback, then "Trial N failed with value ..."):
+    the CLI says "interrupted" in one line."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.dropping = False
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.exc_info and isinstance(record.exc_info[1], KeyboardInterrupt):
+            self.dropping = True
+            return False
+        if self.dropping and record.getMessage().startswith("Trial "):
+            self.dropping = False
+            return False
+        return True
+
+
 def open_study(db: Path, name: str, space: SearchSpace, digest: str, *, fresh: bool):
     """Create or resume the study in ``db``; a study of a different search space is an error (use fresh)."""
     import optuna
     from optuna.trial import TrialState
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
+    trial_log = logging.getLogger("optuna.study._optimize")
+    if not any(isinstance(f, _QuietInterrupt) for f in trial_log.filters):
+        trial_log.addFilter(_QuietInterrupt())
     db.parent.mkdir(parents=True, exist_ok=True)
     if fresh and db.exists():
         db.unlink()
@@ -328,5 +350,7 @@ def load_search(model: str, overrides: dict | None = None) -> tuple[Card, Search
 
 
 def project_search_dir(card: Card, projects_dir: Path | None = None) -> Path:
-    """``hls_projects/<m>/search``."""
-    return Project.of(card.name, projects_dir).search
+    """``hls_projects/<m>/search``, in a project folder qflow wrote (created, marked, when absent)."""
+    project = Project.of(card.name, projects_dir)
+    project.create()
+    return project.search
