@@ -325,6 +325,8 @@ def run_stage(
     digest = ir.digest()
     _check_verified(project, digest)
     vectors_path = project.require(project.vectors, "verify")
+    data = read_npz(vectors_path, ("inputs", "outputs"))
+    check_same_ir(vectors_path, str(data.get("ir_sha256", "")), digest, f"make verify MODEL={model}")
     knobs: dict = {}
     if arch == "folded":
         knobs["reuse_factors"] = {**card_reuse_factors(project, ir), **(reuse or {})}
@@ -334,8 +336,6 @@ def run_stage(
     log.info(f"{model}: {arch} Verilog in {design.out_dir} (top {design.top}, {design.knobs})")
     work = project.root / "sim" / arch
     work.mkdir(parents=True, exist_ok=True)
-    data = read_npz(vectors_path, ("inputs", "outputs"))
-    check_same_ir(vectors_path, str(data.get("ir_sha256", "")), digest, f"make verify MODEL={model}")
     idx = select_vectors(data, n)
     subset = work / "vectors.npz"
     rows = len(data["inputs"])

@@ -467,3 +467,75 @@ def test_no_absolute_paths_in_committed_data():
         text = f.read_text(errors="replace")
         for top in ("work", "root", "tmp", "home"):
             assert f"/{top}/" not in text, f.name
+
+
+_LONG_YOSYS_CHILD = """
+import sys
+from pathlib import Path
+from flow.cost import yosys
+real = yosys._run_yosys
+def waiting(cmd, cwd, stderr_name, timeout_s):
+    # The real launcher, but a Yosys that reads its commands from stdin (never closed): it runs until killed.
+    (Path(sys.argv[2]) / "started").write_text(str(cwd))
+    return real([cmd[0], "-Q"], cwd, stderr_name, timeout_s)
+yosys._run_yosys = waiting
+yosys.cost_rtl(Path(sys.argv[1]), flows=("xc7",))
+"""
+
+
+def _children(pid: int) -> list[int]:
+    out = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(fields[1]) == pid:
+            out.append(int(stat.parent.name))
+    return out
+
+
+def _alive(pid: int) -> bool:
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except OSError:
+        return False
+    return state != "Z"
+
+
+@needs_yosys
+def test_killed_report_leaves_no_yosys_and_its_run_folder_is_removed_later(tmp_path):
+    """kill -9 of the python that started a long Yosys: Yosys dies with it; the next run removes its folder."""
+    import signal
+    import sys
+    import time
+
+    rtl = _rtl(tmp_path / "rtl", (DATA / "reg8.v").read_text(), "reg8")
+    other = _rtl(tmp_path / "other", (DATA / "reg8.v").read_text().replace("q <= d", "q <= ~d"), "reg8")
+    child = subprocess.Popen(
+        [sys.executable, "-c", _LONG_YOSYS_CHILD, str(other), str(tmp_path)],
+        stdin=subprocess.PIPE,  # kept open by this process: the child's Yosys would wait on it forever
+        cwd=Path(__file__).parent.parent,
+    )
+    try:
+        deadline = time.monotonic() + 120
+        while not (tmp_path / "started").exists() or not _children(child.pid):
+            assert child.poll() is None and time.monotonic() < deadline, "Yosys did not start"
+            time.sleep(0.1)
+        yosys_pid = _children(child.pid)[0]
+        assert "yosys" in Path(f"/proc/{yosys_pid}/cmdline").read_bytes().decode()
+        run_folder = Path((tmp_path / "started").read_text()).parent
+        assert run_folder.name.startswith(f".run-{child.pid}-")
+        child.send_signal(signal.SIGKILL)
+        child.wait()
+        deadline = time.monotonic() + 10
+        while _alive(yosys_pid) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert not _alive(yosys_pid), "Yosys outlived the process that started it"
+    finally:
+        child.kill()
+        child.wait()
+        child.stdin.close()
+    assert run_folder.is_dir()  # nothing could remove it at the kill ...
+    yosys.cost_rtl(rtl, flows=("xc7",))  # ... a later run does
+    assert not run_folder.exists()

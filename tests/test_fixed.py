@@ -297,3 +297,14 @@ def test_parse_card_bits() -> None:
     for bad in ("(12)", "12,2,3", [1, 2, 3], "(a,b)"):
         with pytest.raises(FlowError):
             parse_card_bits(bad)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("value", [5, np.int64(5), -(2**70), np.array(7)])
+def test_zero_dimensional_inputs_on_the_object_path(value):
+    """A Python int or NumPy scalar, destination wider than 63 bits (or a value beyond int64): a 0-d result."""
+    wide = FixedType.parse("fixed<80,40>")
+    got = cast(value, 0, wide)
+    assert got.shape == () and int(got) == cast(np.array([int(value)], dtype=object), 0, wide)[0]
+    assert int(got) == (int(value) << 40) % (1 << 80) - ((1 << 80) if (int(value) << 40) % (1 << 80) >= 1 << 79 else 0)
+    assert from_float(1.5, wide).shape == () and int(from_float(np.float64(1.5), wide)) == 3 << 39
+    assert from_float([1.5], wide).shape == (1,)

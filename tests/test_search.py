@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import json
 import sqlite3
 
@@ -10,6 +11,7 @@ import pytest
 
 import flow.project
 from flow.card import load_card, parse_card
+from flow.cli import main
 from flow.errors import FlowError
 from flow.search import run_search
 from flow.search.pareto import best_vs_default, pareto_front
@@ -211,3 +213,71 @@ def test_variant_with_fewer_units_keeps_the_next_layer_foldable():
     v = variant(card, parse_space(card), {"fc1.units": 24})
     fc2 = next(s for s in v.layers if s.name == "fc2")
     assert (fc2.reuse_factor, next(s for s in v.layers if s.name == "fc1").units) == (24, 24)
+
+
+def _front(k: int) -> list[dict]:
+    return [
+        {"card": f"tiny_search_p{i}", "k": i, "trial": i, "metric": 1.0, "proxy_cost": 10.0, "params": {}}
+        for i in range(1, k + 1)
+    ]
+
+
+def test_search_replaces_only_the_cards_its_manifest_lists(env, monkeypatch):
+    from flow.search import manifest, pareto
+    from flow.search.study import load_search
+
+    card_path, gen = env
+    card, space = load_search(str(card_path))
+    assert len(pareto.write_cards(card, space, _front(3), gen)) == 3
+    assert manifest.listed(gen) == {f"tiny_search_p{i}.yaml" for i in (1, 2, 3)}
+    (gen / "tiny_search_pX.yaml").write_text("a user's card of another name pattern")
+    pareto.write_cards(card, space, _front(1), gen)  # a shorter front: p2 and p3 were ours, they go
+    assert sorted(p.name for p in gen.glob("*.yaml")) == ["tiny_search_p1.yaml", "tiny_search_pX.yaml"]
+    assert manifest.listed(gen) == {"tiny_search_p1.yaml"}
+    # A hand-made card with a name the search writes: refused in one line before any training.
+    mine = gen / "tiny_search_p9.yaml"
+    mine.write_text("the user's own card")
+
+    def no_work(*a, **k):
+        raise AssertionError("the search started")
+
+    monkeypatch.setattr("flow.search.study.run_study", no_work)
+    with pytest.raises(FlowError, match=r"tiny_search_p9.yaml: not written by `flow search`"):
+        run_search(str(card_path), generated_dir=gen)
+    with pytest.raises(FlowError, match="not written by"):
+        pareto.write_cards(card, space, _front(1), gen)
+    assert mine.read_text() == "the user's own card"
+    assert not (flow.project.PROJECTS_DIR / "tiny_search").exists()
+
+
+def test_ctrl_c_in_a_trial_is_one_line(monkeypatch, tmp_path, capsys):
+    """Optuna logs a trial stopped by Ctrl-C with a traceback; the CLI prints one line and exits 130."""
+    import logging
+
+    from flow.search.study import _QuietInterrupt
+
+    card = tmp_path / "tiny_search.yaml"
+    card.write_text(TINY)
+    monkeypatch.setattr(flow.project, "PROJECTS_DIR", tmp_path / "hls_projects")
+
+    def interrupted(card, space, search_dir, **kw):
+        from flow.search.study import open_study
+
+        study, _ = open_study(search_dir / "study.db", "s", space, "d", fresh=True)
+
+        def objective(trial):
+            raise KeyboardInterrupt
+
+        study.optimize(objective, n_trials=1)
+
+    monkeypatch.setattr("flow.search.study.run_study", interrupted)
+    stream = io.StringIO()
+    handler = logging.StreamHandler(stream)  # where optuna's own handler would print
+    logging.getLogger("optuna").addHandler(handler)
+    try:
+        assert main(["search", str(card)]) == 130
+    finally:
+        logging.getLogger("optuna").removeHandler(handler)
+    assert capsys.readouterr().err.strip().splitlines()[-1] == "interrupted"
+    assert stream.getvalue() == "", stream.getvalue()
+    assert any(isinstance(f, _QuietInterrupt) for f in logging.getLogger("optuna.study._optimize").filters)

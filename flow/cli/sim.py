@@ -33,6 +33,7 @@ def card_arch(model: str) -> str:
     from flow.project import Project
 
     project = Project.of(model)
+    project.check_owned()  # before reading anything in it: a link or a user's folder is refused
     return load_card(project.card).hardware.arch if project.card.exists() else "folded"
 
 

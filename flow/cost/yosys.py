@@ -496,12 +496,13 @@ def run_all(plans: list[Plan], jobs: int | None = None, timeout_s: float | None 
     if jobs < 1:
         raise FlowError(f"jobs={jobs} is not allowed; expected an integer >= 1")
     timeout_s = timeout_s or DEFAULT_TIMEOUT_S
+    for root in {p.folder.parent for p in plans}:
+        scratch.remove_dead(root, RUN_PREFIX)  # left by a killed run (its Yosys processes died with it)
     results: list[dict | None] = [_cached(p) for p in plans]
     todo = [i for i, r in enumerate(results) if r is None]
     if not todo:
         return results  # type: ignore[return-value]
     root = plans[todo[0]].folder.parent
-    scratch.remove_dead(root, RUN_PREFIX)  # left by a killed run (its Yosys processes died with it)
     # Everything is built inside one temporary folder in the cache (same file system: publishing is a rename),
     # removed whatever happens; its name carries this process' id.
     tmp = scratch.make(root, RUN_PREFIX)
