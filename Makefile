@@ -73,5 +73,8 @@ lint: setup  ## ruff check and format check
 bench: setup  ## Benchmarks: speed figures, printed and written to hls_projects/bench.json
 	$(PY) -m benchmarks
 
-clean:  ## Remove generated projects (hls_projects/*), keep .venv
-	find hls_projects -mindepth 1 -maxdepth 1 ! -name README.md -exec rm -rf {} +
+clean:  ## Remove what qflow wrote in hls_projects/ (marked projects, summaries), keep .venv and anything else
+	@find hls_projects -mindepth 1 -maxdepth 1 -type d \( -name '.*.staging' -o -exec test -f {}/.qflow-project \; \) \
+	  -exec rm -rf {} +
+	@rm -f hls_projects/summary.md hls_projects/summary.png hls_projects/bench.json
+	@find hls_projects -mindepth 1 -maxdepth 1 ! -name README.md -printf 'kept %p (not written by qflow)\n'

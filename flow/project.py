@@ -87,8 +87,8 @@ class Project:
             return
         if any((root / f).exists() for f in LAYOUT):
             raise FlowError(
-                f"{root}: has no {MARKER} (a project of a qflow before 0.2, or a copy); qflow replaces only folders "
-                f"it marked: remove it (`rm -r {root}`) and run `{self.hls_command()}` again"
+                f"{root}: has no {MARKER} (written by a qflow without project markers, or a copy); qflow replaces "
+                f"only folders it marked: remove it (`rm -r {root}`) and run `{self.hls_command()}` again"
             )
         raise FlowError(f"{root}: a folder qflow did not write (no {MARKER}); move it or choose another project name")
 
@@ -105,12 +105,29 @@ class Project:
             shutil.rmtree(new, ignore_errors=True)
             self.check_owned()
 
+    def load_ir(self):
+        """The project's IR; a one-line error unless it is the one its build recorded in the marker."""
+        from flow.ir import IR
+
+        ir = IR.load(self.require(self.ir_json, "hls"))
+        recorded = self._marker_field("ir_sha256")
+        if recorded != ir.digest():
+            raise FlowError(
+                f"{self.ir_json}: not the IR this project's build wrote (its {MARKER} records "
+                f"{str(recorded)[:12]}, the file is {ir.digest()[:12]}); run `{self.hls_command()}` again"
+            )
+        return ir
+
+    def _marker_field(self, key: str) -> object:
+        try:
+            data = json.loads(self.marker.read_text())
+        except (OSError, ValueError):
+            return None
+        return data.get(key) if isinstance(data, dict) else None
+
     def hls_command(self) -> str:
         """The command that builds this project: the one its marker records, else both forms (card, saved model)."""
-        try:
-            recorded = json.loads(self.marker.read_text()).get("hls_command")
-        except (OSError, ValueError, AttributeError):
-            recorded = None
+        recorded = self._marker_field("hls_command")
         if isinstance(recorded, str) and recorded:
             return recorded
         return f"make hls MODEL={self.name}` (a card) or `flow hls --keras MODEL.h5 --data DATA.npz --name {self.name}"

@@ -171,11 +171,9 @@ def collect(proj: Project, synth: bool = True, jobs: int | None = None, table_sy
 
 def check_lineage(proj: Project, verify: Any, sim: Any) -> str | None:
     """The IR's digest; a one-line error when verify.json, sim.json or an RTL folder came from another IR."""
-    from flow.ir import IR
-
     if not proj.ir_json.is_file():
         return None
-    digest = IR.load(proj.ir_json).digest()
+    digest = proj.load_ir().digest()
     if isinstance(verify, dict):
         check_same_ir(proj.verify_json, verify.get("ir_sha256"), digest, f"make verify MODEL={proj.name}")
     for key, entry in (sim or {}).items() if isinstance(sim, dict) else ():

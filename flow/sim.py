@@ -321,7 +321,7 @@ def run_stage(
         raise FlowError(f"unknown simulator {sim!r} (choose from: {', '.join(SIMULATORS)})")
     project = Project.of(model, projects_dir)
     project.check_owned()
-    ir = IR.load(project.require(project.ir_json, "hls"))
+    ir = project.load_ir()
     digest = ir.digest()
     _check_verified(project, digest)
     vectors_path = project.require(project.vectors, "verify")

@@ -145,7 +145,7 @@ def verify(project: Project, *, n_random: int = N_RANDOM, seed: int = 0) -> dict
     import shutil
 
     project.check_owned()
-    ir = IR.load(project.require(project.ir_json, "hls"))
+    ir = project.load_ir()
     X_test, _, task = load_test_data(project)
     t0 = time.perf_counter()
     keras_model, hls_model, tmp = _hls_model_for(project)

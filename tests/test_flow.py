@@ -260,17 +260,6 @@ def test_ir_json_of_the_wrong_shape(tmp_path, text):
         IR.load(tmp_path / "ir.json")
 
 
-def test_orphan_staging_folder_is_removed(tmp_path):
-    from flow.build import _remove_orphan_stages
-
-    orphan, alive = tmp_path / ".m.abc.staging", tmp_path / ".m.def.staging"
-    for d, pid in ((orphan, 2**22 + 12345), (alive, __import__("os").getpid())):
-        d.mkdir()
-        (d / ".pid").write_text(str(pid))
-    _remove_orphan_stages(Project("m", tmp_path / "m"))
-    assert not orphan.exists() and alive.exists()
-
-
 def test_folded_reuse_factor_is_checked_before_training(projects, tmp_path, capsys):
     text = (CARDS / "tiny_lut.yaml").read_text().replace("units: 8\n", "units: 8\n    reuse_factor: 1000000\n", 1)
     text = text.replace("seed: 3", "seed: 3\nhardware:\n  arch: folded")
@@ -279,3 +268,29 @@ def test_folded_reuse_factor_is_checked_before_training(projects, tmp_path, caps
     err = capsys.readouterr().err.strip()
     assert "tiny_rf.yaml: layers[0].reuse_factor: layer fc1: reuse factor 1000000 > n_in = 2" in err
     assert len(err.splitlines()) == 1 and not (projects / "tiny_rf").exists()
+
+
+def test_failed_verify_leaves_no_vectors_and_sim_refuses(tiny_lut, monkeypatch, capsys):
+    """A known-wrong comparison: verify fails, writes no vectors.npz, and sim will not test RTL against it."""
+    import flow.verify
+
+    real = flow.verify.compare
+
+    def one_mismatch(*args, **kwargs):
+        result = real(*args, **kwargs)
+        result.mismatches += 1
+        return result
+
+    monkeypatch.setattr(flow.verify, "compare", one_mismatch)
+    assert main(["-q", "verify", "tiny_lut", "-n", "100"]) == 1
+    assert not tiny_lut.vectors.exists()
+    summary = json.loads(tiny_lut.verify_json.read_text())
+    assert summary["passed"] is False and summary["ir_sha256"] == IR.load(tiny_lut.ir_json).digest()
+    capsys.readouterr()
+    assert main(["sim", "tiny_lut"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "verify failed for this IR" in err and "make verify MODEL=tiny_lut" in err and len(err.splitlines()) == 1
+    monkeypatch.undo()
+    assert main(["-q", "verify", "tiny_lut", "-n", "100"]) == 0 and tiny_lut.vectors.exists()
+    with np.load(tiny_lut.vectors) as v:
+        assert str(v["ir_sha256"]) == summary["ir_sha256"]

@@ -232,7 +232,7 @@ def _user_things(projects: Path) -> dict[str, Path]:
         ("afile", "is a file, not a project folder"),
         ("afolder", "a folder qflow did not write (no .qflow-project)"),
         ("alink", "is a symbolic link"),
-        ("oldqflow", "has no .qflow-project (a project of a qflow before 0.2"),
+        ("oldqflow", "has no .qflow-project (written by a qflow without project markers"),
     ],
 )
 def test_hls_refuses_a_name_qflow_did_not_write_before_any_work(tmp_path, monkeypatch, capsys, name, message):
@@ -393,3 +393,11 @@ def test_report_refuses_outputs_of_another_ir(marked, capsys):
     assert main(["report", "m", "--no-synth"]) == 2
     assert "verify.json: came from another IR" in _one_line(capsys)
     assert not marked.report.exists()
+
+
+def test_every_stage_refuses_an_ir_json_the_build_did_not_write(marked, capsys):
+    NEW_IR.save(marked.ir_json)  # e.g. copied in from another project
+    for stage in (["verify", "m"], ["sim", "m"], ["report", "m", "--no-synth"]):
+        assert main(stage) == 2
+        err = _one_line(capsys)
+        assert "ir.json: not the IR this project's build wrote" in err, stage
