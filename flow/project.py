@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import contextlib
-import ctypes
-import errno
 import json
 import math
 import os
@@ -18,7 +16,7 @@ from typing import Any
 
 import numpy as np
 
-from flow import __version__, scratch
+from flow import __version__, linux, scratch
 from flow.errors import FlowError
 
 PROJECTS_DIR = Path(os.environ.get("QFLOW_PROJECTS", Path(__file__).resolve().parent.parent / "hls_projects"))
@@ -265,32 +263,14 @@ def atomic_dir(final: Path) -> Iterator[Path]:
         shutil.rmtree(tmp, ignore_errors=True)
 
 
-_AT_FDCWD = -100
-_RENAME_NOREPLACE, _RENAME_EXCHANGE = 1, 2  # renameat2(2) flags (linux/fs.h)
-
-
-def _renameat2(src: Path, dst: Path, flags: int) -> None:
-    libc = ctypes.CDLL(None, use_errno=True)
-    if not hasattr(libc, "renameat2"):
-        raise FlowError("atomic folder switch needs Linux renameat2 (glibc >= 2.28)")
-    if libc.renameat2(_AT_FDCWD, os.fsencode(src), _AT_FDCWD, os.fsencode(dst), flags) != 0:
-        code = ctypes.get_errno()
-        if code in (errno.EINVAL, errno.ENOSYS, errno.EOPNOTSUPP):
-            raise FlowError(
-                f"{dst.parent}: this file system cannot swap two folders atomically (renameat2 RENAME_EXCHANGE); "
-                "set QFLOW_PROJECTS to a folder on ext4, xfs, btrfs or tmpfs"
-            )
-        raise OSError(code, os.strerror(code), str(src), None, str(dst))
-
-
 def exchange(a: Path, b: Path) -> None:
     """Swap two paths in one atomic step (each name shows the old or the new folder at every instant)."""
-    _renameat2(a, b, _RENAME_EXCHANGE)
+    linux.renameat2(a, b, linux.RENAME_EXCHANGE)
 
 
 def rename_new(src: Path, dst: Path) -> None:
     """Rename ``src`` to ``dst`` atomically, failing (FileExistsError) if ``dst`` exists, even as an empty folder."""
-    _renameat2(src, dst, _RENAME_NOREPLACE)
+    linux.renameat2(src, dst, linux.RENAME_NOREPLACE)
 
 
 def publish_dir(new: Path, final: Path) -> None:

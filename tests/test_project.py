@@ -14,6 +14,7 @@ import numpy as np
 import pytest
 
 import flow.build
+import flow.linux
 import flow.project
 from flow import scratch
 from flow.build import Source, build_hls
@@ -89,7 +90,7 @@ FS_CALLS = [
     (os, "rmdir"),
     (shutil, "copy2"),
     (shutil, "copyfile"),
-    (flow.project, "_renameat2"),
+    (flow.linux, "renameat2"),
 ]
 
 

@@ -22,7 +22,6 @@ a process that is gone.
 from __future__ import annotations
 
 import contextlib
-import ctypes
 import hashlib
 import json
 import os
@@ -38,7 +37,7 @@ from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
 
-from flow import scratch
+from flow import linux, scratch
 from flow.cost import libs
 from flow.errors import FlowError, ToolError
 
@@ -300,27 +299,6 @@ def _kill_live() -> None:
                 os.killpg(pid, signal.SIGKILL)
 
 
-_PR_SET_PDEATHSIG = 1  # linux/prctl.h
-
-
-@lru_cache(maxsize=1)
-def _libc() -> ctypes.CDLL:
-    return ctypes.CDLL(None, use_errno=True)
-
-
-def _die_with_parent():
-    """A ``preexec_fn``: the child gets SIGKILL when the process that started it dies (even by SIGKILL), so no
-    Yosys outlives a killed report. (The signal follows the starting thread, which waits for the child.)"""
-    libc, parent = _libc(), os.getpid()  # resolved before the fork: the child only makes two system calls
-
-    def preexec() -> None:
-        libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
-        if os.getppid() != parent:  # the parent died before the request took effect
-            os._exit(1)
-
-    return preexec
-
-
 def _run_yosys(cmd: list[str], cwd: Path, stderr_name: str, timeout_s: float) -> tuple[int | None, float]:
     """Run Yosys in its own process group, dying with this process; (exit code or None on timeout, peak resident
     memory in MB)."""
@@ -331,7 +309,7 @@ def _run_yosys(cmd: list[str], cwd: Path, stderr_name: str, timeout_s: float) ->
             stdout=subprocess.DEVNULL,
             stderr=err,
             start_new_session=True,
-            preexec_fn=_die_with_parent(),
+            preexec_fn=linux.die_with_parent(),
         )
     with _LIVE_LOCK:
         _LIVE.add(proc.pid)
