@@ -133,7 +133,7 @@ def write_vectors(ir: IR, path: Path, n: int, seed: int = 0) -> Path:
     """A vectors file as ``flow verify`` writes it, with outputs from ``flow.reference``."""
     x, kinds = random_inputs(ir, n, seed)
     y = np.asarray(reference.run(ir, x).raw[-1], dtype=np.int64)
-    arrays = {"inputs": x, "outputs": y, "kind": kinds}
+    arrays = {"inputs": x, "outputs": y, "kind": kinds, "ir_sha256": np.array(ir.digest())}
     if ir.task is Task.CLASSIFICATION:
         arrays["classes"] = np.argmax(y, axis=1).astype(np.int64)
     write_npz(Path(path), **arrays)

@@ -341,10 +341,11 @@ def test_table_too_large_uses_formulas(monkeypatch):
 
 
 def _fake_project(root: Path, with_rtl: bool) -> Path:
-    from flow.project import write_json
+    from flow.project import write_json, write_marker
 
     p = root / "lut_fake"
     p.mkdir(parents=True)
+    write_marker(p, "lut_fake")  # a project as qflow writes it (no ir.json: nothing to trace back to an IR)
     (p / "card.yaml").write_text(
         "name: lut_fake\ndescription: a fake table model\ntask: regression\n"
         "dataset: {kind: table, table: charge, shape: [16, 16], bits: 12}\n"

@@ -7,7 +7,7 @@ import pytest
 
 from flow.errors import FlowError
 from flow.ir import IR, DenseLayer
-from flow.project import read_json
+from flow.project import read_json, write_json, write_marker
 from flow.rtl import generate
 from flow.sim import run_stage, simulate
 from tb.irgen import mlp_ir, random_ir, write_vectors
@@ -76,9 +76,13 @@ def test_flow_sim_stage(tmp_path):
     ir = mlp_ir("m", [6, 8, 4], seed=5)
     root = tmp_path / "m"
     root.mkdir()
-    with pytest.raises(FlowError, match="make verify MODEL=m"):
+    write_marker(root, "m", ir_sha256=ir.digest())
+    with pytest.raises(FlowError, match="ir.json: missing; run `make hls MODEL=m`"):
         run_stage("m", "icarus", "folded", 10, projects_dir=tmp_path)
     ir.save(root / "ir.json")
+    with pytest.raises(FlowError, match="verify.json: missing; run `make verify MODEL=m`"):
+        run_stage("m", "icarus", "folded", 10, projects_dir=tmp_path)
+    write_json(root / "verify.json", {"ir_sha256": ir.digest(), "passed": True})
     with pytest.raises(FlowError, match="vectors.npz: missing; run `make verify MODEL=m`"):
         run_stage("m", "icarus", "folded", 10, projects_dir=tmp_path)
     write_vectors(ir, root / "vectors.npz", 120)
