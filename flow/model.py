@@ -69,3 +69,19 @@ def load_keras(path):
     except (OSError, ValueError, TypeError, KeyError) as exc:
         reason = " ".join(str(exc).split())[:160]
         raise FlowError(f"{path}: not a readable QKeras .h5 model ({reason})") from None
+
+
+INPUT_QUANTIZER_NAME = "qflow_input_q"
+
+
+def add_input_quantizer(keras_model, width: int, int_bits: int):
+    """The same network (same weights) behind ``QActivation(quantized_bits(width, int_bits, alpha=1))``: the input
+    quantizer hls4ml's bit-exact pass needs, which the C simulation, the IR and QKeras then share."""
+    import tensorflow as tf
+    from qkeras import QActivation, quantized_bits
+
+    inp = tf.keras.Input(keras_model.input_shape[1:], name=keras_model.layers[0].name)
+    x = QActivation(quantized_bits(width, int_bits, alpha=1), name=INPUT_QUANTIZER_NAME)(inp)
+    for layer in keras_model.layers[1:]:  # a single chain (flow.quantizers.check_model): reuse the layer objects
+        x = layer(x)
+    return tf.keras.Model(inp, x, name=keras_model.name)
