@@ -23,7 +23,7 @@ import numpy as np
 from flow import reference
 from flow.errors import FlowError
 from flow.fixed import FixedType
-from flow.ir import IR
+from flow.ir import IR, DenseLayer
 from flow.metrics import agreement
 from flow.quantizers import QLayer, check_model
 
@@ -90,13 +90,15 @@ class QKerasCheck:
         }
 
 
-def _outputs_of(q: QLayer, is_input_quantizer: bool) -> int:
-    """How many IR layers a Keras layer becomes."""
+def _ir_group(q: QLayer, ir: IR, pos: int, is_input_quantizer: bool) -> list[int]:
+    """The IR layers (indices from ``pos``) a Keras layer became: a QDense is a dense layer plus its activation,
+    unless hls4ml folded that activation into the dense layer's result type."""
     if q.class_name == "QDense":
-        return 1 + (q.output_t is not None)
+        split = q.output_t is not None and pos + 1 < len(ir.layers) and ir.layers[pos + 1].name == q.hls_name
+        return [pos, pos + 1] if split else [pos]
     if q.output_t is not None and not is_input_quantizer:
-        return 1
-    return 0
+        return [pos]
+    return []
 
 
 def _float32_error(x: np.ndarray) -> np.ndarray:
@@ -118,21 +120,17 @@ def check(keras_model, ir: IR, x_raw: np.ndarray, trace: reference.Trace | None 
     result = QKerasCheck(vectors=int(len(x_raw)))
     checked = check_model(keras_model, keras_model.name)
     input_q = next((q for q in checked if q.class_name not in ("InputLayer", "Dropout")), None)
-    counts = [_outputs_of(q, q is input_q and q.class_name == "QActivation") for q in checked]
-    if sum(counts) != len(ir.layers):
-        result.problem = (
-            f"the IR has {len(ir.layers)} layers where the Keras model implies {sum(counts)}: "
-            "hls4ml changed the network's structure"
-        )
-        return result
     x_float = ir.input.type.to_float(x_raw)
     value = x_float
     pos = 0
-    for q, n_ir, layer in zip(checked, counts, keras_model.layers):
-        if n_ir == 0:
+    for q, layer in zip(checked, keras_model.layers):
+        group = _ir_group(q, ir, pos, q is input_q and q.class_name == "QActivation")
+        if not group:
             continue
-        group = list(range(pos, pos + n_ir))
-        pos += n_ir
+        if group[-1] >= len(ir.layers) or (q.class_name == "QDense") != isinstance(ir.layers[group[0]], DenseLayer):
+            result.problem = f"layer {q.name} ({q.class_name}) has no counterpart in the IR: hls4ml changed the network"
+            return result
+        pos = group[-1] + 1
         got = np.asarray(layer(tf.constant(value, dtype=tf.float32), training=False), dtype=np.float64)
         got = got.reshape(len(value), -1)
         ref_t = trace.types[group[-1]]
@@ -151,8 +149,8 @@ def check(keras_model, ir: IR, x_raw: np.ndarray, trace: reference.Trace | None 
                 + _STE * (bias + np.abs(b))
                 + _float32_error(value) @ np.abs(w)
             )
-            if n_ir == 2:
-                exact_in = trace.floats(group[0])
+            if q.output_t is not None:
+                exact_in = value @ w + b  # the accumulator (float64: exact while below 2**53)
                 allowed = _tie_flip(exact_in, err, ref_t) * ref_t.lsb + _STE * (np.abs(exact_in) + np.abs(ref))
             else:
                 allowed = err
@@ -174,6 +172,9 @@ def check(keras_model, ir: IR, x_raw: np.ndarray, trace: reference.Trace | None 
             )
         )
         value = ref  # the next layer is fed the reference's exact values
+    if pos != len(ir.layers):
+        result.problem = f"the IR has {len(ir.layers) - pos} layers after the Keras model's last: hls4ml changed it"
+        return result
     q_out = np.asarray(keras_model.predict(x_float, verbose=0, batch_size=4096), dtype=np.float64)
     ref_out = ir.output_t.to_float(trace.raw[-1])
     result.end_to_end = {

@@ -175,7 +175,15 @@ def _keras(kind, *args, **kw):
     return getattr(tf.keras.layers, kind)(*args, **kw)
 
 
-@pytest.mark.parametrize("name", sorted(CONVERTS))
+# More of the same kinds (each ~8 s on a quiet core): run with -m slow.
+SLOW = {"kwarg_bits", "int_input_6_5", "int_relu", "unsigned_input", "regression_no_bias", "output_quantizer"}
+
+
+def _params(names, slow=SLOW):
+    return [pytest.param(n, marks=pytest.mark.slow) if n in slow else n for n in sorted(names)]
+
+
+@pytest.mark.parametrize("name", _params(CONVERTS))
 def test_user_model_converts_and_matches_qkeras(projects, tmp_path, name):
     n_in, layers, n_out, opts = CONVERTS[name]
     h5, npz = save_user_model(tmp_path, name, n_in, layers, n_out, **opts)
@@ -187,7 +195,7 @@ def test_user_model_converts_and_matches_qkeras(projects, tmp_path, name):
     assert csim["qkeras_vs_reference"]["end_to_end"]["max_abs_diff"] == 0
 
 
-@pytest.mark.parametrize("name", ["int_input_3_2", "int_input_6_5", "unsigned_hidden", "kwarg_relu"])
+@pytest.mark.parametrize("name", _params(["int_input_3_2", "unsigned_hidden", "int_input_6_5", "kwarg_relu"]))
 def test_user_model_verifies_bit_exact(projects, name):
     """After the conversion test: every layer of reference == C-sim on test + random vectors, and QKeras agrees."""
     project = Project.of(name)
