@@ -509,6 +509,8 @@ def _render_table(d: dict) -> list[str]:
     else:
         rows = []
         for flow, r in s.items():
+            if flow in yosys.TIMING_FLOWS:  # in the timing section
+                continue
             if r.get("status") != "ok":
                 rows.append([flow, f"**{r.get('status')}**", "", r.get("seconds")])
             elif "fpga" in r:

@@ -98,6 +98,15 @@ def test_nextpnr_missing_report_is_tool_error(tmp_path):
         nextpnr.summarise(tmp_path)
 
 
+def test_io_wrapper_registers_every_port_but_the_clock():
+    ports = {"clk": {"dir": "in", "width": 1}, "a": {"dir": "in", "width": 8}, "s": {"dir": "out", "width": 9}}
+    v = nextpnr.io_wrapper("radd8", ports)
+    assert "reg [7:0] a_r;" in v and "output reg [8:0] s" in v and "a_r <= a; s <= s_w;" in v
+    assert "radd8 u_design(.clk(clk), .a(a_r), .s(s_w));" in v and "clk_r" not in v
+    assert nextpnr.io_wrapper("radd8", {"a": {"dir": "in", "width": 8}}) is None  # no clock: timed as it is
+    assert nextpnr.front_lines("radd8", None) == ["synth_ecp5 -top radd8", 'write_json "front.json"']
+
+
 # ---------------------------------------------------------------------------------------------- ABC
 
 
@@ -241,3 +250,38 @@ def test_place_and_route_live_and_cached(tmp_path):
     committed = nextpnr.parse_report((DATA / "radd8_nextpnr.json").read_text())
     assert res["ecp5"]["fmax_mhz"] == committed["fmax_mhz"] and res["ecp5"]["cells"] == committed["cells"]
     assert yosys.cost_rtl(rtl, flows=("ecp5",))["ecp5"]["cached"] is True
+
+
+@pytest.mark.slow
+@needs_pnr
+@needs_osu
+def test_report_times_each_architecture_and_the_table(tmp_path):
+    """`flow report` on a fake table model: ECP5 and ASIC timing of its RTL and of a 16×16 table ROM, in ns."""
+    from flow import report
+
+    p = tmp_path / "lut_fake"
+    p.mkdir()
+    (p / "card.yaml").write_text(
+        "name: lut_fake\ntask: regression\ndataset: {kind: table, table: charge, shape: [16, 16], bits: 12}\n"
+        "hardware: {clock_period_ns: 5, sample_rate_mhz: 40}\n"
+    )
+    rtl = _rtl(p / "rtl" / "parallel", DATA / "radd8.v", "radd8")
+    ports = {"clk": {"dir": "in", "width": 1}, "a": {"dir": "in", "width": 8}, "b": {"dir": "in", "width": 8}}
+    ports["s"] = {"dir": "out", "width": 9}
+    design = {"top": "radd8", "latency_cycles_expected": 2, "ii_cycles": 1, "ports": ports}
+    (rtl / "design.json").write_text(json.dumps(design))
+    out = report.build_report("lut_fake", projects_dir=tmp_path, synth=True)
+    d = json.loads((out / "report.json").read_text())
+    t = d["timing"]
+    assert t["card"] == {"period_ns": 5.0, "rate_mhz": 40.0, "source": "hardware.clock_period_ns"}
+    par = t["archs"]["parallel"]
+    e = par["ecp5"]
+    assert e["cells"]["TRELLIS_FF"] == 25 + 8 + 8 + 9  # the design's and the port wrapper's registers
+    assert e["card_clock_met"] is (e["period_ns"] <= 5.0) and e["rate_met"] is True  # II 1: ≤ 25 ns at any clock
+    assert e["latency_ns"] == pytest.approx(2 * e["period_ns"], abs=0.01) and e["fmax_mhz"] > 100
+    assert par["asic"]["delay_ps"] == 1076.96 and par["cycles_from"] == "expected (design.json)"
+    for fam in ("ecp5", "asic"):  # the table ROM is timed too, with real figures
+        assert t["table"][fam]["period_ns"] > 0 and t["table"][fam]["latency_ns"] > 0
+    md = (out / "report.md").read_text()
+    assert "## Timing" in md and "LFE5U-85F" in md and "OSU018" in md and "table ROM" in md
+    assert "40 MHz" in md and f"| parallel (expected (design.json)) | {e['fmax_mhz']:.4g} |" in md

@@ -2,7 +2,8 @@
 
 The ``ecp5`` flow of :mod:`flow.cost.yosys`: its front end is Yosys' ``synth_ecp5`` (written as JSON), its one back
 end this command, which places and routes the netlist on an LFE5U-85F out of context (ports are not pinned to
-pads, so the figures are for register-to-register paths) and writes ``--report`` JSON. :func:`parse_report`
+pads, and only register-to-register paths are timed: a design whose ports are known is wrapped in registers, see
+:func:`io_wrapper`) and writes ``--report`` JSON. :func:`parse_report`
 reads that JSON; a run whose report is missing or malformed is a failed run, never a zero.
 
 Figures are for the Lattice ECP5 (LUT4 slices ``TRELLIS_COMB``, ``TRELLIS_FF``, ``MULT18X18D``, ``DP16KD``); the
@@ -29,6 +30,55 @@ FRONT_JSON = "front.json"  # the netlist the ecp5 front end writes (see flow.cos
 REPORT = "nextpnr.json"
 LOG = "nextpnr.log"
 BACK_END = "nextpnr"  # the back end's name in a plan
+WRAPPER_TOP = "qflow_timing_wrapper"
+
+
+def io_wrapper(top: str, ports: dict) -> str | None:
+    """Verilog of a top that registers every port of ``top`` but ``clk``; None without a ``clk`` input.
+
+    Out of context, nextpnr times only register-to-register paths: the registers make the paths from the input
+    ports (e.g. a stall fanning out to every register) and to the output ports count. Their flip-flops are in the
+    utilisation. ``ports`` is design.json's ``{name: {"dir": "in" | "out", "width": n}}``.
+    """
+    if (ports.get("clk") or {}).get("dir") != "in":
+        return None
+    decl, regs, moves, conns = [], [], [], []
+    for name, p in ports.items():
+        w = int(p["width"])
+        rng = f"[{w - 1}:0] " if w > 1 else ""
+        if name == "clk":
+            decl.append("input clk")
+            conns.append(".clk(clk)")
+        elif p["dir"] == "in":
+            decl.append(f"input {rng}{name}")
+            regs.append(f"  reg {rng}{name}_r;")
+            moves.append(f"{name}_r <= {name};")
+            conns.append(f".{name}({name}_r)")
+        else:
+            decl.append(f"output reg {rng}{name}")
+            regs.append(f"  wire {rng}{name}_w;")
+            moves.append(f"{name} <= {name}_w;")
+            conns.append(f".{name}({name}_w)")
+    return "\n".join(
+        [
+            f"module {WRAPPER_TOP}({', '.join(decl)});",
+            *regs,
+            f"  always @(posedge clk) begin {' '.join(moves)} end",
+            f"  {top} u_design({', '.join(conns)});",
+            "endmodule",
+        ]
+    )
+
+
+def front_lines(top: str, ports: dict | None) -> list[str]:
+    """The ``ecp5`` front end after reading the sources: the port wrapper when the ports are known, ``synth_ecp5``."""
+    wrapper = io_wrapper(top, ports) if ports else None
+    if wrapper:
+        top = WRAPPER_TOP
+        lines = ["read_verilog -sv <<EOT", wrapper, "EOT", f"hierarchy -check -top {top}"]
+    else:
+        lines = []
+    return lines + [f"synth_ecp5 -top {top}", f'write_json "{FRONT_JSON}"']
 
 
 def find_nextpnr() -> str:

@@ -90,10 +90,11 @@ def _read(sources: list[str], top: str) -> list[str]:
     return [f"read_verilog -sv {quoted}", f"hierarchy -check -top {top}"]
 
 
-def front_script(flow: str, sources: list[str], top: str) -> str:
+def front_script(flow: str, sources: list[str], top: str, ports: dict | None = None) -> str:
     """The front end of ``flow``: read, elaborate and optimise, then write :data:`FRONT_NETLIST`.
 
-    Flows with the same front end (every ``xc7*`` flow) share one run of it.
+    Flows with the same front end (every ``xc7*`` flow) share one run of it. ``ports`` (design.json's) let the
+    ``ecp5`` flow register every port for timing.
     """
     lines = _read(sources, top)
     if flow in ("xc7", "xc7_nodsp", "xc7_nobram"):
@@ -101,7 +102,7 @@ def front_script(flow: str, sources: list[str], top: str) -> str:
     elif flow in ("asic", "asic_timing"):
         lines += [f"synth -flatten -top {top}", "opt_clean -purge"]
     elif flow == "ecp5":
-        lines += [f"synth_ecp5 -top {top}", f'write_json "{nextpnr.FRONT_JSON}"']
+        lines += nextpnr.front_lines(top, ports)
     else:
         raise FlowError(f"unknown synthesis flow {flow!r}; expected one of {', '.join(FLOWS)}")
     return "\n".join(lines + [f'write_rtlil "{FRONT_NETLIST}"']) + "\n"
@@ -245,8 +246,10 @@ class Plan:
         return self.folder / "result.json"
 
 
-def plan(flow: str, src_dir: Path, sources: Iterable[str], top: str, cache: Path | None = None) -> Plan:
-    """Digest the inputs of one flow; nothing runs and nothing is written yet."""
+def plan(
+    flow: str, src_dir: Path, sources: Iterable[str], top: str, cache: Path | None = None, ports: dict | None = None
+) -> Plan:
+    """Digest the inputs of one flow; nothing runs and nothing is written yet (``ports``: see :func:`front_script`)."""
     src_dir = Path(src_dir)
     sources = tuple(sources)
     for s in sources:
@@ -258,7 +261,7 @@ def plan(flow: str, src_dir: Path, sources: Iterable[str], top: str, cache: Path
     version = yosys_version(exe)
     osu = libs.osu018_liberty() if flow in ("asic", "asic_timing") else None
     liberty = Path(LIBERTY) if osu else None
-    front = front_script(flow, list(sources), top)
+    front = front_script(flow, list(sources), top, ports)
     backs = back_scripts(flow, top, liberty)
     commands = {nextpnr.BACK_END: nextpnr.command()} if flow == "ecp5" else {}
     src = hashlib.sha256()
@@ -623,5 +626,5 @@ def cost_rtl(
         if str(f.relative_to(rtl_dir)) not in listed
     )
     flows = tuple(flows)
-    plans = [plan(f, rtl_dir, sources, top, cache) for f in flows]
+    plans = [plan(f, rtl_dir, sources, top, cache, design.get("ports")) for f in flows]
     return dict(zip(flows, run_all(plans, jobs, timeout_s)))
