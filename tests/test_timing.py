@@ -232,9 +232,13 @@ def test_broken_verilog_fails_both_timing_flows(tmp_path):
 
 @needs_yosys
 @needs_osu
-def test_asic_timing_live_matches_committed_log(tmp_path):
+def test_asic_timing_live_matches_committed_log(tmp_path, monkeypatch):
     rtl = _rtl(tmp_path / "rtl", DATA / "radd8.v", "radd8")
+    calls: list[str] = []
+    real = yosys._Step.run
+    monkeypatch.setattr(yosys._Step, "run", lambda self: (calls.append(self.name), real(self))[1])
     res = yosys.cost_rtl(rtl, flows=("asic", "asic_timing"))
+    assert sorted(calls) == ["front", "gates", "osu018", "osu018_timing"]  # one `synth` front end for both flows
     t = res["asic_timing"]["asic_timing"]
     assert t["delay_ps"] == asic_timing.parse_abc_stime((DATA / "radd8_abc.log").read_text())["delay_ps"]
     assert t["area_um2"] > 0 and res["asic_timing"]["steps"].keys() == {"front", "osu018_timing"}
