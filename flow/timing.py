@@ -124,7 +124,7 @@ def report_timing(d: dict, card: dict) -> dict:
     synth = (d.get("table") or {}).get("synth")
     if isinstance(synth, dict) and ("ecp5" in synth or "asic_timing" in synth):
         out["table"] = design_timing(synth, TABLE_LATENCY_CYCLES, TABLE_II_CYCLES, clock) | {
-            "cycles_from": "ROM with a registered read"
+            "cycles_from": "one registered read"
         }
     return out
 
@@ -179,11 +179,12 @@ def render_md(d: dict) -> list[str]:
         else "; the card asks for no sample rate (`hardware.sample_rate_mhz`): the achievable rate is shown"
     )
     L += [f"Card clock: {card.period_ns:g} ns ({1000 / card.period_ns:.4g} MHz, `{card.source}`){ask}.", ""]
-    designs = [(f"{arch} ({t.get('cycles_from')})", t) for arch, t in (tm.get("archs") or {}).items()]
+    designs = list((tm.get("archs") or {}).items())
     if "table" in tm:
-        designs.append(("table ROM (registered read)", tm["table"]))
+        designs.append(("table ROM", tm["table"]))
     if not designs:
         return L + ["No design timed (run `make sim`).", ""]
+    L += ["Cycles: " + "; ".join(f"{n} {t.get('cycles_from')}" for n, t in designs) + ".", ""]
     header = [
         "design",
         "Fmax MHz",
