@@ -20,6 +20,7 @@ from flow.cost import libs, tables, yosys
 from flow.errors import FlowError
 from flow.log import info
 from flow.project import Project, atomic_dir, check_same_ir, read_json, write_json
+from flow.timing import available_flows as timing_flows
 from flow.timing import render_md as timing_md
 from flow.timing import report_timing as timing_report
 
@@ -150,7 +151,7 @@ def collect(
         for lib in (libs.osu018(), libs.sky130_hd())
         if lib is not None
     }
-    timed = yosys.TIMING_FLOWS if synth and timing else ()
+    timed = timing_flows() if synth and timing else ()
     archs: dict = {}
     rtl_dirs = sorted(p.parent for p in proj.rtl.glob("*/design.json")) if proj.rtl.is_dir() else []
     if rtl_dirs:

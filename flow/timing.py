@@ -13,6 +13,10 @@ from dataclasses import asdict, dataclass
 from typing import Any
 
 from flow.card import Hardware
+from flow.cost.yosys import TIMING_FLOWS
+from flow.errors import ToolError
+from flow.log import info
+from flow.tools import find_tool
 
 TABLE_LATENCY_CYCLES = 1  # flow.cost.tables.write_rom: one registered read per sample
 TABLE_II_CYCLES = 1
@@ -30,6 +34,16 @@ class CardClock:
     def max_ii_ns(self) -> float | None:
         """The longest sample spacing the rate allows (25 ns at 40 MHz)."""
         return 1000.0 / self.rate_mhz if self.rate_mhz else None
+
+
+def available_flows() -> tuple[str, ...]:
+    """The timing flows that can run here: ``ecp5`` needs nextpnr-ecp5 (a missing tool must not cost the area)."""
+    try:
+        find_tool("nextpnr-ecp5")
+    except ToolError as exc:
+        info(f"no ECP5 timing: {exc}")
+        return tuple(f for f in TIMING_FLOWS if f != "ecp5")
+    return TIMING_FLOWS
 
 
 def card_clock(card: dict) -> CardClock:

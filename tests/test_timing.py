@@ -164,6 +164,11 @@ def test_failed_flows_give_no_figures():
     assert "**failed**" in md and " 0 " not in md
 
 
+def test_missing_nextpnr_drops_only_the_ecp5_flow(monkeypatch):
+    monkeypatch.setenv("QFLOW_NEXTPNR_ECP5", "/nonexistent/nextpnr")
+    assert timing.available_flows() == ("asic_timing",)
+
+
 def test_cycles_measured_before_expected():
     entry = {"sim": {"icarus": {"latency_cycles": 6, "ii_cycles": 1}}, "design": {"latency_cycles_expected": 5}}
     assert timing.cycles(entry) == (6, 1, "measured (icarus)")
