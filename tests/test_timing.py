@@ -267,9 +267,11 @@ def test_place_and_route_live_and_cached(tmp_path):
 def test_report_times_each_architecture_and_the_table(tmp_path):
     """`flow report` on a fake table model: ECP5 and ASIC timing of its RTL and of a 16×16 table ROM, in ns."""
     from flow import report
+    from flow.project import write_marker
 
     p = tmp_path / "lut_fake"
     p.mkdir()
+    write_marker(p, "lut_fake")  # a project as qflow writes it
     (p / "card.yaml").write_text(
         "name: lut_fake\ntask: regression\ndataset: {kind: table, table: charge, shape: [16, 16], bits: 12}\n"
         "hardware: {clock_period_ns: 5, sample_rate_mhz: 40}\n"
