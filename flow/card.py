@@ -78,6 +78,7 @@ class Hardware:
     io_type: str = "io_parallel"
     strategy: str = "Latency"
     arch: str = "parallel"
+    sample_rate_mhz: float | None = None  # a rate the design must accept samples at (e.g. 40 for a trigger)
 
 
 @dataclass(frozen=True)
@@ -426,7 +427,10 @@ def parse_card(data: dict, path: Path | None = None, origins: dict[str, Path] | 
     hw = data.get("hardware", {}) or {}
     if not isinstance(hw, dict):
         raise w.error("hardware", "must be a mapping")
-    _unknown(w, "hardware.", hw, {"backend", "part", "clock_period_ns", "io_type", "strategy", "arch"})
+    _unknown(
+        w, "hardware.", hw, {"backend", "part", "clock_period_ns", "io_type", "strategy", "arch", "sample_rate_mhz"}
+    )
+    rate = hw.get("sample_rate_mhz")
     hardware = Hardware(
         backend=_choice(w, "hardware.backend", hw.get("backend", "Vitis"), BACKENDS),
         part=_part(w, hw.get("part", Hardware.part)),
@@ -434,6 +438,7 @@ def parse_card(data: dict, path: Path | None = None, origins: dict[str, Path] | 
         io_type=_choice(w, "hardware.io_type", hw.get("io_type", "io_parallel"), IO_TYPES),
         strategy=_choice(w, "hardware.strategy", hw.get("strategy", "Latency"), STRATEGIES),
         arch=_choice(w, "hardware.arch", hw.get("arch", "parallel"), _rtl_archs()),
+        sample_rate_mhz=None if rate is None else _float(w, "hardware.sample_rate_mhz", rate, 0.001, 10_000.0),
     )
     output = data.get("output")
     search = data.get("search", {}) or {}

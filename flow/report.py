@@ -1,7 +1,8 @@
 """``flow report``: gather every stage's outputs, cost the RTL with Yosys, write ``hls_projects/<m>/report/``.
 
 The folder holds ``report.md`` (for people), ``report.json`` (for machines) and PNG plots; it is written
-atomically. Missing stages are reported as "not run". ``--all`` writes ``hls_projects/summary.md`` and a plot.
+atomically. Its timing section (ECP5 place and route, ASIC delay, latency and II in ns) is :mod:`flow.timing`.
+Missing stages are reported as "not run". ``--all`` writes ``hls_projects/summary.md`` and a plot.
 """
 
 from __future__ import annotations
@@ -19,6 +20,9 @@ from flow.cost import libs, tables, yosys
 from flow.errors import FlowError
 from flow.log import info
 from flow.project import Project, atomic_dir, check_same_ir, read_json, write_json
+from flow.timing import available_flows as timing_flows
+from flow.timing import render_md as timing_md
+from flow.timing import report_timing as timing_report
 
 NOT_RUN = "not run"
 REPORT_VERSION = 1
@@ -109,8 +113,14 @@ def parse_csynth_xml(text: str) -> dict:
     return {"resources": res, "latency": lat}
 
 
-def collect(proj: Project, synth: bool = True, jobs: int | None = None, table_synth: bool = True) -> dict:
-    """Everything the report shows, as one JSON-ready dict."""
+COST_FLOWS = ("asic", "xc7", "xc7_nodsp")
+TABLE_FLOWS = ("asic", "xc7")
+
+
+def collect(
+    proj: Project, synth: bool = True, jobs: int | None = None, table_synth: bool = True, timing: bool = True
+) -> dict:
+    """Everything the report shows, as one JSON-ready dict (``timing``: also place and route, ABC timing)."""
     proj.check_owned()
     card = _card(proj)
     train = _opt_json(proj.train_json)
@@ -141,6 +151,7 @@ def collect(proj: Project, synth: bool = True, jobs: int | None = None, table_sy
         for lib in (libs.osu018(), libs.sky130_hd())
         if lib is not None
     }
+    timed = timing_flows() if synth and timing else ()
     archs: dict = {}
     rtl_dirs = sorted(p.parent for p in proj.rtl.glob("*/design.json")) if proj.rtl.is_dir() else []
     if rtl_dirs:
@@ -152,9 +163,10 @@ def collect(proj: Project, synth: bool = True, jobs: int | None = None, table_sy
             "sim": _sim_entries(sim, rtl.name),
         }
         if synth:
-            info(f"{proj.name}: Yosys cost of rtl/{rtl.name} (xc7, xc7 LUT-only, ASIC cells; cached results reused)")
+            what = "xc7, xc7 LUT-only, ASIC cells" + (", ECP5 place and route, ASIC timing" if timed else "")
+            info(f"{proj.name}: Yosys cost of rtl/{rtl.name} ({what}; cached results reused)")
             try:
-                entry["cost"] = yosys.cost_rtl(rtl, jobs=jobs)
+                entry["cost"] = yosys.cost_rtl(rtl, flows=COST_FLOWS + timed, jobs=jobs)
             except FlowError as exc:
                 entry["cost"] = {"status": "failed", "error": str(exc)}
         else:
@@ -164,8 +176,9 @@ def collect(proj: Project, synth: bool = True, jobs: int | None = None, table_sy
     dataset = card.get("dataset") or {}
     if dataset.get("kind") == "table":
         info(f"{proj.name}: cost of the table the network replaces")
-        d["table"] = tables.table_cost(dataset, proj.root, synth=synth and table_synth)
+        d["table"] = tables.table_cost(dataset, proj.root, synth=synth and table_synth, flows=TABLE_FLOWS + timed)
         d["table_vs_network"] = compare_table(d)
+    d["timing"] = timing_report(d, card) if timed else NOT_RUN
     return d
 
 
@@ -420,6 +433,8 @@ def render_md(d: dict) -> str:
         if times:
             L += ["Yosys process time (a front end shared by two flows counts for both): " + "; ".join(times) + ".", ""]
 
+    L += timing_md(d)
+
     hls = d.get("hls") or {}
     L += ["## Vendor HLS (Vitis/Vivado)", ""]
     if hls.get("status") == "done" and hls.get("reports"):
@@ -495,6 +510,8 @@ def _render_table(d: dict) -> list[str]:
     else:
         rows = []
         for flow, r in s.items():
+            if flow in yosys.TIMING_FLOWS:  # in the timing section
+                continue
             if r.get("status") != "ok":
                 rows.append([flow, f"**{r.get('status')}**", "", r.get("seconds")])
             elif "fpga" in r:
@@ -569,13 +586,18 @@ def points(d: dict, label: str | None = None) -> list[dict]:
 
 
 def build_report(
-    name: str, projects_dir: Path | None = None, synth: bool = True, jobs: int | None = None, table_synth: bool = True
+    name: str,
+    projects_dir: Path | None = None,
+    synth: bool = True,
+    jobs: int | None = None,
+    table_synth: bool = True,
+    timing: bool = True,
 ) -> Path:
     """Write ``hls_projects/<name>/report/`` atomically and return it."""
     from flow import plots
 
     proj = Project.of(name, projects_dir)
-    d = collect(proj, synth=synth, jobs=jobs, table_synth=table_synth)
+    d = collect(proj, synth=synth, jobs=jobs, table_synth=table_synth, timing=timing)
     pts = points(d)
     for v in variants(proj):
         rj = v.report / "report.json"

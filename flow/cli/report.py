@@ -12,6 +12,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("model", nargs="?", help="model name (a folder under hls_projects/)")
     p.add_argument("--all", action="store_true", help="report every model built, then write hls_projects/summary.md")
     p.add_argument("--no-synth", action="store_true", help="no Yosys runs: costs are shown as not run")
+    p.add_argument("--no-timing", action="store_true", help="no ECP5 place and route or ASIC timing (area only)")
     p.add_argument("--no-table-synth", action="store_true", help="table cost from formulas only (no ROM synthesis)")
     p.add_argument("-j", "--jobs", type=int_at_least(1), default=None, help="parallel Yosys processes (default: 2)")
 
@@ -24,6 +25,7 @@ def run(args: argparse.Namespace) -> int:
     from flow.project import MARKER, PROJECTS_DIR
 
     kw = {"synth": not args.no_synth, "jobs": args.jobs, "table_synth": not args.no_table_synth}
+    kw["timing"] = not args.no_timing
     if args.all:
         if args.model:
             raise FlowError("give a model or --all, not both")

@@ -1,4 +1,5 @@
-"""Hardware cost without vendor tools: Yosys synthesis (:mod:`.yosys`), cell libraries (:mod:`.libs`), tables.
+"""Hardware cost without vendor tools: Yosys synthesis (:mod:`.yosys`), cell libraries (:mod:`.libs`), tables,
+timing (ECP5 place and route: :mod:`.nextpnr`; ASIC delay from ABC: :mod:`.asic_timing`).
 
 ``cost_rtl(rtl_dir)`` costs a generated design folder; ``table_cost(dataset)`` the lookup table a network replaces.
 """

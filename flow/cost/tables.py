@@ -142,8 +142,11 @@ def synth_table(
 ) -> dict:
     """Yosys cost of the table as a ROM (real contents), one result per flow; cached by content digest."""
     with tempfile.TemporaryDirectory() as tmp:
-        folder, _, _ = write_rom(values, Path(tmp), width)
-        plans = [yosys.plan(f, folder, ["table_rom.v", "table.mem"], "table_rom", cache) for f in flows]
+        folder, depth, width = write_rom(values, Path(tmp), width)
+        aw = max(1, math.ceil(math.log2(depth)))
+        ports = {"clk": {"dir": "in", "width": 1}, "addr": {"dir": "in", "width": aw}}
+        ports["q"] = {"dir": "out", "width": width}  # for the ecp5 flow's port registers
+        plans = [yosys.plan(f, folder, ["table_rom.v", "table.mem"], "table_rom", cache, ports) for f in flows]
         return dict(zip(flows, yosys.run_all(plans, jobs, timeout_s)))
 
 

@@ -10,13 +10,17 @@ share one run of it, and back ends run side by side. :data:`FLOWS` names them:
 * ``xc7_nobram``: the same with ``-nobram -nolutram`` (a ROM as LUT logic; used for tables).
 * ``asic``: ``synth -flatten`` once, then two mappings of that netlist: OSU018 cells (``dfflibmap``/``abc
   -liberty``), and generic gates costed as sky130 HD cells, whose ``stat -tech cmos`` gives the transistor count.
+* ``asic_timing``: the ``asic`` front end (one run for both), then a delay-oriented OSU018 mapping timed by ABC
+  (:mod:`.asic_timing`).
+* ``ecp5``: ``synth_ecp5`` (written as JSON), then nextpnr-ecp5 place and route on an LFE5U-85F, not a Yosys
+  process (:mod:`.nextpnr`): Fmax, critical path and utilisation for the Lattice ECP5 family.
 
-The cache key is the SHA-256 of the Yosys version, the flow's scripts, the liberty contents and every source
-file's relative path and contents (and :data:`RESULT_SCHEMA`). A cached result is returned without running Yosys;
-failures are not cached: their logs go to ``<folder>.failed``. Everything is built in a temporary folder inside
-the cache and published by a rename, so an interrupted run (its Yosys processes are killed) leaves nothing;
-Yosys dies with the process that started it (even a SIGKILLed one), and the next run removes the run folder of
-a process that is gone.
+The cache key is the SHA-256 of the Yosys version, the flow's scripts (for ``ecp5`` also nextpnr's command line and
+version), the liberty contents and every source file's relative path and contents (and :data:`RESULT_SCHEMA`). A
+cached result is returned without running Yosys; failures are not cached: their logs go to ``<folder>.failed``.
+Everything is built in a temporary folder inside the cache and published by a rename, so an interrupted run (its
+Yosys processes are killed) leaves nothing; Yosys dies with the process that started it (even a SIGKILLed one),
+and the next run removes the run folder of a process that is gone.
 """
 
 from __future__ import annotations
@@ -33,16 +37,17 @@ import threading
 import time
 from collections.abc import Iterable
 from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
 
 from flow import linux, scratch
-from flow.cost import libs
+from flow.cost import asic_timing, libs, nextpnr
 from flow.errors import FlowError, ToolError
 
 FPGA_SYNTH = "synth_xilinx -family xc7 -flatten -noiopad -noclkbuf"
-FLOWS = ("xc7", "xc7_nodsp", "xc7_nobram", "asic")
+FLOWS = ("xc7", "xc7_nodsp", "xc7_nobram", "asic", "asic_timing", "ecp5")
+TIMING_FLOWS = ("ecp5", "asic_timing")  # the flows that give timing (the others give area)
 DEFAULT_TIMEOUT_S = float(os.environ.get("QFLOW_YOSYS_TIMEOUT", 1800))
 _GENERIC_GATES = "AND,NAND,OR,NOR,XOR,XNOR,ANDNOT,ORNOT,MUX,AOI3,OAI3,AOI4,OAI4"
 _LEGAL_FFS = "-cell $_DFF_P_ 01 -cell $_DFF_PN0_ 01 -cell $_DFF_PN1_ 01"
@@ -75,6 +80,7 @@ def yosys_cache_dir() -> Path:
 # ---------------------------------------------------------------------------------------------- scripts
 
 FRONT_NETLIST = "front.il"
+FRONT_FILES = (FRONT_NETLIST, nextpnr.FRONT_JSON)  # what back ends read from the front end's folder
 LIBERTY = "osu018_stdcells.lib"  # the liberty's name inside a run folder
 
 
@@ -84,27 +90,35 @@ def _read(sources: list[str], top: str) -> list[str]:
     return [f"read_verilog -sv {quoted}", f"hierarchy -check -top {top}"]
 
 
-def front_script(flow: str, sources: list[str], top: str) -> str:
+def front_script(flow: str, sources: list[str], top: str, ports: dict | None = None) -> str:
     """The front end of ``flow``: read, elaborate and optimise, then write :data:`FRONT_NETLIST`.
 
-    Flows with the same front end (every ``xc7*`` flow) share one run of it.
+    Flows with the same front end (every ``xc7*`` flow) share one run of it. ``ports`` (design.json's) let the
+    ``ecp5`` flow register every port for timing.
     """
     lines = _read(sources, top)
     if flow in ("xc7", "xc7_nodsp", "xc7_nobram"):
         lines.append(f"{FPGA_SYNTH} -top {top} -run :map_dsp")  # begin + prepare: identical for every variant
-    elif flow == "asic":
+    elif flow in ("asic", "asic_timing"):
         lines += [f"synth -flatten -top {top}", "opt_clean -purge"]
+    elif flow == "ecp5":
+        lines += nextpnr.front_lines(top, ports)
     else:
         raise FlowError(f"unknown synthesis flow {flow!r}; expected one of {', '.join(FLOWS)}")
     return "\n".join(lines + [f'write_rtlil "{FRONT_NETLIST}"']) + "\n"
 
 
 def back_scripts(flow: str, top: str, liberty: Path | None = None) -> dict[str, str]:
-    """The back ends of ``flow``, ``{name: script}``: each reads the front netlist and runs as its own process."""
+    """The back ends of ``flow``, ``{name: script}``: each reads the front netlist and runs as its own process
+    (``ecp5``'s is nextpnr's command line: :attr:`Plan.commands` holds what runs)."""
     read = f'read_rtlil "{FRONT_NETLIST}"'
     if flow in ("xc7", "xc7_nodsp", "xc7_nobram"):
         extra = {"xc7": "", "xc7_nodsp": " -nodsp", "xc7_nobram": " -nobram -nolutram"}[flow]
         return {"xc7": f"{read}\n{FPGA_SYNTH}{extra} -top {top} -run map_dsp:\ntee -q -o stat_xc7.json stat -json\n"}
+    if flow == "ecp5":
+        return {nextpnr.BACK_END: nextpnr.command().text}
+    if flow == "asic_timing":
+        return {asic_timing.BACK_END: asic_timing.back_script(read, liberty) + "\n"} if liberty else {}
     if flow != "asic":
         raise FlowError(f"unknown synthesis flow {flow!r}; expected one of {', '.join(FLOWS)}")
     backs = {}
@@ -206,8 +220,8 @@ RESULT_SCHEMA = "2"  # part of every digest: change it when a result's figures a
 
 # Back ends are queued longest first (diag_05 folded: xc7 back ends 72-79 s, each ASIC mapping ~20 s), fronts
 # before any back end, so that two workers finish together.
-_BACK_ORDER = {"xc7_nodsp": 0, "xc7": 1, "xc7_nobram": 2, "asic": 3}
-_FRONT_ORDER = {"asic": 0}  # the ASIC front end (full `synth`) is the longest
+_BACK_ORDER = {"ecp5": 0, "xc7_nodsp": 1, "xc7": 2, "xc7_nobram": 3, "asic": 4, "asic_timing": 5}
+_FRONT_ORDER = {"asic": 0, "asic_timing": 0}  # the ASIC front end (full `synth`) is the longest
 
 
 @dataclass(frozen=True)
@@ -225,14 +239,17 @@ class Plan:
     folder: Path
     yosys: str
     version: str
+    commands: dict[str, nextpnr.Command] = field(default_factory=dict)  # back ends run as a command, not by Yosys
 
     @property
     def result_path(self) -> Path:
         return self.folder / "result.json"
 
 
-def plan(flow: str, src_dir: Path, sources: Iterable[str], top: str, cache: Path | None = None) -> Plan:
-    """Digest the inputs of one flow; nothing runs and nothing is written yet."""
+def plan(
+    flow: str, src_dir: Path, sources: Iterable[str], top: str, cache: Path | None = None, ports: dict | None = None
+) -> Plan:
+    """Digest the inputs of one flow; nothing runs and nothing is written yet (``ports``: see :func:`front_script`)."""
     src_dir = Path(src_dir)
     sources = tuple(sources)
     for s in sources:
@@ -242,10 +259,11 @@ def plan(flow: str, src_dir: Path, sources: Iterable[str], top: str, cache: Path
             raise FlowError(f"{src_dir / s}: listed in files.txt but missing")
     exe = find_yosys()
     version = yosys_version(exe)
-    osu = libs.osu018_liberty() if flow == "asic" else None
+    osu = libs.osu018_liberty() if flow in ("asic", "asic_timing") else None
     liberty = Path(LIBERTY) if osu else None
-    front = front_script(flow, list(sources), top)
+    front = front_script(flow, list(sources), top, ports)
     backs = back_scripts(flow, top, liberty)
+    commands = {nextpnr.BACK_END: nextpnr.command()} if flow == "ecp5" else {}
     src = hashlib.sha256()
     for s in sources:
         src.update(s.encode() + b"\0" + (src_dir / s).read_bytes() + b"\0")
@@ -261,13 +279,15 @@ def plan(flow: str, src_dir: Path, sources: Iterable[str], top: str, cache: Path
         h.update(json.dumps(sky.areas, sort_keys=True).encode())
     digest = h.hexdigest()
     folder = Path(cache or yosys_cache_dir()).resolve() / f"{flow}-{digest[:24]}"
-    return Plan(flow, top, src_dir, sources, front, backs, front_key, digest, folder, exe, version)
+    return Plan(flow, top, src_dir, sources, front, backs, front_key, digest, folder, exe, version, commands)
 
 
-def _summarise(p: Plan, work: Path) -> dict:
-    if p.flow.startswith("xc7"):
-        stat = parse_stat_json((work / "stat_xc7.json").read_text())
-        return {"fpga": fpga_summary(stat["cells"]), "cells": stat["cells"]}
+def _summarise_xc7(work: Path) -> dict:
+    stat = parse_stat_json((work / "stat_xc7.json").read_text())
+    return {"fpga": fpga_summary(stat["cells"]), "cells": stat["cells"]}
+
+
+def _summarise_asic(work: Path) -> dict:
     out: dict = {"asic": {}, "cells": {}}
     osu = libs.osu018()
     if (work / "stat_osu018.json").is_file() and osu is not None:
@@ -286,6 +306,21 @@ def _summarise(p: Plan, work: Path) -> dict:
     if gates.get("transistors_lower_bound"):
         out["asic"]["transistors_lower_bound"] = True
     return out
+
+
+# flow -> the figures of a finished run folder
+_SUMMARISE = {
+    "xc7": _summarise_xc7,
+    "xc7_nodsp": _summarise_xc7,
+    "xc7_nobram": _summarise_xc7,
+    "asic": _summarise_asic,
+    "asic_timing": asic_timing.summarise,
+    "ecp5": nextpnr.summarise,
+}
+
+
+def _summarise(p: Plan, work: Path) -> dict:
+    return _SUMMARISE[p.flow](work)
 
 
 _LIVE: set[int] = set()  # process groups of running Yosys processes, killed when a run is interrupted
@@ -342,6 +377,8 @@ class _Step:
     script: str
     yosys: str
     timeout_s: float
+    argv: tuple[str, ...] = ()  # a command to run instead of Yosys (the script is then only its record)
+    log: str = ""  # the command's log file (default: Yosys' yosys-<name>.log)
     ran: bool = False  # False: not run, because its front end failed
     returncode: int | None = None  # None: timed out, or Yosys could not be started
     seconds: float = 0.0
@@ -354,11 +391,11 @@ class _Step:
 
     def run(self) -> None:
         self.ran = True
-        log = f"yosys-{self.name}.log"
+        log = self.log or f"yosys-{self.name}.log"
         t0 = time.monotonic()
         try:
-            (self.folder / f"{self.name}.ys").write_text(self.script)
-            cmd = [self.yosys, "-q", "-l", log, "-s", f"{self.name}.ys"]
+            (self.folder / f"{self.name}{'.txt' if self.argv else '.ys'}").write_text(self.script)
+            cmd = list(self.argv) or [self.yosys, "-q", "-l", log, "-s", f"{self.name}.ys"]
             self.returncode, self.peak_rss_mb = _run_yosys(cmd, self.folder, f"stderr-{self.name}.txt", self.timeout_s)
         except OSError as exc:  # e.g. out of memory or disk: this step failed, the others go on
             self.returncode, self.log_tail = None, f"could not run Yosys: {exc}"
@@ -424,7 +461,8 @@ def _finish(p: Plan, work: Path, front: _Step, backs: list[_Step]) -> dict:
     """The result of one plan from its steps: an ok result goes to the cache folder, a failed run's logs to
     ``<cache folder>.failed`` (never a cache hit)."""
     steps = [front, *backs]
-    (work / FRONT_NETLIST).unlink(missing_ok=True)  # a link into the front end's temporary folder
+    for f in FRONT_FILES:  # links into the front end's temporary folder
+        (work / f).unlink(missing_ok=True)
     res: dict = {"flow": p.flow, "top": p.top, "digest": p.digest, "yosys": p.version, "cached": False}
     res["seconds"] = round(sum(s.seconds for s in steps), 2)  # the shared front end counts for every flow
     res["peak_rss_mb"] = max(s.peak_rss_mb for s in steps)
@@ -462,6 +500,20 @@ def _cached(p: Plan) -> dict | None:
     except (OSError, json.JSONDecodeError):
         return None
     return res | {"cached": True}
+
+
+def _link_front_files(front: Path, work: Path) -> None:
+    for f in FRONT_FILES:
+        if (front / f).is_file():
+            (work / f).unlink(missing_ok=True)
+            os.link(front / f, work / f)
+
+
+def _back_step(p: Plan, name: str, work: Path, timeout_s: float) -> _Step:
+    if name in p.commands:
+        cmd = p.commands[name]
+        return _Step(name, work, cmd.text, p.yosys, timeout_s, argv=cmd.argv, log=cmd.log)
+    return _Step(name, work, p.backs[name], p.yosys, timeout_s)
 
 
 def run_all(plans: list[Plan], jobs: int | None = None, timeout_s: float | None = None) -> list[dict]:
@@ -511,15 +563,22 @@ def _run_in(
     for i in todo:
         p = plans[i]
         work = Path(tempfile.mkdtemp(prefix=f"{p.flow}-", dir=tmp))
-        if "osu018" in p.backs:
+        if {"osu018", asic_timing.BACK_END} & p.backs.keys():
             shutil.copyfile(libs.osu018_liberty(), work / LIBERTY)
         (work / "sources.txt").write_text("\n".join(p.sources) + "\n")
         (work / "front.ys").write_text(p.front)  # with sources.txt: enough to redo the run by hand
-        (work / FRONT_NETLIST).symlink_to(fronts[p.front_key].folder / FRONT_NETLIST)  # written by the front end
-        works[i] = (work, [_Step(name, work, script, p.yosys, timeout_s) for name, script in p.backs.items()])
+        for f in FRONT_FILES:  # written by the front end (front.json only by ecp5's)
+            (work / f).symlink_to(fronts[p.front_key].folder / f)
+        works[i] = (work, [_back_step(p, name, work, timeout_s) for name in p.backs])
 
     def back(front: _Step, step: _Step) -> object:
-        return lambda: step.run() if front.ok else None
+        def go() -> None:
+            if front.ok:
+                if step.argv:  # a WebAssembly tool (WASI) follows no symlink: hard-link the front's files in
+                    _link_front_files(front.folder, step.folder)
+                step.run()
+
+        return go
 
     tasks: list = [(f"front:{k}", (), f.run) for k, f in fronts.items()]
     for i in sorted(todo, key=lambda i: _BACK_ORDER.get(plans[i].flow, 9)):
@@ -567,5 +626,5 @@ def cost_rtl(
         if str(f.relative_to(rtl_dir)) not in listed
     )
     flows = tuple(flows)
-    plans = [plan(f, rtl_dir, sources, top, cache) for f in flows]
+    plans = [plan(f, rtl_dir, sources, top, cache, design.get("ports")) for f in flows]
     return dict(zip(flows, run_all(plans, jobs, timeout_s)))

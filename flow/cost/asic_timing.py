@@ -1,0 +1,99 @@
+"""ASIC critical-path delay: a delay-oriented ABC mapping to the OSU018 liberty and ABC's own timing (``stime``).
+
+The ``asic_timing`` flow of :mod:`flow.cost.yosys` shares the ``asic`` front end (``synth -flatten``); its back end
+maps the flip-flops with ``dfflibmap`` and the logic with ``abc -liberty L -constr C -D 1``, whose script ends in
+``buffer; upsize; dnsize; stime -p`` (gate sizing towards the least delay, then ABC's timing report). The figure
+is ABC's estimate of the longest combinational path between registers and ports, in the liberty's delay tables
+with the load and driver below and no wires (OSU018 has no wire-load model): it excludes the flip-flops' clock-to-Q
+and setup times, so the clock it suggests is an upper bound. It is not a sign-off static timing analysis.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+from flow.cost import libs
+from flow.errors import ToolError
+
+BACK_END = "osu018_timing"
+LOG = f"yosys-{BACK_END}.log"
+STAT = f"stat_{BACK_END}.json"
+DRIVING_CELL = "BUFX2"
+LOAD_FF = 10.0  # every output and register input is loaded like a DFFPOSX1 D pin (8.8 fF), rounded up
+TARGET_PS = 1  # "-D": map for the least delay ABC finds, not for area at a given clock
+
+_STIME = re.compile(
+    r"ABC:\s+WireLoad = .*?Gates =\s*(\d+).*?Area =\s*([\d.]+).*?Delay =\s*([\d.]+)\s*ps", flags=re.S | re.M
+)
+_POINTS = re.compile(r"ABC:\s+Start-point = \S+ \((.*?)\)\.\s+End-point = \S+ \((.*?)\)\.")
+_PATH_CELL = re.compile(r"ABC:\s+Path\s+\d+\s+--\s+\d+\s*:\s*\d+\s+\d+\s+(\S+)\s+A =")
+
+
+def constr_text() -> str:
+    """ABC's timing constraints: the cell driving every input and the load on every output."""
+    return f"set_driving_cell {DRIVING_CELL}\nset_load {LOAD_FF}\n"
+
+
+def back_script(read: str, liberty: Path) -> str:
+    """The Yosys back end: read the front netlist, map flip-flops and logic for delay, let ABC time it."""
+    return "\n".join(
+        [
+            read,
+            "write_file abc.constr <<EOT",
+            constr_text().rstrip("\n"),
+            "EOT",
+            f'dfflibmap -liberty "{liberty}"',
+            f'abc -liberty "{liberty}" -constr abc.constr -D {TARGET_PS}',
+            "opt_clean -purge",
+            f"tee -q -o {STAT} stat -json",
+        ]
+    )
+
+
+def parse_abc_stime(log: str) -> dict:
+    """ABC's ``stime -p`` figures from a Yosys log: the longest delay over every ABC run, its gates and path.
+
+    A log with no ``stime`` line (ABC did not run or did not time) raises :class:`ToolError`: no figure is read as 0.
+    """
+    runs = [(int(g), float(a), float(d)) for g, a, d in _STIME.findall(log)]
+    if not runs:
+        raise ToolError("no ABC timing (stime) line in the Yosys log")
+    worst = max(range(len(runs)), key=lambda i: runs[i][2])
+    # Each stime report is followed by its path and its start and end points: take the worst run's.
+    blocks = re.split(r"(?=ABC:\s+WireLoad = )", log)[1:]
+    block = blocks[worst] if worst < len(blocks) else ""
+    points = _POINTS.search(block)
+    cells = _PATH_CELL.findall(block)
+    out = {
+        "delay_ps": runs[worst][2],
+        "gates": runs[worst][0],
+        "abc_runs": len(runs),
+        "path_cells": [c for c in cells if c != "pi"],
+    }
+    if points:
+        out["start"], out["end"] = points.group(1), points.group(2)
+    return out
+
+
+def summarise(work: Path) -> dict:
+    """The ``asic_timing`` result of a finished back end folder."""
+    if libs.osu018_liberty() is None:
+        return {"asic_timing": {"status": "no library", "hint": "python -m flow.cost.libs fetch"}}
+    log = Path(work) / LOG
+    if not log.is_file():
+        raise ToolError(f"Yosys wrote no {LOG}")
+    t = parse_abc_stime(log.read_text(errors="replace"))
+    osu = libs.osu018()
+    if osu is not None:  # the area this delay-oriented mapping costs, next to the area-oriented one of `asic`
+        from flow.cost.yosys import asic_area, parse_stat_json  # (yosys imports this module)
+
+        cells = parse_stat_json((Path(work) / STAT).read_text())["cells"]
+        t["area_um2"] = asic_area(cells, osu)["area_um2"]
+    t |= {
+        "library": "osu018",
+        "method": f"abc -liberty -constr -D {TARGET_PS}; stime -p (ABC's estimate, no wires, without clock-to-Q/setup)",
+        "driving_cell": DRIVING_CELL,
+        "load_ff": LOAD_FF,
+    }
+    return {"asic_timing": t}

@@ -1,0 +1,241 @@
+"""Timing section of the report: Fmax, critical paths, latency and II in ns, the card's clock and sample rate.
+
+Figures come from the ``ecp5`` flow (nextpnr place and route on a Lattice ECP5 LFE5U-85F) and the ``asic_timing``
+flow (ABC's delay estimate in OSU018 cells) of :mod:`flow.cost.yosys`; cycles from the simulation (measured) or
+``design.json`` (expected). The clock a design runs at is the card's ``hardware.clock_period_ns`` when the design
+meets it, else the achieved one; a card's ``hardware.sample_rate_mhz`` is met when II × that clock period ≤ 1000 /
+rate ns (a 40 MHz trigger: ≤ 25 ns). A flow that failed or did not run gives no figure, never a zero.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from typing import Any
+
+from flow.card import Hardware
+from flow.cost.yosys import TIMING_FLOWS
+from flow.errors import ToolError
+from flow.log import info
+from flow.tools import find_tool
+
+TABLE_LATENCY_CYCLES = 1  # flow.cost.tables.write_rom: one registered read per sample
+TABLE_II_CYCLES = 1
+
+
+@dataclass(frozen=True)
+class CardClock:
+    """What the card asks for: a clock period and, optionally, a sample rate."""
+
+    period_ns: float
+    rate_mhz: float | None = None
+    source: str = "hardware.clock_period_ns"
+
+    @property
+    def max_ii_ns(self) -> float | None:
+        """The longest sample spacing the rate allows (25 ns at 40 MHz)."""
+        return 1000.0 / self.rate_mhz if self.rate_mhz else None
+
+
+def available_flows() -> tuple[str, ...]:
+    """The timing flows that can run here: ``ecp5`` needs nextpnr-ecp5 (a missing tool must not cost the area)."""
+    try:
+        find_tool("nextpnr-ecp5")
+    except ToolError as exc:
+        info(f"no ECP5 timing: {exc}")
+        return tuple(f for f in TIMING_FLOWS if f != "ecp5")
+    return TIMING_FLOWS
+
+
+def card_clock(card: dict) -> CardClock:
+    """The clock and rate of a project's card (``hardware``); the card default when it names no clock."""
+    hw = card.get("hardware") or {}
+    if "clock_period_ns" in hw:
+        period, source = float(hw["clock_period_ns"]), "hardware.clock_period_ns"
+    else:
+        period, source = Hardware.clock_period_ns, "hardware.clock_period_ns (card default)"
+    rate = hw.get("sample_rate_mhz")
+    return CardClock(period, float(rate) if rate else None, source)
+
+
+def cycles(entry: dict) -> tuple[int | None, int | None, str]:
+    """(latency, II, where from) of one architecture: measured in a simulation, else expected (design.json)."""
+    for name, s in sorted((entry.get("sim") or {}).items()):
+        if isinstance(s, dict) and s.get("latency_cycles") is not None and s.get("ii_cycles") is not None:
+            return int(s["latency_cycles"]), int(s["ii_cycles"]), f"measured ({name})"
+    design = entry.get("design") or {}
+    lat, ii = design.get("latency_cycles_expected"), design.get("ii_cycles")
+    if lat is not None and ii is not None:
+        return int(lat), int(ii), "expected (design.json)"
+    return None, None, "unknown"
+
+
+def at_clock(achieved_ns: float, latency: int | None, ii: int | None, card: CardClock) -> dict:
+    """Figures of a design whose shortest clock period is ``achieved_ns``."""
+    met = achieved_ns <= card.period_ns
+    run_ns = card.period_ns if met else achieved_ns  # the clock it runs at: the card's, or the fastest it allows
+    out: dict[str, Any] = {
+        "period_ns": round(achieved_ns, 3),
+        "fmax_mhz": round(1000.0 / achieved_ns, 2),
+        "card_clock_met": met,
+        "run_period_ns": round(run_ns, 3),
+    }
+    if latency is not None and ii is not None:
+        out |= {
+            "latency_ns": round(latency * achieved_ns, 2),  # at the achieved clock
+            "ii_ns": round(ii * achieved_ns, 2),
+            "max_sample_rate_mhz": round(1000.0 / (ii * achieved_ns), 3),
+            "run_ii_ns": round(ii * run_ns, 2),  # at the clock it runs at
+        }
+        if card.max_ii_ns is not None:
+            out["rate_met"] = ii * run_ns <= card.max_ii_ns
+    return out
+
+
+def _flow_status(r: Any) -> str:
+    if not isinstance(r, dict):
+        return "not run"
+    return str(r.get("status", "not run"))
+
+
+def design_timing(cost: Any, latency: int | None, ii: int | None, card: CardClock) -> dict:
+    """ECP5 and ASIC timing of one design from its cost results (``{flow: result}``)."""
+    cost = cost if isinstance(cost, dict) else {}
+    out: dict = {"latency_cycles": latency, "ii_cycles": ii}
+    e = cost.get("ecp5")
+    if _flow_status(e) == "ok" and e["ecp5"].get("fmax_mhz"):
+        r = e["ecp5"]
+        out["ecp5"] = at_clock(1000.0 / r["fmax_mhz"], latency, ii, card) | {
+            "fmax_mhz": r["fmax_mhz"],
+            "cells": r.get("cells", {}),
+            "critical_path": r.get("critical_path"),
+        }
+    elif _flow_status(e) == "ok":
+        out["ecp5"] = {"status": "no Fmax", "note": e["ecp5"].get("note", "")}
+    else:
+        out["ecp5"] = {"status": _flow_status(e)}
+    a = cost.get("asic_timing")
+    t = (a or {}).get("asic_timing") if _flow_status(a) == "ok" else None
+    if t and "delay_ps" in t:
+        out["asic"] = at_clock(t["delay_ps"] / 1000.0, latency, ii, card) | {
+            "delay_ps": t["delay_ps"],
+            "library": t.get("library"),
+            "start": t.get("start"),
+            "end": t.get("end"),
+        }
+    else:
+        out["asic"] = {"status": (t or {}).get("status") or _flow_status(a)}
+    return out
+
+
+def report_timing(d: dict, card: dict) -> dict:
+    """The report's ``timing`` block: the card's clock, then each architecture's and the table ROM's timing."""
+    clock = card_clock(card)
+    out: dict = {"card": asdict(clock), "archs": {}}
+    archs = d.get("archs") if isinstance(d.get("archs"), dict) else {}
+    for arch, entry in archs.items():
+        lat, ii, source = cycles(entry)
+        out["archs"][arch] = design_timing(entry.get("cost"), lat, ii, clock) | {"cycles_from": source}
+    synth = (d.get("table") or {}).get("synth")
+    if isinstance(synth, dict) and ("ecp5" in synth or "asic_timing" in synth):
+        out["table"] = design_timing(synth, TABLE_LATENCY_CYCLES, TABLE_II_CYCLES, clock) | {
+            "cycles_from": "one registered read"
+        }
+    return out
+
+
+# ---------------------------------------------------------------------------------------------- markdown
+
+
+def _num(v: Any, digits: int = 3) -> str:
+    if v is None:
+        return "–"
+    if isinstance(v, bool):
+        return "yes" if v else "**no**"
+    if isinstance(v, float):
+        return f"{v:,.{digits}g}" if abs(v) < 1e4 else f"{v:,.0f}"
+    return f"{v:,}" if isinstance(v, int) else str(v)
+
+
+def _row(name: str, t: dict, fam: str, card: CardClock) -> list[str]:
+    f = t.get(fam) or {}
+    if "period_ns" not in f:
+        return [name, f"**{f.get('status', 'not run')}**"] + ["–"] * 8
+    rate = _num(f.get("rate_met")) if card.rate_mhz else "–"
+    return [
+        name,
+        _num(f["fmax_mhz"], 4),
+        _num(f["period_ns"]),
+        _num(f["card_clock_met"]),
+        _num(t.get("latency_cycles")),
+        _num(f.get("latency_ns")),
+        _num(t.get("ii_cycles")),
+        _num(f.get("ii_ns")),
+        _num(f.get("max_sample_rate_mhz"), 4),
+        rate,
+    ]
+
+
+def _table(header: list[str], rows: list[list[str]]) -> list[str]:
+    return ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)] + ["| " + " | ".join(r) + " |" for r in rows]
+
+
+def render_md(d: dict) -> list[str]:
+    """The report's ``## Timing`` section."""
+    tm = d.get("timing")
+    L = ["## Timing (open tools, no vendor tool)", ""]
+    if not isinstance(tm, dict):
+        return L + [f"{tm or 'not run'}.", ""]
+    card = CardClock(**tm["card"])
+    ask = (
+        f"; the card asks for {card.rate_mhz:g} MHz samples (`hardware.sample_rate_mhz`): II × clock period ≤ "
+        f"{card.max_ii_ns:.4g} ns, checked at the card's clock when met, else at the achieved one"
+        if card.rate_mhz
+        else "; the card asks for no sample rate (`hardware.sample_rate_mhz`): the achievable rate is shown"
+    )
+    L += [f"Card clock: {card.period_ns:g} ns ({1000 / card.period_ns:.4g} MHz, `{card.source}`){ask}.", ""]
+    designs = list((tm.get("archs") or {}).items())
+    if "table" in tm:
+        designs.append(("table ROM", tm["table"]))
+    if not designs:
+        return L + ["No design timed (run `make sim`).", ""]
+    L += ["Cycles: " + "; ".join(f"{n} {t.get('cycles_from')}" for n, t in designs) + ".", ""]
+    header = [
+        "design",
+        "Fmax MHz",
+        "period ns",
+        f"meets {card.period_ns:g} ns",
+        "latency cycles",
+        "latency ns",
+        "II cycles",
+        "II ns",
+        "max rate MHz",
+        f"{card.rate_mhz:g} MHz met" if card.rate_mhz else "rate",
+    ]
+    L += [
+        "**FPGA: Lattice ECP5 LFE5U-85F**, Yosys `synth_ecp5` then nextpnr-ecp5 place and route (out of context, "
+        "every port registered by a wrapper so that paths from and to the ports are timed, its flip-flops counted; "
+        "seed 1, 200 MHz target). A different family from the xc7 synthesis counts above; latency and II in ns "
+        "are at the achieved clock.",
+        "",
+    ]
+    L += _table(header, [_row(n, t, "ecp5", card) for n, t in designs]) + [""]
+    cells = [
+        f"{n}: " + ", ".join(f"{k} {v:,}" for k, v in (t["ecp5"].get("cells") or {}).items())
+        for n, t in designs
+        if "cells" in (t.get("ecp5") or {})
+    ]
+    paths = [
+        f"{n}: {p['delay_ns']} ns = {p['logic_ns']} logic + {p['routing_ns']} routing, `{p['start']}` → `{p['end']}`"
+        for n, t in designs
+        if (p := (t.get("ecp5") or {}).get("critical_path"))
+    ]
+    L += ["ECP5 cells used: " + "; ".join(cells) + "." if cells else "", ""]
+    L += ["ECP5 critical paths: " + "; ".join(paths) + "." if paths else "", ""]
+    L += [
+        "**ASIC: OSU018 cells**, critical-path delay estimated by ABC (`abc -liberty -constr -D 1`, then `stime`): "
+        "the longest combinational path, no wires, without the flip-flops' clock-to-Q and setup, so the clock is "
+        "an upper bound; not a sign-off timing analysis.",
+        "",
+    ]
+    L += _table([h.replace("Fmax", "clock ≤") for h in header], [_row(n, t, "asic", card) for n, t in designs])
+    return [ln for ln in L] + [""]
