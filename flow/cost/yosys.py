@@ -347,13 +347,23 @@ class _Step:
     seconds: float = 0.0
     peak_rss_mb: float = 0.0
     log_tail: str = ""
+    label: str = ""  # what the progress lines call it, e.g. "xc7 front end"
 
     @property
     def ok(self) -> bool:
         return self.ran and self.returncode == 0
 
     def run(self) -> None:
+        from flow.log import info
+
         self.ran = True
+        info(f"Yosys {self.label or self.name}: running")
+        try:
+            self._run()
+        finally:
+            info(f"Yosys {self.label or self.name}: {'done' if self.ok else 'FAILED'} in {self.seconds:.0f} s")
+
+    def _run(self) -> None:
         log = f"yosys-{self.name}.log"
         t0 = time.monotonic()
         try:
@@ -507,7 +517,7 @@ def _run_in(
             for s in p.sources:
                 (folder / s).parent.mkdir(parents=True, exist_ok=True)
                 shutil.copyfile(p.src_dir / s, folder / s)
-            fronts[p.front_key] = _Step("front", folder, p.front, p.yosys, timeout_s)
+            fronts[p.front_key] = _Step("front", folder, p.front, p.yosys, timeout_s, label=f"{p.flow} front end")
     for i in todo:
         p = plans[i]
         work = Path(tempfile.mkdtemp(prefix=f"{p.flow}-", dir=tmp))
@@ -516,7 +526,13 @@ def _run_in(
         (work / "sources.txt").write_text("\n".join(p.sources) + "\n")
         (work / "front.ys").write_text(p.front)  # with sources.txt: enough to redo the run by hand
         (work / FRONT_NETLIST).symlink_to(fronts[p.front_key].folder / FRONT_NETLIST)  # written by the front end
-        works[i] = (work, [_Step(name, work, script, p.yosys, timeout_s) for name, script in p.backs.items()])
+        works[i] = (
+            work,
+            [
+                _Step(name, work, script, p.yosys, timeout_s, label=f"{p.flow}/{name}")
+                for name, script in p.backs.items()
+            ],
+        )
 
     def back(front: _Step, step: _Step) -> object:
         return lambda: step.run() if front.ok else None
