@@ -60,7 +60,12 @@ def card_for(model: str) -> str:
         return text
     if any((d / f"{text}.yaml").exists() for d in (QMODELS_DIR, QMODELS_DIR / "generated")):
         return text
-    copy = Project.of(project_name(text)).card
+    from flow.errors import FlowError
+
+    try:
+        copy = Project.of(project_name(text)).card
+    except FlowError:  # not a project name either: the card loader's own error names what is allowed
+        return text
     return str(copy) if copy.is_file() else text
 
 
