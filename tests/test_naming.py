@@ -60,3 +60,20 @@ def test_baseline_is_the_built_model(tmp_path):
     s = {"model": "tiny_lut", "best_vs_default": {"card": "tiny_lut_p1"}}
     assert next_command(s).startswith("make hls MODEL=tiny_lut_p1")
     assert "--synth-check" in next_command({"model": "tiny_lut", "best_vs_default": {"point": None}})
+
+
+def test_folded_default_folds(tmp_path):
+    """A card without reuse factors gives the folded RTL R = n_in (II = n_in + 3), not hls4ml's 1 (II 4)."""
+    from flow.project import Project
+    from flow.rtl import generate
+    from flow.sim import card_reuse_factors
+
+    proj = Project("tiny_lut", tmp_path)
+    tmp_path.mkdir(exist_ok=True)
+    text = (CARDS / "tiny_lut.yaml").read_text()
+    (tmp_path / "card.yaml").write_text(text)
+    ir = mlp_ir("tiny_lut", [2, 8, 1], seed=1)
+    assert card_reuse_factors(proj, ir) == {}
+    assert generate(ir, "folded", tmp_path / "rtl").ii_cycles == 8 + 3  # fc2: R = n_in = 8
+    (tmp_path / "card.yaml").write_text(text.replace("units: 8\n", "units: 8\n    reuse_factor: 1\n", 1))
+    assert card_reuse_factors(proj, ir) == {"fc1": 1}
