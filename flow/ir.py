@@ -14,8 +14,11 @@ Schema (``ir.json``, version 1)::
          "bias_t": "fixed<8,1>", "biases": [...n_out ints...],
          "accum_t": "fixed<30,12>", "result_t": "fixed<30,12>"},
         {"kind": "relu", "name": "relu1", "n": 40, "result_t": "ufixed<8,3,RND_CONV,SAT>"},
-        {"kind": "cast", "name": "out_q", "n": 18, "result_t": "fixed<12,5,RND_CONV,SAT>"}
-      ]
+        {"kind": "cast", "name": "out_q", "n": 18, "result_t": "fixed<12,5,RND_CONV,SAT>"},
+        {"kind": "clamp", "name": "table_word", "n": 1, "result_t": "ufixed<12,0,RND_CONV,SAT>",
+         "lo": 0, "hi": 4095}
+      ],
+      "table": {"name": "charge", "shape": [256, 256], "bits": 12, ...} (table models only: flow.data.TableInfo)
     }
 
 Every number in ``weights``/``biases`` is a raw integer mantissa of its type: the value is
@@ -25,6 +28,9 @@ Every number in ``weights``/``biases`` is a raw integer mantissa of its type: th
   ``(accum_t) bias`` and sums the products; the output is ``(result_t) acc``.
 * ``relu``: ``(result_t) max(x, 0)``.
 * ``cast``: ``(result_t) x`` (a linear quantizer).
+* ``clamp``: ``min(max((result_t) x, lo), hi)`` with ``lo``/``hi`` raw mantissas of ``result_t``: a table
+  model's output stage (round to the table's word, clamp to the table's range). hls4ml has no such layer: it
+  follows the network (``HLS_KINDS``) and is checked against the reference by the RTL testbench only.
 
 A layer's input type is the previous layer's ``result_t`` (the first layer's is ``input.type``).
 """
@@ -59,6 +65,11 @@ class LayerKind(str, Enum):
     DENSE = "dense"
     RELU = "relu"
     CAST = "cast"
+    CLAMP = "clamp"
+
+
+# The kinds hls4ml's C simulation computes; later kinds are post-processing checked on the RTL only.
+HLS_KINDS = frozenset({LayerKind.DENSE, LayerKind.RELU, LayerKind.CAST})
 
 
 @dataclass(frozen=True)
@@ -127,7 +138,27 @@ class CastLayer:
         return self.n
 
 
-Layer = Union[DenseLayer, ReluLayer, CastLayer]
+@dataclass(frozen=True)
+class ClampLayer:
+    """Elementwise cast to ``result_t``, then clamped to the raw range ``[lo, hi]`` (a table's output stage)."""
+
+    name: str
+    n: int
+    result_t: FixedType
+    lo: int
+    hi: int
+    kind: LayerKind = field(default=LayerKind.CLAMP, init=False)
+
+    @property
+    def n_in(self) -> int:
+        return self.n
+
+    @property
+    def n_out(self) -> int:
+        return self.n
+
+
+Layer = Union[DenseLayer, ReluLayer, CastLayer, ClampLayer]
 
 
 @dataclass(frozen=True, eq=False)
@@ -140,6 +171,7 @@ class IR:
     layers: list[Layer]
     class_names: list[str] | None = None
     version: int = IR_VERSION
+    table: dict | None = None  # the table a regressor replaces (TableInfo.to_dict): documents the bit mapping
 
     @property
     def n_outputs(self) -> int:
@@ -148,6 +180,19 @@ class IR:
     @property
     def output_t(self) -> FixedType:
         return self.layers[-1].result_t
+
+    def hls_layers(self) -> IR:
+        """The IR without its post-processing layers: what hls4ml's model computes (``HLS_KINDS``)."""
+        n = len(self.layers)
+        while n and self.layers[n - 1].kind not in HLS_KINDS:
+            n -= 1
+        return IR(self.name, self.task, self.input, self.layers[:n], self.class_names, self.version)
+
+    def with_output_stage(self, layers: list[Layer], table: dict | None = None) -> IR:
+        """This IR followed by post-processing ``layers`` (a table's clamp), e.g. ``TableInfo.clamp_layer``."""
+        ir = IR(self.name, self.task, self.input, [*self.layers, *layers], self.class_names, self.version, table)
+        ir.validate()
+        return ir
 
     def input_types(self) -> list[FixedType]:
         """The input type of each layer, in order."""
@@ -171,6 +216,10 @@ class IR:
                 ):
                     if raw.size and (raw.min() < t.min_raw or raw.max() > t.max_raw):
                         raise FlowError(f"IR {self.name}: {layer.name} {what} do not fit {t}")
+            if isinstance(layer, ClampLayer):
+                t = layer.result_t
+                if not t.min_raw <= layer.lo <= layer.hi <= t.max_raw:
+                    raise FlowError(f"IR {self.name}: {layer.name} range [{layer.lo}, {layer.hi}] does not fit {t}")
             n = layer.n_out
 
     def to_dict(self) -> dict:
@@ -191,8 +240,10 @@ class IR:
                 )
             else:
                 d.update(n=layer.n, result_t=str(layer.result_t))
+            if isinstance(layer, ClampLayer):
+                d.update(lo=int(layer.lo), hi=int(layer.hi))
             layers.append(d)
-        return {
+        out = {
             "version": self.version,
             "name": self.name,
             "task": self.task.value,
@@ -200,6 +251,9 @@ class IR:
             "input": {"n": self.input.n, "type": str(self.input.type)},
             "layers": layers,
         }
+        if self.table is not None:
+            out["table"] = self.table
+        return out
 
     @classmethod
     def from_dict(cls, d: dict) -> IR:
@@ -225,6 +279,8 @@ class IR:
                 )
             elif kind is LayerKind.RELU:
                 layers.append(ReluLayer(name=ld["name"], n=ld["n"], result_t=rt))
+            elif kind is LayerKind.CLAMP:
+                layers.append(ClampLayer(name=ld["name"], n=ld["n"], result_t=rt, lo=int(ld["lo"]), hi=int(ld["hi"])))
             else:
                 layers.append(CastLayer(name=ld["name"], n=ld["n"], result_t=rt))
         ir = cls(
@@ -233,6 +289,7 @@ class IR:
             input=InputSpec(n=d["input"]["n"], type=FixedType.parse(d["input"]["type"])),
             layers=layers,
             class_names=d.get("class_names"),
+            table=d.get("table"),
         )
         ir.validate()
         return ir

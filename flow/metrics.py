@@ -20,7 +20,8 @@ def score(ds: Dataset, y_pred: np.ndarray, y_true: np.ndarray | None = None) -> 
         return {"accuracy": float(np.mean(np.argmax(y_pred, axis=1) == y_true))}
     y_pred = y_pred.reshape(len(y_pred), -1)
     if ds.table is not None:
-        return {k: float(v) for k, v in ds.table.table_metrics(np.asarray(y_true), ds.table.clamp(y_pred)).items()}
+        # The table's output stage (round to the word, clamp), exactly as the IR's clamp layer and the RTL do it.
+        return {k: float(v) for k, v in ds.table.table_metrics(np.asarray(y_true), ds.table.to_words(y_pred)).items()}
     y_true = np.asarray(y_true, dtype=np.float64).reshape(y_pred.shape)
     err = y_pred - y_true
     mse = float(np.mean(err**2))

@@ -21,7 +21,7 @@ import numpy as np
 
 from flow.errors import FlowError
 from flow.fixed import FixedType, Overflow, Rounding, cast, from_float
-from flow.ir import IR, CastLayer, DenseLayer, ReluLayer
+from flow.ir import IR, CastLayer, ClampLayer, DenseLayer, ReluLayer
 
 _FLOAT_EXACT = 2.0**53
 _INT64_SAFE = 2.0**62
@@ -70,6 +70,8 @@ def run(ir: IR, x_raw: np.ndarray, *, exact_loop: bool = False) -> Trace:
             x = cast(pos, in_t.frac_bits, layer.result_t)
         elif isinstance(layer, CastLayer):
             x = cast(x, in_t.frac_bits, layer.result_t)
+        elif isinstance(layer, ClampLayer):
+            x = clamp(x, in_t, layer)
         else:
             raise FlowError(f"IR {ir.name}: unknown layer {layer!r}")
         in_t = layer.result_t
@@ -86,6 +88,12 @@ def predict(ir: IR, x_float: np.ndarray) -> np.ndarray:
 def classify(ir: IR, x_float: np.ndarray) -> np.ndarray:
     """The predicted class per sample (ties: lowest index, as numpy's and hls4ml's argmax)."""
     return np.argmax(run(ir, quantize_input(ir, x_float)).output_raw, axis=1)
+
+
+def clamp(x: np.ndarray, in_t: FixedType, layer: ClampLayer) -> np.ndarray:
+    """A clamp layer: ``(result_t) x``, then limited to ``[lo, hi]`` (raw mantissas of ``result_t``)."""
+    y = cast(x, in_t.frac_bits, layer.result_t)
+    return np.where(y < layer.lo, layer.lo, np.where(y > layer.hi, layer.hi, y)).astype(y.dtype)
 
 
 def _check_input(ir: IR, x_raw: np.ndarray) -> np.ndarray:

@@ -160,11 +160,12 @@ def collect(
         design = _opt_json(rtl / "design.json") or {}
         entry: dict = {
             "design": {k: v for k, v in design.items() if not isinstance(v, (list, dict))},
+            "knobs": design.get("knobs") or {},
             "sim": _sim_entries(sim, rtl.name),
         }
         if synth:
             what = "xc7, xc7 LUT-only, ASIC cells" + (", ECP5 place and route, ASIC timing" if timed else "")
-            info(f"{proj.name}: Yosys cost of rtl/{rtl.name} ({what}; cached results reused)")
+            info(f"{proj.name}: Yosys cost of rtl/{rtl.name}: {what}")
             try:
                 entry["cost"] = yosys.cost_rtl(rtl, flows=COST_FLOWS + timed, jobs=jobs)
             except FlowError as exc:
@@ -173,11 +174,13 @@ def collect(
             entry["cost"] = NOT_RUN
         archs[rtl.name] = entry
     d["archs"] = archs or NOT_RUN
+    d["targets"] = targets_note(card)
     dataset = card.get("dataset") or {}
     if dataset.get("kind") == "table":
         info(f"{proj.name}: cost of the table the network replaces")
         d["table"] = tables.table_cost(dataset, proj.root, synth=synth and table_synth, flows=TABLE_FLOWS + timed)
         d["table_vs_network"] = compare_table(d)
+        add_table_verdict(d, proj, dataset)
     d["timing"] = timing_report(d, card) if timed else NOT_RUN
     return d
 
@@ -199,6 +202,29 @@ def check_lineage(proj: Project, verify: Any, sim: Any) -> str | None:
         recorded = _opt_json(design)
         check_same_ir(design, recorded.get("ir_sha256") if isinstance(recorded, dict) else None, digest, rerun)
     return digest
+
+
+def add_table_verdict(d: dict, proj: Project, dataset: dict) -> None:
+    """The hardware accuracy in table LSBs and the verdict (``d["table_accuracy"]``, ``d["verdict"]``)."""
+    from flow.table_report import table_accuracy, verdict
+
+    acc = table_accuracy(proj)
+    if acc is not None:
+        acc["saturated_left_out_of_training"] = bool(dataset.get("omit_saturated", True))
+    d["table_accuracy"] = acc
+    d["verdict"] = verdict(d, acc)
+
+
+def targets_note(card: dict) -> str:
+    """Which device each figure is for: hls4ml's part (card) against the families Yosys costs."""
+    part = (card.get("hardware") or {}).get("part")
+    from flow.card import Hardware
+
+    part = part or Hardware().part
+    return (
+        f"The hls4ml project targets {part} (card `hardware.part`; only Vitis/Vivado figures are for it); "
+        "the open-tool costs here are Yosys' Xilinx 7-series mapping (xc7) and ASIC cells (OSU018, sky130 HD)."
+    )
 
 
 # ---------------------------------------------------------------------------------------------- figures
@@ -239,6 +265,7 @@ def compare_table(d: dict) -> list[dict]:
     table_side: dict[str, tuple[float, str]] = {
         "FPGA RAMB36": (t.get("bram36_aspect"), "formula (aspect ratio)"),
         "FPGA LUT (as LUT-ROM)": (t.get("lutrom_lut6"), "formula ceil(depth/64) x width"),
+        "FPGA LUT with DSPs (as LUT-ROM)": (t.get("lutrom_lut6"), "formula ceil(depth/64) x width"),
         "sky130 um2 (SRAM macro)": ((t.get("sram_macro") or {}).get("area_um2"), "formula (OpenRAM sky130)"),
     }
     if rom_a.get("status") == "ok":
@@ -259,6 +286,7 @@ def compare_table(d: dict) -> list[dict]:
             "FPGA RAMB36": net_bram,
             "FPGA RAMB36 (Yosys)": net_bram,
             "FPGA LUT (as LUT-ROM)": f.get("LUT_nodsp"),
+            "FPGA LUT with DSPs (as LUT-ROM)": f.get("LUT"),  # the network's DSP48E1 count is in its cost table
             "sky130 um2 (SRAM macro)": f.get("sky130_hd_um2"),
             "osu018 um2 (ROM logic)": f.get("osu018_um2"),
             "sky130_hd um2 (ROM logic)": f.get("sky130_hd_um2"),
@@ -340,11 +368,15 @@ def _status_line(obj: Any) -> str:
 def render_md(d: dict) -> str:
     """The people-facing report."""
     L = [f"# {d['model']}", ""]
+    if d.get("verdict"):
+        L += [d["verdict"]["line"], ""]
     if d.get("description"):
         L += [d["description"], ""]
     L += [f"Task: {d.get('task') or '?'}; parameters: {_fmt(d.get('n_params'))}; report created {d['created']}.", ""]
     if d.get("yosys"):
         L += [f"Cost from {d['yosys']} (open tools; no vendor tool involved).", ""]
+    if d.get("targets"):
+        L += [d["targets"], ""]
 
     L += ["## Bitwidths", ""]
     bw = d.get("bitwidths") or {}
@@ -364,16 +396,15 @@ def render_md(d: dict) -> str:
             else [stage, NOT_RUN] + [""] * (len(names) - 1)
             for stage in ("float", "qkeras", "csim")
         ]
-        L += [f"Primary metric: **{d.get('primary_metric')}**.", ""] + _table(["model"] + names, rows)
+        unit = " (table LSB)" if d.get("table") else ""
+        headers = [n if n in ("r2", "accuracy") else f"{n}{unit}" for n in names]
+        L += [f"Primary metric: **{d.get('primary_metric')}**{unit}.", ""] + _table(["model"] + headers, rows)
     else:
         L += [f"Metrics: {NOT_RUN}.", ""]
     ag = d.get("agreement")
     if ag:
-        L += [
-            f"QKeras vs hardware (C simulation): argmax agreement {_fmt(ag.get('argmax_agreement'))}, "
-            f"max |diff| {_fmt(ag.get('max_abs_diff'))}.",
-            "",
-        ]
+        argmax = f"argmax agreement {_fmt(ag['argmax_agreement'])}, " if "argmax_agreement" in ag else ""
+        L += [f"QKeras vs hardware (C simulation): {argmax}max |diff| {_fmt(ag.get('max_abs_diff'))}.", ""]
     else:
         L += [f"QKeras vs hardware agreement: {NOT_RUN}.", ""]
 
@@ -387,6 +418,7 @@ def render_md(d: dict) -> str:
         for s, r in sims.items():
             vrows.append([f"RTL {arch}", s, _status_line(r), r.get("latency_cycles"), r.get("ii_cycles")])
     L += _table(["check", "simulator", "result", "latency (cycles)", "II (cycles)"], vrows)
+    L += _knobs_lines(archs)
 
     L += ["## Cost (Yosys)", ""]
     if not archs:
@@ -449,6 +481,10 @@ def render_md(d: dict) -> str:
     else:
         L += [f"{hls.get('status', NOT_RUN)} (open-tool figures above only).", ""]
 
+    if d.get("table_accuracy"):
+        from flow.table_report import render_accuracy
+
+        L += render_accuracy(d["table_accuracy"])
     if "table" in d:
         L += _render_table(d)
 
@@ -480,6 +516,21 @@ def render_md(d: dict) -> str:
     if plots:
         L += ["## Plots", ""] + [f"![{p}]({p})" for p in plots] + [""]
     return "\n".join(L)
+
+
+def _knobs_lines(archs: dict) -> list[str]:
+    """The hardware knobs each design was generated with (design.json), e.g. the folded reuse factors."""
+    lines = []
+    for arch, e in archs.items():
+        knobs = e.get("knobs") or {}
+        text = ", ".join(
+            f"{k} " + (", ".join(f"{n}={r}" for n, r in v.items()) if isinstance(v, dict) else str(v))
+            for k, v in knobs.items()
+        )
+        lines.append(f"- {arch}: {text or 'defaults'}")
+    if not lines:
+        return []
+    return ["Knobs used (`design.json`; `make sim REUSE=...` changes the folded reuse factors):", ""] + lines + [""]
 
 
 def _render_table(d: dict) -> list[str]:
@@ -611,6 +662,18 @@ def build_report(
     return proj.report
 
 
+def _table_cost_cell(d: dict) -> str:
+    """The replaced table's cost in summary.md: LUT-ROM, RAMB36 and ROM-logic µm² (formulas or Yosys)."""
+    t = d.get("table")
+    if not isinstance(t, dict):
+        return "–"
+    parts = [f"{_fmt(t.get('lutrom_lut6'))} LUT6", f"{_fmt(t.get('bram36_aspect'))} RAMB36"]
+    asic = ((t.get("synth") or {}).get("asic") or {}).get("asic") or {}
+    if "area_um2" in (asic.get("osu018") or {}):
+        parts.append(f"{_fmt(asic['osu018']['area_um2'])} µm² OSU018")
+    return ", ".join(parts)
+
+
 def build_summary(projects_dir: Path | None = None) -> Path:
     """``summary.md`` and ``summary.png`` across every model with a report."""
     from flow import plots
@@ -622,7 +685,7 @@ def build_summary(projects_dir: Path | None = None) -> Path:
             reports.append(read_json(rj))
         except FlowError:
             continue
-    rows, pts = [], []
+    rows, pts, verdicts = [], [], []
     for d in reports:
         p = points(d)
         pts += p
@@ -635,14 +698,32 @@ def build_summary(projects_dir: Path | None = None) -> Path:
                 d.get("primary_metric"),
                 _metric_value(d),
                 ", ".join(d["archs"]) if isinstance(d.get("archs"), dict) else NOT_RUN,
+                best and best["arch"],
                 best and best["LUT"],
                 best and best["um2"],
+                _table_cost_cell(d),
                 _status_line(vt),
             ]
         )
+        if d.get("verdict"):
+            verdicts.append(f"- {d['model']}: {d['verdict']['line']}")
     L = ["# Summary of all models", "", f"{len(reports)} models with a report.", ""]
+    if verdicts:
+        L += ["Table models:", ""] + verdicts + [""]
     L += _table(
-        ["model", "task", "metric", "value", "archs", "LUT (smallest)", "OSU018 µm² (smallest)", "verify"], rows
+        [
+            "model",
+            "task",
+            "metric",
+            "value",
+            "archs",
+            "smallest arch (OSU018)",
+            "LUT (smallest)",
+            "OSU018 µm² (smallest)",
+            "table cost",
+            "verify",
+        ],
+        rows,
     )
     if pts:
         name = plots.summary_plot(pts, root)

@@ -256,12 +256,19 @@ def simulate(
 
 
 def card_reuse_factors(project: Project, ir: IR) -> dict[str, int]:
-    """The reuse factors the project's card gives its dense layers (hls4ml's and the folded RTL's)."""
-    from flow.convert import HlsSettings
+    """The reuse factors the project's card sets on its dense layers; a layer without one folds by R = n_in.
 
-    factors = HlsSettings.for_project(project).reuse_factors
+    hls4ml's default (1, fully parallel) would make a "folded" design with an II of 4: not folded at all.
+    """
+    from flow.card import load_card
+
+    if not project.card.exists():
+        return {}
+    card = load_card(project.card)
+    items = card.raw.get("layers") or []
+    given = {s.name for s, item in zip(card.layers, items) if isinstance(item, dict) and "reuse_factor" in item}
     dense = [layer.name for layer in ir.layers if isinstance(layer, DenseLayer)]
-    return {name: factors[name] for name in dense if name in factors}
+    return {s.name: s.reuse_factor for s in card.layers if s.name in given and s.name in dense}
 
 
 def parse_reuse(items: list[str] | None) -> dict[str, int]:

@@ -152,7 +152,7 @@ def verify(project: Project, *, n_random: int = N_RANDOM, seed: int = 0) -> dict
         from flow.ir_extract import extract_ir
 
         fresh = extract_ir(hls_model, ir.name, ir.task.value, ir.class_names)
-        if fresh.to_dict() != ir.to_dict():
+        if fresh.to_dict() != ir.hls_layers().to_dict():
             raise FlowError(
                 f"{project.ir_json}: stale; it does not match the trained model (run `{project.hls_command()}`)"
             )
@@ -176,7 +176,9 @@ def verify(project: Project, *, n_random: int = N_RANDOM, seed: int = 0) -> dict
     out_raw = trace.raw[-1]
     from flow import qkeras_check
 
-    qkeras = qkeras_check.check(keras_model, ir, test_raw)
+    qkeras = qkeras_check.check(
+        keras_model, ir.hls_layers(), test_raw
+    )  # QKeras computes the network, not a table's output stage
     summary: dict[str, Any] = {
         "model": project.name,
         "ir_sha256": ir.digest(),

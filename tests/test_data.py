@@ -127,7 +127,7 @@ def test_table_metrics_and_clamp_against_hand_computed_values():
     assert m["rmse"] == pytest.approx(np.sqrt(21 / 4))
     assert m["mae"] == pytest.approx(7 / 4)
     assert m["r2"] == pytest.approx(1 - 21 / 50000)  # total sum of squares: 150² + 50² + 50² + 150²
-    np.testing.assert_allclose(info.clamp(np.array([5, 500, 4090]) / 4096) * 4096, [10, 500, 4000])
+    np.testing.assert_allclose(info.to_words(np.array([5, 500.4, 4090]) / 4096) * 4096, [10, 500, 4000])
 
 
 def test_csv_grid_and_rows_formats(tmp_path):

@@ -6,6 +6,7 @@ import argparse
 import importlib
 import sys
 import traceback
+from pathlib import Path
 
 from flow import __version__
 
@@ -33,6 +34,46 @@ def int_at_least(lo: int):
         return value
 
     return parse
+
+
+CARD_SUFFIXES = (".yaml", ".yml")
+MODEL_SUFFIXES = (*CARD_SUFFIXES, ".h5", ".keras")
+
+
+def project_name(model: str) -> str:
+    """The project a model argument names: a card path or a saved model names the project of its file stem
+    (a card's name is its file name), anything else is a project name. One way for every subcommand."""
+    from flow.project import check_name
+
+    text = str(model)
+    return check_name(Path(text).stem if text.endswith(MODEL_SUFFIXES) else text)
+
+
+def card_for(model: str) -> str:
+    """A card argument for commands that read the card (search): a card name or path, else the project's copy
+    of the card it was built from (a card that lives outside qmodels/, named by its project)."""
+    from flow.card import QMODELS_DIR
+    from flow.project import Project
+
+    text = str(model)
+    if text.endswith(CARD_SUFFIXES) or "/" in text:
+        return text
+    if any((d / f"{text}.yaml").exists() for d in (QMODELS_DIR, QMODELS_DIR / "generated")):
+        return text
+    from flow.errors import FlowError
+
+    try:
+        copy = Project.of(project_name(text)).card
+    except FlowError:  # not a project name either: the card loader's own error names what is allowed
+        return text
+    return str(copy) if copy.is_file() else text
+
+
+def next_step(command: str) -> None:
+    """The command to run after this stage (stderr, with the progress lines)."""
+    from flow.log import info
+
+    info(f"next: {command}")
 
 
 class _Parser(argparse.ArgumentParser):

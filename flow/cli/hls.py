@@ -49,6 +49,9 @@ def source_from_args(args: argparse.Namespace):
 def run(args: argparse.Namespace) -> int:
     """Run the stage."""
     from flow.build import build_hls
+    from flow.cli import next_step
 
-    build_hls(source_from_args(args), synth=args.synth, retrain=args.retrain)
+    source = source_from_args(args)
+    build_hls(source, synth=args.synth, retrain=args.retrain)
+    next_step(f"make verify MODEL={source.name}  (reference vs C simulation, bit for bit)")
     return 0

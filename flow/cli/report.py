@@ -9,17 +9,24 @@ from flow.cli import int_at_least
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     """Declare the arguments."""
-    p.add_argument("model", nargs="?", help="model name (a folder under hls_projects/)")
+    p.add_argument("model", nargs="?", help="model: project name or the card path it was built from")
     p.add_argument("--all", action="store_true", help="report every model built, then write hls_projects/summary.md")
     p.add_argument("--no-synth", action="store_true", help="no Yosys runs: costs are shown as not run")
     p.add_argument("--no-timing", action="store_true", help="no ECP5 place and route or ASIC timing (area only)")
     p.add_argument("--no-table-synth", action="store_true", help="table cost from formulas only (no ROM synthesis)")
+    p.add_argument(
+        "--reuse",
+        action="append",
+        metavar="LAYER=R",
+        help="the folded reuse factors the report must cost (checked against rtl/folded; make sim REUSE=... makes it)",
+    )
     p.add_argument("-j", "--jobs", type=int_at_least(1), default=None, help="parallel Yosys processes (default: 2)")
 
 
 def run(args: argparse.Namespace) -> int:
     """Write the report folder(s)."""
     from flow import report
+    from flow.cli import next_step, project_name
     from flow.errors import FlowError
     from flow.log import info
     from flow.project import MARKER, PROJECTS_DIR
@@ -40,6 +47,27 @@ def run(args: argparse.Namespace) -> int:
         return 0
     if not args.model:
         raise FlowError("name a model (e.g. `flow report diag_05`) or give --all")
-    out = report.build_report(args.model, **kw)
+    name = project_name(args.model)
+    if args.reuse:
+        check_reuse(name, args.reuse)
+    out = report.build_report(name, **kw)
     info(f"wrote {out}/report.md")
+    next_step(f"open {out}/report.md; make search MODEL={name} (bitwidths) or make report-all (summary of all models)")
     return 0
+
+
+def check_reuse(name: str, reuse: list[str]) -> None:
+    """``--reuse``: the report costs rtl/folded as generated; a different request names the command that makes it."""
+    from flow.errors import FlowError
+    from flow.project import Project, read_json
+    from flow.sim import parse_reuse
+
+    want = parse_reuse(reuse)
+    design = Project.of(name).rtl / "folded" / "design.json"
+    have = (read_json(design).get("knobs") or {}).get("reuse_factors", {}) if design.is_file() else None
+    if have is None or any(have.get(k) != v for k, v in want.items()):
+        text = " ".join(f"{k}={v}" for k, v in want.items())
+        raise FlowError(
+            f"{design}: the folded design has reuse factors {have or 'none (not generated)'}, not {text}; "
+            f'run `make sim MODEL={name} ARCH=folded REUSE="{text}"` first'
+        )

@@ -9,7 +9,10 @@ from flow.cli import int_at_least
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     """Declare the arguments."""
-    p.add_argument("model", help="card name (qmodels/<name>.yaml) or path to a card with a `search:` section")
+    p.add_argument(
+        "model",
+        help="card name (qmodels/<name>.yaml), path to a card with a `search:` section, or a project built from one",
+    )
     p.add_argument(
         "--trials",
         type=int_at_least(1),
@@ -28,10 +31,11 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Run the search and print its summary."""
+    from flow.cli import card_for
     from flow.search import run_search, summary_lines
 
     summary = run_search(
-        args.model,
+        card_for(args.model),
         trials=args.trials,
         epochs=args.epochs,
         seed=args.seed,

@@ -13,18 +13,42 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     from flow.rtl import ARCHS
     from flow.sim import SIMULATORS
 
-    p.add_argument("model", help="model name (hls_projects/<model>/ must hold ir.json and vectors.npz)")
+    p.add_argument(
+        "model", help="project name or the card path it was built from (runs verify first unless it passed on this IR)"
+    )
     p.add_argument("--sim", choices=SIMULATORS, default="verilator", help="simulator (default: verilator)")
     p.add_argument(
         "--arch", choices=list(ARCHS), default=None, help="RTL architecture (default: the card's hardware.arch)"
     )
     p.add_argument("-n", type=int_at_least(1), default=2000, help="number of vectors (default: 2000)")
     p.add_argument(
-        "--reuse", action="append", metavar="LAYER=R", help="reuse factor of a dense layer (folded; default: the card)"
+        "--reuse",
+        action="append",
+        metavar="LAYER=R",
+        help="reuse factor of a dense layer (folded; default: the card's reuse_factor, else R = n_in)",
     )
     p.add_argument(
         "--seed", type=int_at_least(0), default=1, help="seed of the idle gaps and back-pressure (default: 1)"
     )
+
+
+def ensure_verified(name: str) -> None:
+    """Run ``flow verify`` unless verify.json passed for the current ir.json and vectors.npz exist."""
+    from flow.errors import FlowError
+    from flow.project import Project, read_json
+    from flow.verify import verify
+
+    project = Project.of(name)
+    ir = project.load_ir()
+    done = read_json(project.verify_json) if project.verify_json.is_file() else {}
+    if project.vectors.is_file() and done.get("passed") and done.get("ir_sha256") == ir.digest():
+        return
+    log.info(f"{name}: no passing verify for this IR yet: running verify first")
+    s = verify(project)
+    if not s["passed"]:
+        raise FlowError(
+            f"{project.verify_json}: verify failed ({s['mismatches']} mismatches); see `make verify MODEL={name}`"
+        )
 
 
 def card_arch(model: str) -> str:
@@ -39,16 +63,22 @@ def card_arch(model: str) -> str:
 
 def run(args: argparse.Namespace) -> int:
     """Run the stage; exit code 1 on any mismatch."""
+    from flow.cli import next_step, project_name
     from flow.sim import parse_reuse, run_stage
 
-    arch = args.arch or card_arch(args.model)
-    r = run_stage(args.model, args.sim, arch, args.n, parse_reuse(args.reuse), seed=args.seed)
+    name = project_name(args.model)
+    reuse = parse_reuse(args.reuse)
+    arch = args.arch or card_arch(name)
+    ensure_verified(name)
+    r = run_stage(name, args.sim, arch, args.n, reuse, seed=args.seed)
     status = "PASS" if r.passed else "FAIL"
     log.info(
-        f"{args.model} {r.architecture}/{r.simulator}: {status}, {r.vectors} vectors, {r.mismatches} mismatches, "
+        f"{name} {r.architecture}/{r.simulator}: {status}, {r.vectors} vectors, {r.mismatches} mismatches, "
         f"latency {r.latency_cycles} cycles, II {r.ii_cycles}, build {r.build_seconds:.1f} s, "
         f"{r.samples_per_second or 0:.0f} samples/s"
     )
     if not r.passed:
         print(f"error: {r.error}")
+    else:
+        next_step(f"make report MODEL={name}  (Yosys cost of every rtl/<arch> and the report)")
     return 0 if r.passed else 1

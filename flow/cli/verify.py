@@ -27,6 +27,7 @@ def run(args: argparse.Namespace) -> int:
     """Run the stage; exit 1 on any mismatch."""
     from pathlib import Path
 
+    from flow.cli import next_step, project_name
     from flow.errors import FlowError
     from flow.project import Project
     from flow.verify import verify
@@ -36,7 +37,7 @@ def run(args: argparse.Namespace) -> int:
     if args.keras:
         name = args.name if args.name is not None else Path(args.keras).stem
     elif args.model:
-        name = Path(args.model).stem if str(args.model).endswith((".h5", ".keras", ".yaml")) else args.model
+        name = project_name(args.model)
     else:
         raise FlowError("give a model name (e.g. diag_05)")
     s = verify(Project.of(name), n_random=args.random, seed=args.seed)
@@ -52,4 +53,6 @@ def run(args: argparse.Namespace) -> int:
             f"first mismatch: layer {m['layer']} vector {m['vector']} output {m['output_index']}: "
             f"reference {m['expected']} != C-sim {m['actual']}"
         )
+    if s["passed"]:
+        next_step(f"make sim MODEL={name}  (Verilog + cocotb testbench; ARCH=parallel|folded, SIM=icarus|verilator)")
     return 0 if s["passed"] else 1

@@ -384,13 +384,23 @@ class _Step:
     seconds: float = 0.0
     peak_rss_mb: float = 0.0
     log_tail: str = ""
+    label: str = ""  # what the progress lines call it, e.g. "xc7 front end"
 
     @property
     def ok(self) -> bool:
         return self.ran and self.returncode == 0
 
     def run(self) -> None:
+        from flow.log import info
+
         self.ran = True
+        info(f"Yosys {self.label or self.name}: running")
+        try:
+            self._run()
+        finally:
+            info(f"Yosys {self.label or self.name}: {'done' if self.ok else 'FAILED'} in {self.seconds:.0f} s")
+
+    def _run(self) -> None:
         log = self.log or f"yosys-{self.name}.log"
         t0 = time.monotonic()
         try:
@@ -512,8 +522,8 @@ def _link_front_files(front: Path, work: Path) -> None:
 def _back_step(p: Plan, name: str, work: Path, timeout_s: float) -> _Step:
     if name in p.commands:
         cmd = p.commands[name]
-        return _Step(name, work, cmd.text, p.yosys, timeout_s, argv=cmd.argv, log=cmd.log)
-    return _Step(name, work, p.backs[name], p.yosys, timeout_s)
+        return _Step(name, work, cmd.text, p.yosys, timeout_s, argv=cmd.argv, log=cmd.log, label=f"{p.flow}/{name}")
+    return _Step(name, work, p.backs[name], p.yosys, timeout_s, label=f"{p.flow}/{name}")
 
 
 def run_all(plans: list[Plan], jobs: int | None = None, timeout_s: float | None = None) -> list[dict]:
@@ -559,7 +569,7 @@ def _run_in(
             for s in p.sources:
                 (folder / s).parent.mkdir(parents=True, exist_ok=True)
                 shutil.copyfile(p.src_dir / s, folder / s)
-            fronts[p.front_key] = _Step("front", folder, p.front, p.yosys, timeout_s)
+            fronts[p.front_key] = _Step("front", folder, p.front, p.yosys, timeout_s, label=f"{p.flow} front end")
     for i in todo:
         p = plans[i]
         work = Path(tempfile.mkdtemp(prefix=f"{p.flow}-", dir=tmp))

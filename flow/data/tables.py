@@ -3,8 +3,12 @@
 Inputs are the table coordinates normalised to [0, 1): entry (i, j) of an R x C grid is x = (i/R, j/C), so
 with power-of-two sides the inputs are exactly the address bits read as a binary fraction. Targets are the
 table values divided by 2**bits (12-bit words -> y in [0, 1)), which trains far better than raw 0..4095 and is a
-plain shift in hardware. `TableInfo.table_metrics` and `clamp` take values in these dataset units; metrics
+plain shift in hardware. `TableInfo.table_metrics` and `to_words` take values in these dataset units; metrics
 come out in table units (LSBs of the word).
+
+The network's output goes through the table's output stage, an IR `clamp` layer (`TableInfo.clamp_layer`): round
+to the table word (`word_t`, RND_CONV) and clamp to the table's range. The metrics apply exactly that
+(`to_words`), so a reported figure is what the RTL computes.
 """
 
 from __future__ import annotations
@@ -25,6 +29,7 @@ from flow.data.dataset import (
     check_int,
 )
 from flow.errors import FlowError
+from flow.fixed import FixedType, from_float
 
 TABLE_VERSION = 1  # bump when a built-in table's values change
 BUILTIN_TABLES = ("charge", "discharge")
@@ -49,17 +54,33 @@ class TableInfo:
         """Dataset units -> table units: y = value / value_scale."""
         return float(2**self.bits)
 
+    @property
+    def word_t(self) -> FixedType:
+        """The table word in dataset units: raw mantissa = table value (``bits`` fraction bits, no integer bit)."""
+        return FixedType.parse(f"ufixed<{self.bits},0,RND_CONV,SAT>")
+
+    def clamp_layer(self, n: int = 1):
+        """The IR layer of the table's output stage: round to the word, clamp to [saturation_low, saturation_high]."""
+        from flow.ir import ClampLayer
+
+        return ClampLayer("table_word", n, self.word_t, self.saturation_low, self.saturation_high)
+
     def to_table_units(self, y: np.ndarray) -> np.ndarray:
         """Model outputs or targets (dataset units) as table values (float64)."""
         return np.asarray(y, dtype=np.float64) * self.value_scale
 
-    def clamp(self, y_pred: np.ndarray) -> np.ndarray:
-        """Clamp outputs (dataset units) to the saturation levels, as the hardware does after the network."""
-        lo, hi = self.saturation_low / self.value_scale, self.saturation_high / self.value_scale
-        return np.clip(y_pred, lo, hi)
+    def to_words(self, y_pred: np.ndarray) -> np.ndarray:
+        """Outputs (dataset units) through the output stage, as table words in dataset units: what the RTL outputs.
+
+        The same arithmetic as the IR's clamp layer (flow.reference.clamp); exact for outputs that are values of a
+        fixed-point type up to 53 bits wide (every network output), idempotent on words.
+        """
+        words = from_float(np.asarray(y_pred, dtype=np.float64), self.word_t)
+        words = np.clip(words, self.saturation_low, self.saturation_high)
+        return self.word_t.to_float(words)
 
     def table_metrics(self, y_true: np.ndarray, y_pred: np.ndarray) -> dict[str, float]:
-        """MSE, RMSE, MAE (table units, i.e. LSBs) and R² of predictions against the table (dataset units in)."""
+        """MSE, RMSE, MAE, max |error| (table units, i.e. LSBs) and R² of predictions (dataset units in)."""
         t = self.to_table_units(y_true).ravel()
         p = self.to_table_units(y_pred).ravel()
         if t.shape != p.shape:
@@ -68,7 +89,70 @@ class TableInfo:
         mse = float(np.mean(err**2))
         ss_tot = float(np.sum((t - t.mean()) ** 2))
         r2 = 1.0 - float(np.sum(err**2)) / ss_tot if ss_tot > 0 else float("nan")
-        return {"mse": mse, "rmse": float(np.sqrt(mse)), "mae": float(np.mean(np.abs(err))), "r2": r2}
+        return {
+            "mse": mse,
+            "rmse": float(np.sqrt(mse)),
+            "mae": float(np.mean(np.abs(err))),
+            "max_abs_error": float(np.max(np.abs(err))) if err.size else 0.0,
+            "r2": r2,
+        }
+
+    def to_dict(self) -> dict:
+        """JSON-ready form (kept in the IR: the RTL header and the report describe the table from it)."""
+        return {k: list(v) if isinstance(v, tuple) else v for k, v in self.__dict__.items()}
+
+    @classmethod
+    def from_dict(cls, d: dict) -> TableInfo:
+        """Inverse of :meth:`to_dict`."""
+        return cls(**{**d, "shape": tuple(d["shape"])})
+
+
+def addresses(X: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
+    """Table addresses ``(n, axes)`` of dataset inputs (x = address / side, as :func:`read_csv_table` makes them)."""
+    return np.rint(np.asarray(X, dtype=np.float64) * np.asarray(shape, dtype=np.float64)).astype(np.int64)
+
+
+def input_mapping(shape: tuple[int, ...], input_t: FixedType) -> list[dict]:
+    """How each table address axis reaches ``in_data``: the raw input is ``addr << shift`` when exact.
+
+    An axis of R entries needs ``frac_bits >= log2 R`` input fraction bits (a card input ``(W, 0)`` has W-1):
+    otherwise neighbouring addresses share an input value and the network cannot tell them apart.
+    """
+    out = []
+    for k, side in enumerate(shape):
+        raw = from_float(np.arange(side) / side, input_t).astype(np.int64)
+        addr_bits = max(1, int(side - 1).bit_length())
+        shift = input_t.frac_bits - addr_bits
+        exact_shift = side == 2**addr_bits and shift >= 0 and bool(np.all(raw == np.arange(side) << shift))
+        out.append(
+            {
+                "axis": k,
+                "entries": int(side),
+                "address_bits": addr_bits,
+                "distinct_inputs": int(np.unique(raw).size),
+                "shift": shift if exact_shift else None,
+                "lsb": k * input_t.width + (shift if exact_shift else 0),
+                "text": (
+                    f"address a{k}[{addr_bits - 1}:0] -> in_data[{k * input_t.width + shift + addr_bits - 1}:"
+                    f"{k * input_t.width + shift}] (input {k} = a{k} << {shift}, other bits 0)"
+                    if exact_shift
+                    else f"address a{k} (0..{side - 1}) -> input {k} = round(a{k} * 2^{input_t.frac_bits} / {side}) "
+                    f"in in_data[{k * input_t.width + input_t.width - 1}:{k * input_t.width}]"
+                    f"{'' if np.unique(raw).size == side else f'; only {np.unique(raw).size} distinct values'}"
+                ),
+            }
+        )
+    return out
+
+
+def assumed_bits_note(spec: dict, info: TableInfo) -> str | None:
+    """A line saying which word width a card without ``bits`` was taken to have (None when it gives one)."""
+    if "bits" in spec:
+        return None
+    need = max(1, int(info.value_max).bit_length())
+    hint = f"; its largest value {info.value_max} fits {need} bits: set dataset.bits: {need}"
+    hint = hint if need < info.bits else ""
+    return f"dataset.bits not given: assumed {info.bits}-bit table words (0..{2**info.bits - 1}){hint}"
 
 
 def builtin_table(name: str, shape: tuple[int, int] = (256, 256), bits: int = 12) -> np.ndarray:
@@ -125,10 +209,14 @@ def _check_values(values: np.ndarray, bits: int, shown: str, where: str) -> np.n
     if bad.any():
         at = int(np.flatnonzero(bad.ravel())[0])
         raise FlowError(
-            f"{shown}: value {values.ravel()[at]!r} at {where} {at}: table values must be integers in "
-            f"0..{2**bits - 1} (bits: {bits})"
+            f"{shown}: value {_number(values.ravel()[at])} at {where} {at}: table values must be integers in "
+            f"0..{2**bits - 1} (dataset.bits: {bits}; raise it if the table has wider words)"
         )
     return values.astype(np.int64)
+
+
+def _number(v: float) -> str:
+    return str(int(v)) if np.isfinite(v) and v == np.rint(v) else repr(float(v))
 
 
 def read_csv_table(path: Path, shown: str, fmt: str, bits: int) -> tuple[np.ndarray, np.ndarray, tuple[int, ...]]:

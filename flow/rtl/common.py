@@ -10,7 +10,7 @@ import numpy as np
 
 from flow.errors import FlowError
 from flow.fixed import FixedType, Overflow, Rounding
-from flow.ir import IR, CastLayer, DenseLayer, ReluLayer, Task
+from flow.ir import IR, CastLayer, ClampLayer, DenseLayer, LayerKind, ReluLayer, Task
 
 SOURCE_DIR = Path(__file__).resolve().parent / "source"
 
@@ -26,7 +26,7 @@ ROUNDING_CODE = {
 }
 OVERFLOW_CODE = {Overflow.WRAP: 0, Overflow.SAT: 1, Overflow.SAT_ZERO: 2, Overflow.SAT_SYM: 3}
 
-Elementwise = ReluLayer | CastLayer
+Elementwise = ReluLayer | CastLayer | ClampLayer
 
 
 @dataclass
@@ -142,6 +142,35 @@ def elem_casts(prefix: str, elems: list[str], relu: bool, src: FixedType, dst: F
     return text, outs
 
 
+def elem_clamps(prefix: str, elems: list[str], src: FixedType, layer: ClampLayer) -> tuple[str, list[str]]:
+    """A clamp layer element by element: ``qflow_fixed_cast`` to ``result_t``, then limited to ``[lo, hi]``.
+
+    A bound equal to the type's own limit is left out (the comparison would be constant; Verilator warns).
+    """
+    t = layer.result_t
+    text, casted = elem_casts(f"{prefix}_c", elems, False, src, t)
+    sig = (lambda e: f"$signed({e})") if t.signed else (lambda e: e)
+    outs = []
+    for k, c in enumerate(casted):
+        expr = c
+        if layer.hi < t.max_raw:
+            expr = f"({sig(c)} > {sig(lit(layer.hi, t.width))}) ? {lit(layer.hi, t.width)} : {expr}"
+        if layer.lo > t.min_raw:
+            expr = f"({sig(c)} < {sig(lit(layer.lo, t.width))}) ? {lit(layer.lo, t.width)} : {expr}"
+        out = f"{prefix}_{k}"
+        text += f"    wire [{t.width - 1}:0] {out} = {expr};\n"
+        outs.append(out)
+    return text, outs
+
+
+# How each elementwise layer kind becomes Verilog: (prefix, elements, input type, layer) -> (text, elements).
+ELEMENTWISE_EMITTERS = {
+    LayerKind.RELU: lambda prefix, elems, src, layer: elem_casts(prefix, elems, True, src, layer.result_t),
+    LayerKind.CAST: lambda prefix, elems, src, layer: elem_casts(prefix, elems, False, src, layer.result_t),
+    LayerKind.CLAMP: elem_clamps,
+}
+
+
 def pack(elems: list[str]) -> str:
     """A Verilog concatenation with element 0 in the low bits."""
     return "{" + ", ".join(reversed(elems)) + "}"
@@ -163,8 +192,7 @@ def elementwise_chain(
         return "", bus
     text = ""
     for layer in layers:
-        relu = isinstance(layer, ReluLayer)
-        chunk, elems = elem_casts(f"{prefix}_{identifier(layer.name)}", elems, relu, t, layer.result_t)
+        chunk, elems = ELEMENTWISE_EMITTERS[layer.kind](f"{prefix}_{identifier(layer.name)}", elems, t, layer)
         text += chunk
         t = layer.result_t
     return text, pack(elems)
@@ -266,8 +294,27 @@ def header(ir: IR, top: str, arch: str, latency: int | None, ii: int) -> str:
 //   out_class [{class_width(ir) - 1}:0]  {cls}
 // All values are raw two's-complement (unsigned types: plain binary) mantissas of their fixed-point types.
 // Latency: {lat}; initiation interval: {ii} cycle(s).
-`timescale 1ns / 1ps
+{table_mapping_doc(ir)}`timescale 1ns / 1ps
 """
+
+
+def table_mapping_doc(ir: IR) -> str:
+    """Header lines of a table model: which address bits drive ``in_data`` and how ``out_data`` is the table word."""
+    if not ir.table:
+        return ""
+    from flow.data.tables import TableInfo, input_mapping
+
+    t = TableInfo.from_dict(ir.table)
+    shape = " x ".join(str(s) for s in t.shape)
+    lines = [f"Replaces table {t.name!r}: {shape} entries of {t.bits}-bit words (values {t.value_min}..{t.value_max})."]
+    lines += [m["text"] for m in input_mapping(t.shape, ir.input.type)]
+    if isinstance(ir.layers[-1], ClampLayer):
+        w = ir.output_t.width
+        lines.append(
+            f"out_data[{w - 1}:0] is the table word itself (0..{2**t.bits - 1}), rounded (RND_CONV) and clamped to "
+            f"[{ir.layers[-1].lo}, {ir.layers[-1].hi}] by the output stage"
+        )
+    return "".join(f"// {line}\n" for line in lines)
 
 
 def module_ports(ir: IR, top: str) -> str:

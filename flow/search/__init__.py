@@ -67,6 +67,15 @@ def run_search(
             if p["default"]:
                 default.update({k: p[k] for k in ("LUT", "um2") if k in p})
 
+    from flow.search.baseline import built_baseline
+
+    baseline = built_baseline(card, space.metric.name, projects_dir)
+    if baseline is None and default is not None:
+        baseline = {
+            "source": f"trial 0: the card retrained for {space.epochs_per_trial} epochs (build it with `make hls` "
+            "to compare with the fully trained model)",
+            **{k: default[k] for k in ("metric", "proxy_cost", "LUT", "um2") if k in default},
+        }
     summary = {
         "model": card.name,
         "metric": space.metric.name,
@@ -83,8 +92,9 @@ def run_search(
             "duplicates": sum(p["duplicate_of"] is not None for p in points),
         },
         "default": default,
+        "baseline": baseline,
         "front": front,
-        "best_vs_default": pareto.best_vs_default(front, default, space.metric.direction),
+        "best_vs_default": pareto.best_vs_default(front, baseline, space.metric.direction),
         "synth_check": check,
         "cards": [p.name for p in card_paths],
         "seconds": {"this_run": round(time.perf_counter() - t0, 1), "trials": run["seconds"]},
@@ -104,7 +114,13 @@ def summary_lines(s: dict) -> list[str]:
     ]
     d = s.get("default")
     if d:
-        lines.append(f"default    {m} {d['metric']:.4g}, proxy cost {d['proxy_cost']:.0f}")
+        lines.append(f"trial 0    {m} {d['metric']:.4g}, proxy cost {d['proxy_cost']:.0f}  (the card, short training)")
+    base = s.get("baseline")
+    if base:
+        hw = "".join(f", {k} {base[k]:.0f}" for k in ("LUT", "um2") if base.get(k) is not None)
+        lines.append(
+            f"baseline   {m} {base['metric']:.4g}, proxy cost {base['proxy_cost']:.0f}{hw}  ({base['source']})"
+        )
     for p in s["front"]:
         hw = "".join(f", {k} {p[k]:.0f}" for k in ("LUT", "um2") if p.get(k) is not None)
         mark = "  (default)" if p["default"] else ""
@@ -114,8 +130,8 @@ def summary_lines(s: dict) -> list[str]:
     b = s.get("best_vs_default")
     if b and b.get("point") is not None:
         lines.append(
-            f"best       p{b['point']} ({b['card']}): {m} {b['metric']:.4g} vs default {b['default_metric']:.4g} "
-            f"({b['tolerance']}), at {b['cost_fraction']:.0%} of the default's proxy cost"
+            f"best       p{b['point']} ({b['card']}): {m} {b['metric']:.4g} vs baseline {b['default_metric']:.4g} "
+            f"({b['tolerance']}), at {b['cost_fraction']:.0%} of the baseline's proxy cost"
             + "".join(f", {b[k]:.0%} of its {k[:-9]}" for k in ("LUT_fraction", "um2_fraction") if k in b)
         )
     elif b:
@@ -127,6 +143,11 @@ def summary_lines(s: dict) -> list[str]:
         )
         lines.append(f"synth      Spearman: {rho or 'too few points'}")
     else:
-        lines.append(f"synth      {c.get('status')}")
+        lines.append(f"synth      {c.get('status')} (LUT and um2 of the front: add --synth-check)")
     lines.append(f"cards      {', '.join(s['cards'])}")
+    from flow.search.baseline import next_command
+
+    nxt = next_command(s)
+    if nxt:
+        lines.append(f"next       {nxt}")
     return lines

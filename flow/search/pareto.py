@@ -14,6 +14,7 @@ from flow.project import write_json
 from flow.search import manifest
 from flow.search.space import SearchSpace, variant_data
 
+SYNTH_COLUMNS = ("LUT (needs --synth-check)", "um2 (needs --synth-check)")
 RMSE_TOLERANCE = 0.10  # "close to the default": within 10 % for minimised metrics ...
 ACCURACY_TOLERANCE = 0.01  # ... within 1 point (absolute) for maximised ones
 
@@ -147,10 +148,13 @@ def _relocate_dataset(card: Card, dataset: dict, out_dir: Path) -> dict:
 
 
 def write_csv(path: Path, front: list[dict], param_names: list[str]) -> None:
-    """One row per front point: k, card, trial, metric, proxy cost, LUTs, µm², then the parameters."""
+    """One row per front point: k, card, trial, metric, proxy cost, LUTs, µm², then the parameters.
+
+    The LUT and µm² columns are filled only by ``flow search <m> --synth-check``; their headers say so.
+    """
     buf = io.StringIO()
     w = csv.writer(buf)
-    w.writerow(["k", "card", "trial", "metric", "proxy_cost", "LUT", "um2", *param_names])
+    w.writerow(["k", "card", "trial", "metric", "proxy_cost", *SYNTH_COLUMNS, *param_names])
     for p in front:
         w.writerow(
             [
