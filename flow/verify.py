@@ -176,9 +176,8 @@ def verify(project: Project, *, n_random: int = N_RANDOM, seed: int = 0) -> dict
     out_raw = trace.raw[-1]
     from flow import qkeras_check
 
-    qkeras = qkeras_check.check(
-        keras_model, ir.hls_layers(), test_raw
-    )  # QKeras computes the network, not a table's output stage
+    # QKeras computes the network, not a table's output stage.
+    qkeras = qkeras_check.check(keras_model, ir.hls_layers(), test_raw)
     summary: dict[str, Any] = {
         "model": project.name,
         "ir_sha256": ir.digest(),
