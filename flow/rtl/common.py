@@ -38,6 +38,7 @@ class Emitted:
     latency_cycles: int | None
     ii_cycles: int
     knobs: dict = field(default_factory=dict)
+    details: dict = field(default_factory=dict)  # what the generator decided (design.json "details")
 
 
 @dataclass

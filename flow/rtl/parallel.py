@@ -9,6 +9,8 @@ moves together (``en``) unless a result waits at the output: no sample is lost o
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import numpy as np
 
 from flow.errors import FlowError
@@ -16,6 +18,7 @@ from flow.fixed import FixedType
 from flow.ir import IR, DenseLayer
 from flow.rtl.common import (
     Emitted,
+    Segment,
     aligned_biases,
     check_accumulator,
     elem_casts,
@@ -40,6 +43,17 @@ def emit(ir: IR, top: str, tree_pipeline: int = 0) -> Emitted:
     """Verilog for ``ir``: one module per dense layer and the top."""
     if not isinstance(tree_pipeline, int) or tree_pipeline < 0:
         raise FlowError(f"tree_pipeline must be an integer >= 0, got {tree_pipeline!r}")
+
+    def layer_module(name: str, seg: Segment) -> tuple[str, int]:
+        return dense_module(name, seg.dense, seg.in_t, seg.post, seg.out_t, tree_pipeline)
+
+    files, latency = emit_pipeline(ir, top, "parallel", layer_module)
+    return Emitted(files, FIXED_BLOCKS, latency, 1, {"tree_pipeline": tree_pipeline})
+
+
+def emit_pipeline(ir: IR, top: str, arch: str, layer_module: Callable[[str, Segment], tuple[str, int]]):
+    """The files of a fully pipelined design (II = 1) and its latency; ``layer_module(name, segment)`` gives a
+    dense layer's module (ports clk, en, x, y) and its register stages."""
     files: dict[str, str] = {}
     segs = segments(ir)
     body = ""
@@ -52,15 +66,14 @@ def emit(ir: IR, top: str, tree_pipeline: int = 0) -> Emitted:
         layer = seg.dense
         assert layer is not None
         name = f"{top}_{identifier(layer.name)}"
-        module, stages = dense_module(name, layer, seg.in_t, seg.post, seg.out_t, tree_pipeline)
+        module, stages = layer_module(name, seg)
         files[f"{name}.v"] = module
         out = f"y_{identifier(layer.name)}"
         body += f"    wire [{layer.n_out * seg.out_t.width - 1}:0] {out};\n"
         body += f"    {name} u_{identifier(layer.name)} (.clk(clk), .en(en), .x({cur}), .y({out}));\n"
         cur = out
         latency += stages
-    ii = 1
-    top_text = header(ir, top, "parallel", latency, ii) + module_ports(ir, top)
+    top_text = header(ir, top, arch, latency, 1) + module_ports(ir, top)
     top_text += f"""    // Global stall: every register moves unless a result is waiting at the output.
     wire en = !out_valid || out_ready;
     assign in_ready = en;
@@ -77,7 +90,7 @@ def emit(ir: IR, top: str, tree_pipeline: int = 0) -> Emitted:
 """
     top_text += body + output_stage(ir, cur, "en") + "endmodule\n"
     files[f"{top}.v"] = top_text
-    return Emitted(files, FIXED_BLOCKS, latency, ii, {"tree_pipeline": tree_pipeline})
+    return files, latency
 
 
 def dense_module(
