@@ -144,7 +144,12 @@ class AdderGraph:
 
     def to_dict(self) -> dict:
         """Figures for design.json."""
-        return {"solver": self.solver, "adders": len(self.adders), "depth": max(self.levels(), default=0), **self.details}
+        return {
+            "solver": self.solver,
+            "adders": len(self.adders),
+            "depth": max(self.levels(), default=0),
+            **self.details,
+        }
 
 
 def _scaled(form: np.ndarray, shift: int, neg: bool) -> np.ndarray:

@@ -98,7 +98,9 @@ def _run_child(w: np.ndarray, lo: int, hi: int, budget_s: float) -> dict:
     request = json.dumps({"weights": w.tolist(), "lo": lo, "hi": hi})
     env = {**os.environ, "NUMBA_NUM_THREADS": "1"}  # the machine is shared: one core for the solver
     cmd = [sys.executable, "-m", "flow.rtl.da4ml_cmvm"]
-    with subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env) as proc:
+    with subprocess.Popen(
+        cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env
+    ) as proc:
         try:
             watchdog = threading.Timer(WARMUP_S, proc.kill)
             watchdog.start()

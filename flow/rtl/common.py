@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Protocol
 
 import numpy as np
 
@@ -27,6 +28,32 @@ ROUNDING_CODE = {
 OVERFLOW_CODE = {Overflow.WRAP: 0, Overflow.SAT: 1, Overflow.SAT_ZERO: 2, Overflow.SAT_SYM: 3}
 
 Elementwise = ReluLayer | CastLayer
+
+
+class DenseShapeLike(Protocol):
+    """What an architecture's cost proxy reads of a dense layer (``flow.search.proxy.DenseShape``)."""
+
+    weights: np.ndarray
+    biases: np.ndarray
+    x_bits: int
+    w_bits: int
+    reuse_factor: int
+
+    @property
+    def n_in(self) -> int: ...
+
+    @property
+    def n_out(self) -> int: ...
+
+    @property
+    def acc_bits(self) -> int: ...
+
+
+def no_reuse_knobs(arch: str, override: dict[str, int] | None) -> dict:
+    """No knobs from a card; reuse factors given for an architecture that has none are a FlowError."""
+    if override:
+        raise FlowError(f"--reuse applies to the folded architecture, not {arch}")
+    return {}
 
 
 @dataclass

@@ -17,6 +17,7 @@ from flow.errors import FlowError
 from flow.fixed import FixedType
 from flow.ir import IR, DenseLayer
 from flow.rtl.common import (
+    DenseShapeLike,
     Emitted,
     Segment,
     aligned_biases,
@@ -28,6 +29,7 @@ from flow.rtl.common import (
     identifier,
     lit,
     module_ports,
+    no_reuse_knobs,
     output_stage,
     segments,
     signed_bits,
@@ -37,6 +39,26 @@ from flow.rtl.common import (
 
 FIXED_BLOCKS = ["qflow_fixed_cast.v", "qflow_argmax.v"]
 KNOBS = {"tree_pipeline": 0}
+
+
+def card_knobs(card_reuse: dict[str, int], override: dict[str, int] | None = None) -> dict:
+    """The knobs a project's card gives this architecture: none (reuse factors do not apply)."""
+    return no_reuse_knobs("parallel", override)
+
+
+def check_layer(name: str, n_in: int, n_out: int, reuse: int) -> None:
+    """Any card layer is accepted (the reuse factor is hls4ml's alone)."""
+
+
+def proxy_terms(layer: DenseShapeLike) -> dict[str, float]:
+    """Proxy bit operations: a constant multiplier per non-zero weight, an adder tree per output."""
+    nnz_j = (np.asarray(layer.weights) != 0).sum(axis=0)
+    terms = nnz_j + (np.asarray(layer.biases).reshape(-1) != 0) - 1
+    return {
+        "mult": float(int(nnz_j.sum()) * layer.x_bits * layer.w_bits),
+        "add": float(int(np.maximum(terms, 0).sum()) * layer.acc_bits),
+        "rom": 0.0,
+    }
 
 
 def emit(ir: IR, top: str, tree_pipeline: int = 0) -> Emitted:

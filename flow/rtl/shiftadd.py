@@ -10,12 +10,15 @@ as its value range (and no wider than the accumulator needs: the sum is only nee
 
 from __future__ import annotations
 
+import numpy as np
+
 from flow.errors import FlowError
 from flow.fixed import FixedType
 from flow.ir import IR, DenseLayer
 from flow.rtl import cmvm
 from flow.rtl.adder_graph import AdderGraph, Term
 from flow.rtl.common import (
+    DenseShapeLike,
     Emitted,
     Segment,
     aligned_biases,
@@ -24,13 +27,34 @@ from flow.rtl.common import (
     elementwise_chain,
     ext,
     lit,
+    no_reuse_knobs,
     signed_bits,
     signed_width,
 )
+from flow.rtl.csd import csd_digits
 from flow.rtl.parallel import emit_pipeline
 
 FIXED_BLOCKS = ["qflow_fixed_cast.v", "qflow_argmax.v"]
 KNOBS = {"adder_depth_cut": 0, "solver": "auto", "solver_budget_s": cmvm.DEFAULT_BUDGET_S}
+
+
+def card_knobs(card_reuse: dict[str, int], override: dict[str, int] | None = None) -> dict:
+    """The knobs a project's card gives this architecture: none (reuse factors do not apply)."""
+    return no_reuse_knobs("shiftadd", override)
+
+
+def check_layer(name: str, n_in: int, n_out: int, reuse: int) -> None:
+    """Any card layer is accepted (the reuse factor is hls4ml's alone)."""
+
+
+def proxy_terms(layer: DenseShapeLike) -> dict[str, float]:
+    """Proxy bit operations: one accumulator-wide adder per CSD digit beyond the first of each output, no
+    multipliers (sharing, which removes more, is not modelled)."""
+    w = np.asarray(layer.weights, dtype=np.float64)
+    raw = np.rint(w * 2.0**32).astype(object)  # a power-of-two scale does not change the digit count
+    digits = np.array([[len(csd_digits(int(v))) for v in row] for row in raw]).reshape(w.shape)
+    per_out = digits.sum(axis=0) + (np.asarray(layer.biases).reshape(-1) != 0) - 1
+    return {"mult": 0.0, "add": float(int(np.maximum(per_out, 0).sum()) * layer.acc_bits), "rom": 0.0}
 
 
 def emit(
