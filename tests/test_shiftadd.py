@@ -54,7 +54,7 @@ def test_mantissa_ranges_and_widths():
 def test_da4ml_over_budget_falls_back_and_says_so(tmp_path, monkeypatch):
     """A budget da4ml cannot meet: qflow's own solver, with da4ml's note in design.json."""
     monkeypatch.setenv("QFLOW_CACHE", str(tmp_path / "cache"))
-    ir = mlp_ir("budget", [6, 5, 2], seed=2)
+    ir = mlp_ir("budget", [6, 5], seed=2)
     d = generate(ir, "shiftadd", tmp_path / "rtl", solver_budget_s=0.001)
     info = d.details["cmvm"]["fc1"]
     assert info["solver"] == "csd-greedy" and "budget" in info["da4ml"]
