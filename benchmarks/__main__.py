@@ -18,6 +18,7 @@ BENCHES = {
     "reference": "benchmarks.bench_reference",
     "sim": "benchmarks.bench_sim",
     "cost": "benchmarks.bench_cost",
+    "area": "benchmarks.bench_area",
 }
 
 

@@ -190,15 +190,17 @@ def _card_copy(card: Card) -> dict:
 
 
 def _check_reuse_factors(card: Card, n_features: int) -> None:
-    """A folded card's reuse factors, checked by the RTL's own rule before anything is trained."""
-    from flow.rtl.folded import check_reuse
+    """The card's reuse factors, checked by its architecture's own rule before anything is trained."""
+    from flow.rtl import get_arch
+
+    check_layer = get_arch(card.hardware.arch).check_layer
 
     n_in = n_features
     for i, spec in enumerate(card.layers):
         if spec.type != "dense":
             continue
         try:
-            check_reuse(spec.name, n_in, spec.units, spec.reuse_factor)
+            check_layer(spec.name, n_in, spec.units, spec.reuse_factor)
         except FlowError as exc:
             raise FlowError(f"{card.path}: layers[{i}].reuse_factor: {exc}") from None
         n_in = spec.units
@@ -294,7 +296,7 @@ def _build(source: Source, project: Project, final: Project, *, synth: bool, ret
             f"{card.path}: task: {card.task!r} disagrees with the dataset, which is {ds.task}; "
             "drop the field (the dataset sets the task)"
         )
-    if card is not None and card.hardware.arch == "folded":
+    if card is not None:
         _check_reuse_factors(card, ds.n_features)
     if card is not None:  # the card's quantizers, checked like a user's model before training
         from flow.model import build_model

@@ -25,7 +25,7 @@ from flow import log
 from flow.errors import FlowError, ToolError
 from flow.ir import IR, DenseLayer
 from flow.project import Project, check_same_ir, read_json, read_npz, write_json, write_npz
-from flow.rtl import Design, generate
+from flow.rtl import Design, generate, get_arch
 from flow.tools import Tool, find_tool
 
 REPO_DIR = Path(__file__).resolve().parent.parent
@@ -334,11 +334,7 @@ def run_stage(
     vectors_path = project.require(project.vectors, "verify")
     data = read_npz(vectors_path, ("inputs", "outputs"))
     check_same_ir(vectors_path, str(data.get("ir_sha256", "")), digest, f"make verify MODEL={model}")
-    knobs: dict = {}
-    if arch == "folded":
-        knobs["reuse_factors"] = {**card_reuse_factors(project, ir), **(reuse or {})}
-    elif reuse:
-        raise FlowError(f"--reuse applies to the folded architecture, not {arch}")
+    knobs = get_arch(arch).card_knobs(card_reuse_factors(project, ir), reuse)
     design = generate(ir, arch, project.rtl / arch, **knobs)
     log.info(f"{model}: {arch} Verilog in {design.out_dir} (top {design.top}, {design.knobs})")
     work = project.root / "sim" / arch

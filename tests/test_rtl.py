@@ -77,7 +77,8 @@ def test_generated_verilog_is_lint_clean(tmp_path, arch):
     """verilator --lint-only -Wall: no warnings (waivers are in the Verilog, with reasons)."""
     for seed in range(6):
         ir = random_ir(seed)
-        knobs = {"tree_pipeline": seed % 3} if arch == "parallel" else {}
+        knobs = {"parallel": {"tree_pipeline": seed % 3}, "shiftadd": {"solver": "csd", "adder_depth_cut": seed % 3}}
+        knobs = knobs.get(arch, {})
         design = generate(ir, arch, tmp_path / f"d{seed}", **knobs)
         assert lint(design) == [], f"seed {seed}"
 
@@ -100,7 +101,7 @@ def test_design_folder(tmp_path):
 
 def test_user_errors_are_one_line(tmp_path):
     ir = mlp_ir("e", [4, 3, 2])
-    with pytest.raises(FlowError, match="choose from: parallel, folded"):
+    with pytest.raises(FlowError, match="choose from: parallel, folded, shiftadd"):
         generate(ir, "systolic", tmp_path / "x")
     with pytest.raises(FlowError, match="unknown knob"):
         generate(ir, "parallel", tmp_path / "x", reuse_factors={})

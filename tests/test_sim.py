@@ -25,14 +25,25 @@ def random_reuse(ir: IR, seed: int) -> dict[str, int]:
 
 
 CASES = [("icarus", seed) for seed in range(100, 106)] + [("verilator", seed) for seed in (200, 201)]
+ARCHS = ["parallel", "folded", "shiftadd"]
+FAST_KNOBS = {"shiftadd": {"solver": "csd"}}  # default knobs otherwise
 
 
-@pytest.mark.parametrize("arch", ["parallel", "folded"])
+def random_knobs(arch: str, ir: IR, seed: int) -> dict:
+    """Knobs to exercise per architecture (shiftadd: qflow's own solver here; da4ml's has its own test)."""
+    return {
+        "parallel": {"tree_pipeline": seed % 2},
+        "folded": {"reuse_factors": random_reuse(ir, seed)},
+        "shiftadd": {"adder_depth_cut": seed % 3, "solver": "csd"},
+    }[arch]
+
+
+@pytest.mark.parametrize("arch", ARCHS)
 @pytest.mark.parametrize("sim,seed", CASES)
 def test_bit_exact_against_reference(tmp_path, sim, seed, arch):
     """Random IRs (all cast modes, odd bias types, wrapping accumulators): every output equal, in order."""
     ir = random_ir(seed, mode_offset=seed)
-    knobs = {"reuse_factors": random_reuse(ir, seed)} if arch == "folded" else {"tree_pipeline": seed % 2}
+    knobs = random_knobs(arch, ir, seed)
     design = generate(ir, arch, tmp_path / "rtl", **knobs)
     vectors = write_vectors(ir, tmp_path / "vectors.npz", 300, seed=seed)
     r = simulate(design, vectors, sim, tmp_path / "sim", seed=seed)
@@ -41,7 +52,19 @@ def test_bit_exact_against_reference(tmp_path, sim, seed, arch):
     assert r.latency_cycles == design.latency_cycles_expected
 
 
-@pytest.mark.parametrize("arch", ["parallel", "folded"])
+@pytest.mark.parametrize("sim", ["icarus", "verilator"])
+def test_shiftadd_with_da4ml_solver_is_bit_exact(tmp_path, sim):
+    """da4ml's CMVM solution (fraction-bit intermediate terms included), cut every 2 adder levels."""
+    ir = mlp_ir("da", [5, 6, 3], seed=6)
+    design = generate(ir, "shiftadd", tmp_path / "rtl", solver="da4ml", adder_depth_cut=2)
+    assert {g["solver"] for g in design.details["cmvm"].values()} == {"da4ml"}
+    vectors = write_vectors(ir, tmp_path / "vectors.npz", 200, seed=6)
+    r = simulate(design, vectors, sim, tmp_path / "sim", seed=6)
+    assert r.passed, r.error
+    assert r.latency_cycles == design.latency_cycles_expected
+
+
+@pytest.mark.parametrize("arch", ARCHS)
 def test_broken_design_fails_with_a_readable_message(tmp_path, arch):
     """One weight changed in the RTL: the testbench names the vector, the output and both raw values."""
     ir = mlp_ir("broken", [4, 5, 3], seed=3)
@@ -50,7 +73,7 @@ def test_broken_design_fails_with_a_readable_message(tmp_path, arch):
     fc = ir.layers[0]
     fc_bad = DenseLayer(fc.name, fc.weight_t, w, fc.bias_t, fc.biases, fc.accum_t, fc.result_t)
     bad = IR(ir.name, ir.task, ir.input, [fc_bad, *ir.layers[1:]])
-    design = generate(bad, arch, tmp_path / "rtl")
+    design = generate(bad, arch, tmp_path / "rtl", **FAST_KNOBS.get(arch, {}))
     vectors = write_vectors(ir, tmp_path / "vectors.npz", 50)
     r = simulate(design, vectors, "icarus", tmp_path / "sim")
     assert not r.passed and r.mismatches > 0
@@ -58,11 +81,11 @@ def test_broken_design_fails_with_a_readable_message(tmp_path, arch):
     assert "(raw)" in r.error
 
 
-@pytest.mark.parametrize("arch", ["parallel", "folded"])
+@pytest.mark.parametrize("arch", ARCHS)
 def test_back_pressure_and_throughput(tmp_path, arch):
     """Heavy back-pressure loses or duplicates nothing; without it the design runs at its II."""
     ir = mlp_ir("bp", [5, 6, 4], seed=4)
-    design = generate(ir, arch, tmp_path / "rtl")
+    design = generate(ir, arch, tmp_path / "rtl", **FAST_KNOBS.get(arch, {}))
     vectors = write_vectors(ir, tmp_path / "vectors.npz", 200)
     r = simulate(design, vectors, "icarus", tmp_path / "sim", ready_prob=0.25, gap_prob=0.3, max_gap=5)
     assert r.passed, r.error

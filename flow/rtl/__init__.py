@@ -7,17 +7,17 @@ Architectures are an explicit registry (:data:`ARCHS`): each is a sibling module
 from __future__ import annotations
 
 import shutil
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from types import ModuleType
 
 from flow.errors import FlowError
 from flow.ir import IR
 from flow.project import atomic_dir, read_json, write_json
-from flow.rtl import folded, parallel
+from flow.rtl import folded, parallel, shiftadd
 from flow.rtl.common import SOURCE_DIR, ports_doc, top_name
 
-ARCHS: dict[str, ModuleType] = {"parallel": parallel, "folded": folded}
+ARCHS: dict[str, ModuleType] = {"parallel": parallel, "folded": folded, "shiftadd": shiftadd}
 
 
 @dataclass(frozen=True)
@@ -33,6 +33,7 @@ class Design:
     ii_cycles: int
     knobs: dict
     ports: dict
+    details: dict = field(default_factory=dict)
 
     @property
     def sources(self) -> list[Path]:
@@ -48,6 +49,7 @@ class Design:
             "ii_cycles": self.ii_cycles,
             "knobs": self.knobs,
             "ports": self.ports,
+            **({"details": self.details} if self.details else {}),
         }
 
     @classmethod
@@ -66,6 +68,7 @@ class Design:
             ii_cycles=d["ii_cycles"],
             knobs=d["knobs"],
             ports=d["ports"],
+            details=d.get("details", {}),
         )
 
 
@@ -111,6 +114,7 @@ def generate(ir: IR, arch: str, out_dir: Path, **knobs) -> Design:
             ii_cycles=emitted.ii_cycles,
             knobs=emitted.knobs,
             ports=ports_doc(ir, top),
+            details=emitted.details,
         )
         (tmp / "files.txt").write_text("".join(f"{n}\n" for n in names))
         write_json(tmp / "design.json", design.to_dict())

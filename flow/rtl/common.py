@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Protocol
 
 import numpy as np
 
@@ -29,6 +30,32 @@ OVERFLOW_CODE = {Overflow.WRAP: 0, Overflow.SAT: 1, Overflow.SAT_ZERO: 2, Overfl
 Elementwise = ReluLayer | CastLayer | ClampLayer
 
 
+class DenseShapeLike(Protocol):
+    """What an architecture's cost proxy reads of a dense layer (``flow.search.proxy.DenseShape``)."""
+
+    weights: np.ndarray
+    biases: np.ndarray
+    x_bits: int
+    w_bits: int
+    reuse_factor: int
+
+    @property
+    def n_in(self) -> int: ...
+
+    @property
+    def n_out(self) -> int: ...
+
+    @property
+    def acc_bits(self) -> int: ...
+
+
+def no_reuse_knobs(arch: str, override: dict[str, int] | None) -> dict:
+    """No knobs from a card; reuse factors given for an architecture that has none are a FlowError."""
+    if override:
+        raise FlowError(f"--reuse applies to the folded architecture, not {arch}")
+    return {}
+
+
 @dataclass
 class Emitted:
     """What an architecture generator returns: files (name -> text) and the figures for design.json."""
@@ -38,6 +65,7 @@ class Emitted:
     latency_cycles: int | None
     ii_cycles: int
     knobs: dict = field(default_factory=dict)
+    details: dict = field(default_factory=dict)  # what the generator decided (design.json "details")
 
 
 @dataclass

@@ -22,6 +22,7 @@ from flow.errors import FlowError
 from flow.fixed import FixedType
 from flow.ir import IR, DenseLayer
 from flow.rtl.common import (
+    DenseShapeLike,
     Emitted,
     aligned_biases,
     check_accumulator,
@@ -40,6 +41,7 @@ from flow.rtl.common import (
 
 FIXED_BLOCKS = ["qflow_fixed_cast.v", "qflow_argmax.v"]
 KNOBS = {"reuse_factors": None}
+ROM_BITS_PER_LUT = 64  # proxy: a LUT6 holds 64 ROM bits
 OVERHEAD_CYCLES = 3  # per sample and layer: take, ROM read, last accumulation
 
 
@@ -58,6 +60,26 @@ def check_reuse(name: str, n_in: int, n_out: int, r: int) -> int:
             f"n_in * n_out = {n_in * n_out}"
         )
     return int(r)
+
+
+def card_knobs(card_reuse: dict[str, int], override: dict[str, int] | None = None) -> dict:
+    """The knobs a project's card gives this architecture: its reuse factors (``override`` wins)."""
+    return {"reuse_factors": {**card_reuse, **(override or {})}}
+
+
+def check_layer(name: str, n_in: int, n_out: int, reuse: int) -> None:
+    """A FlowError unless the folded schedule supports the card's reuse factor for this layer."""
+    check_reuse(name, n_in, n_out, reuse)
+
+
+def proxy_terms(layer: DenseShapeLike) -> dict[str, float]:
+    """Proxy bit operations: ``P = ceil(n_in * n_out / R)`` shared multipliers and accumulators, weights in ROM."""
+    p = math.ceil(layer.n_in * layer.n_out / max(layer.reuse_factor, 1))
+    return {
+        "mult": float(p * layer.x_bits * layer.w_bits),
+        "add": float(p * layer.acc_bits),
+        "rom": layer.n_in * layer.n_out * layer.w_bits / ROM_BITS_PER_LUT,
+    }
 
 
 def emit(ir: IR, top: str, reuse_factors: dict[str, int] | None = None) -> Emitted:

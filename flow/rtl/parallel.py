@@ -9,13 +9,17 @@ moves together (``en``) unless a result waits at the output: no sample is lost o
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import numpy as np
 
 from flow.errors import FlowError
 from flow.fixed import FixedType
 from flow.ir import IR, DenseLayer
 from flow.rtl.common import (
+    DenseShapeLike,
     Emitted,
+    Segment,
     aligned_biases,
     check_accumulator,
     elem_casts,
@@ -25,6 +29,7 @@ from flow.rtl.common import (
     identifier,
     lit,
     module_ports,
+    no_reuse_knobs,
     output_stage,
     segments,
     signed_bits,
@@ -36,10 +41,41 @@ FIXED_BLOCKS = ["qflow_fixed_cast.v", "qflow_argmax.v"]
 KNOBS = {"tree_pipeline": 0}
 
 
+def card_knobs(card_reuse: dict[str, int], override: dict[str, int] | None = None) -> dict:
+    """The knobs a project's card gives this architecture: none (reuse factors do not apply)."""
+    return no_reuse_knobs("parallel", override)
+
+
+def check_layer(name: str, n_in: int, n_out: int, reuse: int) -> None:
+    """Any card layer is accepted (the reuse factor is hls4ml's alone)."""
+
+
+def proxy_terms(layer: DenseShapeLike) -> dict[str, float]:
+    """Proxy bit operations: a constant multiplier per non-zero weight, an adder tree per output."""
+    nnz_j = (np.asarray(layer.weights) != 0).sum(axis=0)
+    terms = nnz_j + (np.asarray(layer.biases).reshape(-1) != 0) - 1
+    return {
+        "mult": float(int(nnz_j.sum()) * layer.x_bits * layer.w_bits),
+        "add": float(int(np.maximum(terms, 0).sum()) * layer.acc_bits),
+        "rom": 0.0,
+    }
+
+
 def emit(ir: IR, top: str, tree_pipeline: int = 0) -> Emitted:
     """Verilog for ``ir``: one module per dense layer and the top."""
     if not isinstance(tree_pipeline, int) or tree_pipeline < 0:
         raise FlowError(f"tree_pipeline must be an integer >= 0, got {tree_pipeline!r}")
+
+    def layer_module(name: str, seg: Segment) -> tuple[str, int]:
+        return dense_module(name, seg.dense, seg.in_t, seg.post, seg.out_t, tree_pipeline)
+
+    files, latency = emit_pipeline(ir, top, "parallel", layer_module)
+    return Emitted(files, FIXED_BLOCKS, latency, 1, {"tree_pipeline": tree_pipeline})
+
+
+def emit_pipeline(ir: IR, top: str, arch: str, layer_module: Callable[[str, Segment], tuple[str, int]]):
+    """The files of a fully pipelined design (II = 1) and its latency; ``layer_module(name, segment)`` gives a
+    dense layer's module (ports clk, en, x, y) and its register stages."""
     files: dict[str, str] = {}
     segs = segments(ir)
     body = ""
@@ -52,15 +88,14 @@ def emit(ir: IR, top: str, tree_pipeline: int = 0) -> Emitted:
         layer = seg.dense
         assert layer is not None
         name = f"{top}_{identifier(layer.name)}"
-        module, stages = dense_module(name, layer, seg.in_t, seg.post, seg.out_t, tree_pipeline)
+        module, stages = layer_module(name, seg)
         files[f"{name}.v"] = module
         out = f"y_{identifier(layer.name)}"
         body += f"    wire [{layer.n_out * seg.out_t.width - 1}:0] {out};\n"
         body += f"    {name} u_{identifier(layer.name)} (.clk(clk), .en(en), .x({cur}), .y({out}));\n"
         cur = out
         latency += stages
-    ii = 1
-    top_text = header(ir, top, "parallel", latency, ii) + module_ports(ir, top)
+    top_text = header(ir, top, arch, latency, 1) + module_ports(ir, top)
     top_text += f"""    // Global stall: every register moves unless a result is waiting at the output.
     wire en = !out_valid || out_ready;
     assign in_ready = en;
@@ -77,7 +112,7 @@ def emit(ir: IR, top: str, tree_pipeline: int = 0) -> Emitted:
 """
     top_text += body + output_stage(ir, cur, "en") + "endmodule\n"
     files[f"{top}.v"] = top_text
-    return Emitted(files, FIXED_BLOCKS, latency, ii, {"tree_pipeline": tree_pipeline})
+    return files, latency
 
 
 def dense_module(

@@ -8,11 +8,14 @@ quantized weights into output ``j`` (``nnz = Σ_j nnz_j``), the accumulator widt
   ``mult = nnz · bx · bw``; ``add = Σ_j acc · max(nnz_j + [b_j ≠ 0] − 1, 0)``;
 * ``folded`` (reuse factor R, ``P = ⌈n_in·n_out / R⌉`` shared multipliers, every weight in a ROM):
   ``mult = P · bx · bw``; ``add = P · acc``; ``rom = n_in · n_out · bw / 64`` (a LUT6 holds 64 ROM bits);
-* both: ``reg = n_out · b_out`` (the layer's output register, ``b_out`` the width after its ReLU or output
+* ``shiftadd`` (multiplierless): ``mult = 0``; ``add = Σ_j acc · max(d_j + [b_j ≠ 0] − 1, 0)`` with ``d_j`` the
+  canonical-signed-digit count of column j's weights;
+* every architecture: ``reg = n_out · b_out`` (the layer's output register, ``b_out`` the width after its ReLU or output
   quantizer) plus ``n_in · bx`` for the network's input register.
 
 ``proxy = Σ_layers (mult + add + rom + reg)``, in bit operations (a full-adder bit and a partial-product bit
-cost about one LUT each). It ranks configurations; it is not a LUT count.
+cost about one LUT each). It ranks configurations; it is not a LUT count. Each architecture's terms are its
+``proxy_terms`` in flow/rtl (the architecture registry).
 """
 
 from __future__ import annotations
@@ -24,9 +27,6 @@ import numpy as np
 
 from flow.card import Card
 from flow.errors import FlowError
-
-ROM_BITS_PER_LUT = 64
-PROXY_ARCHS = ("parallel", "folded")
 
 
 @dataclass(frozen=True)
@@ -56,32 +56,14 @@ class DenseShape:
 
 
 def layer_cost(layer: DenseShape, arch: str) -> dict[str, float]:
-    """The proxy terms of one dense layer (without the network's input register)."""
-    nz = layer.weights != 0
-    nnz_j = nz.sum(axis=0)
-    acc = layer.acc_bits
-    out_bits = layer.out_bits if layer.out_bits is not None else acc
-    reg = layer.n_out * out_bits
-    if arch == "parallel":
-        mult = int(nnz_j.sum()) * layer.x_bits * layer.w_bits
-        terms = nnz_j + (layer.biases.reshape(-1) != 0) - 1
-        add = int(np.maximum(terms, 0).sum()) * acc
-        rom = 0.0
-    elif arch == "folded":
-        p = math.ceil(layer.n_in * layer.n_out / max(layer.reuse_factor, 1))
-        mult = p * layer.x_bits * layer.w_bits
-        add = p * acc
-        rom = layer.n_in * layer.n_out * layer.w_bits / ROM_BITS_PER_LUT
-    else:
-        raise FlowError(f"proxy cost: unknown architecture {arch!r} (choose from: {', '.join(PROXY_ARCHS)})")
-    return {
-        "mult": float(mult),
-        "add": float(add),
-        "rom": float(rom),
-        "reg": float(reg),
-        "nonzero_weights": int(nnz_j.sum()),
-        "acc_bits": acc,
-    }
+    """The proxy terms of one dense layer (without the network's input register): the architecture's own
+    ``proxy_terms`` (flow/rtl's registry) plus the layer's output register."""
+    from flow.rtl import get_arch
+
+    nnz = int((layer.weights != 0).sum())
+    out_bits = layer.out_bits if layer.out_bits is not None else layer.acc_bits
+    terms = get_arch(arch).proxy_terms(layer)
+    return {**terms, "reg": float(layer.n_out * out_bits), "nonzero_weights": nnz, "acc_bits": layer.acc_bits}
 
 
 def proxy_cost(layers: list[DenseShape], arch: str) -> dict:

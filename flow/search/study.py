@@ -44,7 +44,7 @@ class Evaluator:
 
     @property
     def arch(self) -> str:
-        return "folded" if self.card.hardware.arch == "folded" else "parallel"
+        return self.card.hardware.arch
 
     def warm_weights(self, cv: Card) -> list[np.ndarray] | None:
         """Float weights for ``cv``'s architecture (trained once, kept in ``search/warm/``); None if disabled."""

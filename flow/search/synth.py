@@ -57,6 +57,7 @@ def synth_check(points: list[dict], card_paths: list[Path], projects_dir: Path |
     from flow.build import Source, build_hls
     from flow.ir import IR
     from flow.project import Project
+    from flow.rtl import get_arch
     from flow.search.proxy import proxy_cost, shapes_from_ir
     from flow.sim import card_reuse_factors
 
@@ -67,8 +68,8 @@ def synth_check(points: list[dict], card_paths: list[Path], projects_dir: Path |
             build_hls(source, projects_dir=projects_dir)
             project = Project.of(source.name, projects_dir)
             ir = IR.load(project.ir_json)
-            arch = source.card.hardware.arch if source.card.hardware.arch in ("parallel", "folded") else "parallel"
-            knobs = {"reuse_factors": card_reuse_factors(project, ir)} if arch == "folded" else {}
+            arch = source.card.hardware.arch
+            knobs = get_arch(arch).card_knobs(card_reuse_factors(project, ir))
             generate(ir, arch, project.rtl / arch, **knobs)
             cost = cost_rtl(project.rtl / arch, flows=("asic", "xc7"))
             p["LUT"], p["um2"] = _figures(cost)

@@ -1,0 +1,231 @@
+"""The ``shiftadd`` architecture: multiplierless, fully pipelined (II = 1).
+
+Each dense layer is one constant matrix-vector product built from shifts and adders: an adder graph (see
+``adder_graph.py``) from da4ml's CMVM solver when it finishes within ``solver_budget_s``, else from qflow's own
+CSD + greedy sharing (``csd.py``); design.json's ``details`` says which, per layer. Every adder is exactly as wide
+as its value range (and no wider than the accumulator needs: the sum is only needed modulo 2**W). Then, as in
+``parallel``, ``(accum_t) bias`` is added, the output cast and the elementwise layers follow, and a register.
+``adder_depth_cut = k`` registers the graph after every k adder levels. One global stall (``en``).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from flow.errors import FlowError
+from flow.fixed import FixedType
+from flow.ir import IR, DenseLayer
+from flow.rtl import cmvm
+from flow.rtl.adder_graph import AdderGraph, Term
+from flow.rtl.common import (
+    DenseShapeLike,
+    Emitted,
+    Segment,
+    aligned_biases,
+    check_accumulator,
+    elem_casts,
+    elementwise_chain,
+    ext,
+    lit,
+    no_reuse_knobs,
+    signed_bits,
+    signed_width,
+)
+from flow.rtl.csd import csd_digits
+from flow.rtl.parallel import emit_pipeline
+
+FIXED_BLOCKS = ["qflow_fixed_cast.v", "qflow_argmax.v"]
+KNOBS = {"adder_depth_cut": 0, "solver": "auto", "solver_budget_s": cmvm.DEFAULT_BUDGET_S}
+
+
+def card_knobs(card_reuse: dict[str, int], override: dict[str, int] | None = None) -> dict:
+    """The knobs a project's card gives this architecture: none (reuse factors do not apply)."""
+    return no_reuse_knobs("shiftadd", override)
+
+
+def check_layer(name: str, n_in: int, n_out: int, reuse: int) -> None:
+    """Any card layer is accepted (the reuse factor is hls4ml's alone)."""
+
+
+def proxy_terms(layer: DenseShapeLike) -> dict[str, float]:
+    """Proxy bit operations: one accumulator-wide adder per CSD digit beyond the first of each output, no
+    multipliers (sharing, which removes more, is not modelled)."""
+    w = np.asarray(layer.weights, dtype=np.float64)
+    raw = np.rint(w * 2.0**32).astype(object)  # a power-of-two scale does not change the digit count
+    digits = np.array([[len(csd_digits(int(v))) for v in row] for row in raw]).reshape(w.shape)
+    per_out = digits.sum(axis=0) + (np.asarray(layer.biases).reshape(-1) != 0) - 1
+    return {"mult": 0.0, "add": float(int(np.maximum(per_out, 0).sum()) * layer.acc_bits), "rom": 0.0}
+
+
+def emit(
+    ir: IR,
+    top: str,
+    adder_depth_cut: int = 0,
+    solver: str = "auto",
+    solver_budget_s: float = cmvm.DEFAULT_BUDGET_S,
+) -> Emitted:
+    """Verilog for ``ir``: one module per dense layer and the top."""
+    if not isinstance(adder_depth_cut, int) or adder_depth_cut < 0:
+        raise FlowError(f"adder_depth_cut must be an integer >= 0, got {adder_depth_cut!r}")
+    cmvm.check_solver(solver, solver_budget_s)
+    graphs: dict[str, dict] = {}
+
+    def layer_module(name: str, seg: Segment) -> tuple[str, int]:
+        layer = seg.dense
+        shift = check_accumulator(layer, seg.in_t)
+        graph = cmvm.solve(layer.weights, seg.in_t, solver, solver_budget_s)
+        graphs[layer.name] = graph.to_dict()
+        return dense_module(name, layer, seg.in_t, seg.post, seg.out_t, graph, shift, adder_depth_cut)
+
+    files, latency = emit_pipeline(ir, top, "shiftadd", layer_module)
+    knobs = {"adder_depth_cut": adder_depth_cut, "solver": solver, "solver_budget_s": solver_budget_s}
+    return Emitted(files, FIXED_BLOCKS, latency, 1, knobs, details={"cmvm": graphs})
+
+
+class _Signals:
+    """Wire names of graph nodes per pipeline stage; registered copies are made on demand."""
+
+    def __init__(self, base: dict[int, str], width: dict[int, int], stage: dict[int, int]) -> None:
+        self.base, self.width, self.stage = base, width, stage
+        self.decls: list[str] = []
+        self.regs: list[str] = []
+        self._at: dict[tuple[int, int], str] = {}
+
+    def at(self, node: int, st: int) -> str:
+        """Node ``node``'s value as seen in stage ``st`` (>= its own stage)."""
+        own = self.stage[node]
+        if st <= own:
+            return self.base[node]
+        key = (node, st)
+        if key not in self._at:
+            prev = self.at(node, st - 1)
+            name = f"{self.base[node]}_s{st}"
+            self.decls.append(f"    reg [{self.width[node] - 1}:0] {name};")
+            self.regs.append(f"            {name} <= {prev};")
+            self._at[key] = name
+        return self._at[key]
+
+
+def _term(sig: str, width: int, shift: int, to_w: int) -> str | None:
+    """``sig`` (``width`` bits, two's complement) shifted left by ``shift`` into ``to_w`` bits (None: all zero)."""
+    if to_w - shift <= 0:
+        return None
+    v = ext(sig, width, to_w - shift, True)
+    return f"{{{v}, {shift}'d0}}" if shift else v
+
+
+def _sum(parts: list[tuple[str | None, bool]], width: int) -> str:
+    """``+-`` the parts in ``width`` bits (a part of None is zero)."""
+    parts = [(p, neg) for p, neg in parts if p is not None]
+    pos = [p for p, neg in parts if not neg]
+    negs = [p for p, neg in parts if neg]
+    if not pos:
+        pos = [f"{width}'d0"]
+    return " - ".join([" + ".join(pos), *negs]) if negs else " + ".join(pos)
+
+
+def dense_module(
+    name: str,
+    layer: DenseLayer,
+    in_t: FixedType,
+    post: list,
+    out_t: FixedType,
+    graph: AdderGraph,
+    shift: int,
+    cut: int,
+) -> tuple[str, int]:
+    """One dense layer (plus its elementwise layers) as a module; returns (text, register stages)."""
+    acc_t = layer.accum_t
+    aw = acc_t.width
+    cap = aw - shift  # the sum is only needed modulo 2**cap
+    iw, xs_w = in_t.width, signed_width(in_t)
+    n_in, n_out = layer.n_in, layer.n_out
+    biases = aligned_biases(layer)
+    outputs: list[Term | None] = graph.outputs if cap > 0 else [None] * n_out
+
+    live = _live_nodes(graph, outputs)
+    exp = graph.lsb_exponents()
+    ranges = graph.mantissa_ranges([in_t.min_raw] * n_in, [in_t.max_raw] * n_in)
+    need = graph.needed_bits(exp, cap)
+    levels = graph.levels()
+    stage = {k: (levels[k] - 1) // cut if cut and levels[k] else 0 for k in live}
+    last = max((stage[t.node] for t in outputs if t is not None), default=0)
+    width, base = {}, {}
+    lines: list[str] = []
+    for k in sorted(live):
+        if k < n_in:
+            width[k], base[k] = xs_w, f"x{k}"
+            src = f"x[{k * iw + iw - 1}:{k * iw}]"
+            xs = src if in_t.signed else "{1'b0, " + src + "}"
+            lines.append(f"    wire [{xs_w - 1}:0] x{k} = {xs};")
+        else:
+            width[k], base[k] = max(1, min(signed_bits(*ranges[k]), need[k])), f"n{k}"
+    sig = _Signals(base, width, stage)
+    for k in sorted(live):
+        if k < n_in:
+            continue
+        parts = []
+        for t in graph.operands(k):
+            sh = exp[t.node] + t.shift - exp[k]
+            parts.append((_term(sig.at(t.node, stage[k]), width[t.node], sh, width[k]), t.neg))
+        lines.append(f"    wire [{width[k] - 1}:0] n{k} = {_sum(parts, width[k])};")
+    accs = []
+    for j, t in enumerate(outputs):
+        bias = lit(biases[j], aw)
+        acc = f"acc{j}"
+        if t is None:
+            lines.append(f"    wire [{aw - 1}:0] {acc} = {bias};")
+            accs.append(acc)
+            continue
+        e = exp[t.node] + t.shift
+        s = sig.at(t.node, last)
+        if e >= 0:
+            part = _term(s, width[t.node], e, cap)
+        else:  # a mantissa with fraction bits: the integer sum is its upper part
+            lines.append(f"    wire [{cap - e - 1}:0] f{j} = {ext(s, width[t.node], cap - e, True)};")
+            part = f"f{j}[{cap - e - 1}:{-e}]"
+        summed = _sum([(part, t.neg)], cap)
+        lines.append(f"    wire [{cap - 1}:0] sum{j} = {summed};")
+        total = f"{{sum{j}, {shift}'d0}}" if shift else f"sum{j}"
+        lines.append(f"    wire [{aw - 1}:0] {acc} = {bias + ' + ' + total if biases[j] else total};")
+        accs.append(acc)
+
+    used_inputs = sum(1 for k in live if k < n_in)
+    text = f"// {name}: dense layer {layer.name} ({n_in} -> {n_out}) as shift-add terms ({graph.solver}: "
+    text += f"{len(graph.adders)} adders), generated by qflow. Do not edit.\n"
+    text += f"// x: {n_in} x {in_t}; acc: {acc_t}; y: {n_out} x {out_t} (after {layer.result_t}"
+    text += "".join(f", {p.kind.value} {p.result_t}" for p in post) + f"), {last} adder-level register(s).\n"
+    text += "`timescale 1ns / 1ps\n"
+    if used_inputs < n_in:
+        text += "/* verilator lint_off UNUSEDSIGNAL */\n"
+        text += "// Reason: inputs whose weights are all zero are not connected.\n"
+    text += f"module {name} (\n    input wire clk,\n    input wire en,\n"
+    text += f"    input wire [{n_in * iw - 1}:0] x,\n    output reg [{n_out * out_t.width - 1}:0] y\n);\n"
+    if used_inputs < n_in:
+        text += "/* verilator lint_on UNUSEDSIGNAL */\n"
+    text += "/* verilator lint_off UNUSEDSIGNAL */\n"
+    text += "// Reason: terms are sign-extended or truncated to their adder's width; bits above a value's range or\n"
+    text += "// above what the accumulator keeps (it wraps) go unused.\n"
+    text += "\n".join(sig.decls + lines) + "\n/* verilator lint_on UNUSEDSIGNAL */\n"
+    if sig.regs:
+        text += "    always @(posedge clk) begin\n        if (en) begin\n" + "\n".join(sig.regs)
+        text += "\n        end\n    end\n"
+    casts, outs = elem_casts("r", accs, False, acc_t, layer.result_t)
+    chain, packed = elementwise_chain("e", layer.result_t, post, outs)
+    text += casts + chain
+    text += f"    always @(posedge clk) begin\n        if (en) y <= {packed};\n    end\nendmodule\n"
+    return text, 1 + last
+
+
+def _live_nodes(graph: AdderGraph, outputs: list[Term | None]) -> set[int]:
+    """The nodes some output depends on."""
+    live: set[int] = set()
+    todo = [t.node for t in outputs if t is not None]
+    while todo:
+        k = todo.pop()
+        if k in live:
+            continue
+        live.add(k)
+        if k >= graph.n_in:
+            todo += [t.node for t in graph.operands(k)]
+    return live

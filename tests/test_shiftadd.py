@@ -1,0 +1,72 @@
+"""The shiftadd architecture's adder graphs: qflow's CSD solver, da4ml's within a budget, the exactness check."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from flow.errors import FlowError
+from flow.fixed import FixedType
+from flow.rtl import cmvm, csd, generate
+from flow.rtl.adder_graph import Adder, AdderGraph, Term
+from tb.irgen import mlp_ir
+
+
+@pytest.mark.parametrize("shape", [(1, 1), (3, 5), (16, 16), (2, 16), (9, 1)])
+def test_csd_solver_implements_the_matrix(shape):
+    """Random integer matrices (zeros, +-powers of two, negative and odd values): the graph's kernel is W."""
+    rng = np.random.default_rng(sum(shape))
+    w = rng.integers(-200, 201, size=shape)
+    w[rng.random(shape) < 0.3] = 0
+    w.flat[0] = -128
+    g = csd.solve(w)
+    np.testing.assert_array_equal(g.kernel().astype(np.int64), w)
+    digits = sum(len(csd.csd_digits(int(v))) for v in w.ravel())
+    assert len(g.adders) <= digits  # shared multiples never cost more than one adder per digit
+
+
+def test_csd_digits():
+    for v in range(-300, 301):
+        d = csd.csd_digits(v)
+        assert sum(s * (1 << k) for k, s in d) == v
+        assert all(b[0] - a[0] >= 2 for a, b in zip(d, d[1:]))  # canonical: no two adjacent non-zero digits
+
+
+def test_wrong_graph_fails_the_check():
+    """The exactness check rejects a graph that computes another matrix."""
+    w = np.array([[3], [5]])
+    good = AdderGraph(
+        2, [Adder(Term(0), Term(0, 1)), Adder(Term(2), Term(1, 0)), Adder(Term(3), Term(1, 2))], [Term(4)], "t"
+    )
+    good.check(w)
+    bad = AdderGraph(2, good.adders, [Term(4, 0, True)], "t")
+    with pytest.raises(FlowError, match="does not implement the weights"):
+        bad.check(w)
+
+
+def test_mantissa_ranges_and_widths():
+    """x0 - x1 << 3 for x in [-4, 3]: exact range from the linear forms."""
+    g = AdderGraph(2, [Adder(Term(0), Term(1, 3, True))], [Term(2)], "t")
+    assert g.mantissa_ranges([-4, -4], [3, 3])[2] == (-4 - 24, 3 + 32)
+    assert g.needed_bits(g.lsb_exponents(), 5)[2] == 5
+
+
+def test_da4ml_over_budget_falls_back_and_says_so(tmp_path, monkeypatch):
+    """A budget da4ml cannot meet: qflow's own solver, with da4ml's note in design.json."""
+    monkeypatch.setenv("QFLOW_CACHE", str(tmp_path / "cache"))
+    ir = mlp_ir("budget", [6, 5], seed=2)
+    d = generate(ir, "shiftadd", tmp_path / "rtl", solver_budget_s=0.001)
+    info = d.details["cmvm"]["fc1"]
+    assert info["solver"] == "csd-greedy" and "budget" in info["da4ml"]
+    with pytest.raises(FlowError, match="did not finish within"):
+        cmvm.solve(ir.layers[0].weights, FixedType.parse("fixed<12,5>"), "da4ml", 0.001)
+
+
+def test_knob_errors(tmp_path):
+    ir = mlp_ir("k", [3, 2])
+    with pytest.raises(FlowError, match="solver must be one of auto, da4ml, csd"):
+        generate(ir, "shiftadd", tmp_path / "x", solver="magic")
+    with pytest.raises(FlowError, match="adder_depth_cut must be an integer >= 0"):
+        generate(ir, "shiftadd", tmp_path / "x", adder_depth_cut=-1)
+    with pytest.raises(FlowError, match="solver_budget_s"):
+        generate(ir, "shiftadd", tmp_path / "x", solver_budget_s=0)
