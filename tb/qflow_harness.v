@@ -2,7 +2,7 @@
 //
 // It wraps the design under test (module `QFLOW_DUT, with in_last when `QFLOW_STREAM is defined) so that the
 // testbench never works per clock: Python fills two input banks of K_IN samples each and reads two output
-// banks of K_OUT results each, one wide port value per bank; everything per cycle happens here.
+// banks of K_OUT results each, one wide port value per bank; everything per cycle happens here, the clock too.
 //   * Driver: offers the banks' samples in order, split into BEATS beats of BEAT_W bits (in_last on the last);
 //     in_valid stays high until taken (AXI-Stream rule); random idle gaps (1 .. tb_max_gap cycles, starting
 //     with probability tb_gap_thresh / 65536) between beats, from an xorshift32 seeded by tb_seed.
@@ -12,7 +12,8 @@
 //     result was first shown, so the testbench computes latency and II; a bank is handed over (h_out_done
 //     counts up) when full or when the last expected result arrived.
 // Handshakes are counted by bank numbers: bank b is bank (b % 2); the testbench writes tb_in_filled after
-// filling one and tb_out_ack after reading one; a full output side holds out_ready low (never loses a result).
+// filling one (h_in_used counts those fully taken out) and tb_out_ack after reading one (h_out_done counts
+// those handed over); a full output side holds out_ready low (never loses a result).
 `timescale 1ns / 1ps
 module qflow_tb_harness #(
     parameter BEAT_W = 8,  // bits of in_data
@@ -24,33 +25,55 @@ module qflow_tb_harness #(
     parameter K_IN = 4,
     parameter K_OUT = 4,
     parameter FIFO_AW = 4  // log2 of the samples that can be in flight
-) (
-    input wire clk,
-    input wire rst,
-    input wire [31:0] tb_seed,
-    input wire [16:0] tb_gap_thresh,
-    input wire [7:0] tb_max_gap,
-    input wire [16:0] tb_ready_thresh,
-    input wire [31:0] tb_total,
-    input wire [31:0] tb_timeout,
-    input wire [K_IN*STRIDE-1:0] tb_in0,
-    input wire [K_IN*STRIDE-1:0] tb_in1,
-    input wire [15:0] tb_in_n0,
-    input wire [15:0] tb_in_n1,
-    input wire [31:0] tb_in_filled,
-    input wire [31:0] tb_out_ack,
-    output reg [31:0] h_in_used,
-    output reg [K_OUT*E_W-1:0] h_out0,
-    output reg [K_OUT*E_W-1:0] h_out1,
-    output reg [15:0] h_out_n0,
-    output reg [15:0] h_out_n1,
-    output reg [31:0] h_out_done,
-    output reg [31:0] h_got,
-    output reg [31:0] h_extra,
-    output reg [31:0] h_cycle,
-    output reg h_timeout,
-    output reg h_overflow
 );
+    // The testbench's side: settings and banks it writes (tb_*), state it reads (h_*). Plain variables, not
+    // ports: Verilator copies every port on every evaluation, which for the wide banks would cost more than
+    // the design.
+    reg rst;
+    reg [31:0] tb_seed;
+    reg [16:0] tb_gap_thresh;
+    reg [7:0] tb_max_gap;
+    reg [16:0] tb_ready_thresh;
+    reg [31:0] tb_total;
+    reg [31:0] tb_timeout;
+    reg [K_IN*STRIDE-1:0] tb_in0;
+    reg [K_IN*STRIDE-1:0] tb_in1;
+    reg [15:0] tb_in_n0;
+    reg [15:0] tb_in_n1;
+    reg [31:0] tb_in_filled;
+    reg [31:0] tb_out_ack;
+    reg [31:0] h_in_used;
+    reg [K_OUT*E_W-1:0] h_out0;
+    reg [K_OUT*E_W-1:0] h_out1;
+    reg [15:0] h_out_n0;
+    reg [15:0] h_out_n1;
+    reg [31:0] h_out_done;
+    reg [31:0] h_got;
+    reg [31:0] h_extra;
+    reg [31:0] h_cycle;
+    reg h_timeout;
+    reg h_overflow;
+    // In reset until the testbench has written its settings (it does so after the first clock edge).
+    initial begin
+        rst = 1'b1;
+        tb_seed = 32'd1;
+        tb_gap_thresh = 17'd0;
+        tb_max_gap = 8'd1;
+        tb_ready_thresh = 17'd65536;
+        tb_total = 32'd0;
+        tb_timeout = 32'd10000;
+        tb_in_filled = 32'd0;
+        tb_out_ack = 32'd0;
+        tb_in_n0 = 16'd0;
+        tb_in_n1 = 16'd0;
+        tb_in0 = {(K_IN * STRIDE) {1'b0}};
+        tb_in1 = {(K_IN * STRIDE) {1'b0}};
+    end
+
+    // ---- the clock (10 ns), generated here so that no simulator step involves Python
+    reg clk = 1'b0;
+    always #5 clk = !clk;
+
     // ---- the design under test
     reg in_valid_r;
     reg out_ready_r;
@@ -58,13 +81,20 @@ module qflow_tb_harness #(
     wire dut_out_valid;
     wire [OUT_W-1:0] dut_out_data;
     wire [CLS_W-1:0] dut_out_class;
-    reg [15:0] idx;
+    // The sample on offer, loaded from a bank when the previous one's last beat is taken (only then: the bank
+    // variables are written from outside, so nothing combinational may depend on them but counters).
+    reg [STRIDE-1:0] cur;
+    reg cur_ok;
     reg [15:0] beat;
-    wire bank_sel = h_in_used[0];
-    wire [15:0] bank_n = bank_sel ? tb_in_n1 : tb_in_n0;
-    wire [STRIDE-1:0] sample = bank_sel ? tb_in1[idx*STRIDE +: STRIDE] : tb_in0[idx*STRIDE +: STRIDE];
-    wire [BEAT_W-1:0] in_data = sample[beat*BEAT_W +: BEAT_W];
+    wire [BEAT_W-1:0] in_data;
     wire in_last = beat == BEATS - 1;
+    generate
+        if (BEATS == 1) begin : g_whole
+            assign in_data = cur[BEAT_W-1:0];
+        end else begin : g_beats
+            assign in_data = cur[beat*BEAT_W +: BEAT_W];
+        end
+    endgenerate
     `QFLOW_DUT dut (
         .clk(clk),
         .rst(rst),
@@ -92,39 +122,49 @@ module qflow_tb_harness #(
         end
     endfunction
 
-    // ---- driver
+    // ---- driver: h_in_used counts banks loaded completely; ni is the next sample's place in bank h_in_used
     reg [7:0] gap;
+    reg [15:0] ni;
     wire fire = in_valid_r && dut_in_ready;
     wire end_sample = fire && in_last;
-    wire end_bank = end_sample && idx == bank_n - 16'd1;
-    wire [31:0] used_n = h_in_used + {31'd0, end_bank};
-    wire avail_n = tb_in_filled != used_n;
+    wire need = !cur_ok || end_sample;
+    wire n_avail = tb_in_filled != h_in_used;
+    wire load = need && n_avail;
+    wire cur_ok_n = need ? n_avail : cur_ok;
+    wire [15:0] bank_n = h_in_used[0] ? tb_in_n1 : tb_in_n0;
     wire gap_starts = {1'b0, rng_in[15:0]} < tb_gap_thresh;
     wire [7:0] gap_len = tb_max_gap > 8'd1 ? 8'd1 + rng_in[23:16] % tb_max_gap : 8'd1;
     always @(posedge clk) begin
         if (rst) begin
             rng_in <= tb_seed ^ 32'h9e3779b9;
             h_in_used <= 32'd0;
-            idx <= 16'd0;
+            ni <= 16'd0;
+            cur_ok <= 1'b0;
             beat <= 16'd0;
             gap <= 8'd0;
             in_valid_r <= 1'b0;
         end else begin
             rng_in <= xorshift(rng_in);
-            if (fire) begin
-                beat <= in_last ? 16'd0 : beat + 16'd1;
-                if (end_sample) idx <= end_bank ? 16'd0 : idx + 16'd1;
-                if (end_bank) h_in_used <= h_in_used + 32'd1;
+            if (fire) beat <= in_last ? 16'd0 : beat + 16'd1;
+            if (load) begin
+                cur <= h_in_used[0] ? tb_in1[ni*STRIDE +: STRIDE] : tb_in0[ni*STRIDE +: STRIDE];
+                if (ni == bank_n - 16'd1) begin
+                    ni <= 16'd0;
+                    h_in_used <= h_in_used + 32'd1;
+                end else begin
+                    ni <= ni + 16'd1;
+                end
             end
+            cur_ok <= cur_ok_n;
             if (!in_valid_r || fire) begin
                 if (gap != 8'd0) begin
                     gap <= gap - 8'd1;
                     in_valid_r <= 1'b0;
-                end else if (avail_n && gap_starts) begin
+                end else if (cur_ok_n && gap_starts) begin
                     gap <= gap_len - 8'd1;
                     in_valid_r <= 1'b0;
                 end else begin
-                    in_valid_r <= avail_n;
+                    in_valid_r <= cur_ok_n;
                 end
             end
         end

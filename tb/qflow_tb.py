@@ -25,10 +25,9 @@ from pathlib import Path
 
 import cocotb
 import numpy as np
-from cocotb.clock import Clock
 from cocotb.triggers import ClockCycles, First, RisingEdge, ValueChange
 
-from tb.packing import pack_rows, unpack_rows
+from tb.packing import pack_rows, unpack_bits, unpack_rows
 
 
 UNRESOLVED_AS_0 = str.maketrans("xXzZuUwW-lLhH", "0" * 11 + "11")  # weak values as their level, the rest as 0
@@ -72,19 +71,23 @@ def input_banks(inputs: np.ndarray, cfg: dict) -> list[tuple[int, int]]:
     return [(int.from_bytes(b"".join(words[s : s + k]), "little"), len(words[s : s + k])) for s in range(0, n, k)]
 
 
-def split_entries(value: int, count: int, cfg: dict) -> tuple[list[int], list[int], list[int], list[int]]:
-    """An output bank's value to (data words, classes, cycle shown, cycle its sample was taken) per result."""
-    ew, ow, cw = int(cfg["entry_width"]), int(cfg["n_out"]) * int(cfg["out_width"]), int(cfg["class_width"])
+def split_entries(value: int, count: int, cfg: dict) -> tuple[np.ndarray, ...]:
+    """An output bank's value to (outputs (count, n_out), classes, cycle shown, cycle its sample was taken)."""
+    n_out, width = int(cfg["n_out"]), int(cfg["out_width"])
+    ew, ow, cw = int(cfg["entry_width"]), n_out * width, int(cfg["class_width"])
     nbytes = ew // 8
-    raw = value.to_bytes(max(nbytes * count, (value.bit_length() + 7) // 8), "little")
-    data, classes, shown, taken = [], [], [], []
-    for i in range(count):
-        e = int.from_bytes(raw[i * nbytes : (i + 1) * nbytes], "little")
-        data.append(e & ((1 << ow) - 1))
-        classes.append((e >> ow) & ((1 << cw) - 1))
-        shown.append((e >> (ow + cw)) & 0xFFFFFFFF)
-        taken.append((e >> (ow + cw + 32)) & 0xFFFFFFFF)
-    return data, classes, shown, taken
+    raw = np.frombuffer(value.to_bytes(max(nbytes * count, (value.bit_length() + 7) // 8), "little"), np.uint8)
+    rows = raw[: nbytes * count].reshape(count, nbytes)
+    if width > 62:  # beyond int64 arithmetic: Python ints
+        data = unpack_rows([int.from_bytes(r.tobytes(), "little") for r in rows], n_out, width, bool(cfg["out_signed"]))
+    else:
+        data = unpack_bits(np.unpackbits(rows, axis=1, bitorder="little"), n_out, width, bool(cfg["out_signed"]))
+    bits = np.unpackbits(rows, axis=1, bitorder="little")[:, ow : ow + cw + 64].astype(np.int64)
+
+    def field(lo: int, w: int) -> np.ndarray:
+        return (bits[:, lo : lo + w] << np.arange(w, dtype=np.int64)).sum(axis=1)
+
+    return data, field(0, cw), field(cw, 32), field(cw + 32, 32)
 
 
 async def feed(dut, banks: list[tuple[int, int]]) -> None:
@@ -116,8 +119,7 @@ async def run_vectors(dut) -> None:
     banks = input_banks(inputs, cfg)
     timeout = int(cfg.get("timeout_cycles", 100_000))
 
-    cocotb.start_soon(Clock(dut.clk, 10, unit="ns").start())
-    dut.rst.value = 1
+    await RisingEdge(dut.clk)  # after the harness' initial block
     dut.tb_seed.value = int(cfg.get("seed", 1)) & 0xFFFFFFFF
     dut.tb_gap_thresh.value = round(float(cfg.get("gap_prob", 0.0)) * 65536)
     dut.tb_max_gap.value = max(1, min(255, int(cfg.get("max_gap", 1))))
@@ -129,38 +131,41 @@ async def run_vectors(dut) -> None:
     for _ in range(3):
         await RisingEdge(dut.clk)
     t0 = time.perf_counter()
+    c0 = time.process_time()
     feeder = cocotb.start_soon(feed(dut, banks))
     dut.rst.value = 0
 
-    out_words: list[int] = []
-    out_classes: list[int] = []
-    shown: list[int] = []
-    taken: list[int] = []
+    out_rows: list[np.ndarray] = []
+    out_classes: list[np.ndarray] = []
+    shown: list[np.ndarray] = []
+    taken: list[np.ndarray] = []
     banks_out = [(dut.h_out0, dut.h_out_n0), (dut.h_out1, dut.h_out_n1)]
-    acked = 0
+    acked = got = 0
     error = ""
     progress_every = max(1, n // 10)
-    while len(out_words) < n:
+    while got < n:
         if int(dut.h_out_done.value) > acked:
             value_port, n_port = banks_out[acked % 2]
+            count = int(n_port.value)
             text = str(value_port.value)
             try:
                 value = int(text, 2)
             except ValueError:  # 4-state simulators: undefined bits in a result
                 value = int(text.translate(UNRESOLVED_AS_0), 2)
-                error = error or f"undefined (X/Z) bits among results {len(out_words)} .. {len(out_words) + 99}"
-            d, c, s, t = split_entries(value, int(n_port.value), cfg)
-            before = len(out_words)
-            out_words += d
-            out_classes += c
-            shown += s
-            taken += t
+                error = error or f"undefined (X/Z) bits among results {got} .. {got + count - 1}"
+            d, c, s, t = split_entries(value, count, cfg)
+            before = got
+            got += len(d)
+            out_rows.append(d)
+            out_classes.append(c)
+            shown.append(s)
+            taken.append(t)
             acked += 1
             dut.tb_out_ack.value = acked
-            if len(out_words) // progress_every > before // progress_every:  # long runs show they are alive
-                dut._log.info(f"{len(out_words)} of {n} outputs received ({time.perf_counter() - t0:.0f} s)")
+            if got // progress_every > before // progress_every:  # long runs show they are alive
+                dut._log.info(f"{got} of {n} outputs received ({time.perf_counter() - t0:.0f} s)")
         elif int(dut.h_timeout.value):
-            error = f"timeout: no output for {timeout} cycles; {len(out_words)} of {n} outputs received"
+            error = f"timeout: no output for {timeout} cycles; {got} of {n} outputs received"
             break
         else:
             await First(ValueChange(dut.h_out_done), RisingEdge(dut.h_timeout))
@@ -173,8 +178,7 @@ async def run_vectors(dut) -> None:
     if int(dut.h_overflow.value) and not error:
         error = "testbench harness: more samples in flight than its FIFO holds (raise FIFO_AW)"
 
-    got = len(out_words)
-    actual = unpack_rows(out_words, int(cfg["n_out"]), int(cfg["out_width"]), bool(cfg["out_signed"]))
+    actual = np.concatenate(out_rows) if out_rows else np.zeros((0, int(cfg["n_out"])), dtype=np.int64)
     bad = np.flatnonzero((actual != expected[:got]).any(axis=1)) if got else np.array([], dtype=np.int64)
     mismatches = int(bad.size)
     if not error and bad.size:
@@ -182,7 +186,7 @@ async def run_vectors(dut) -> None:
         error = describe_failure(k, kinds[k], inputs[k], expected[k], actual[k], "output")
     class_mismatches = 0
     if classes is not None and got:
-        got_classes = np.asarray(out_classes, dtype=np.int64)
+        got_classes = np.concatenate(out_classes)
         bad_c = np.flatnonzero(got_classes != classes[:got])
         class_mismatches = int(bad_c.size)
         if not error and bad_c.size:
@@ -192,8 +196,9 @@ async def run_vectors(dut) -> None:
             )
     if not error and extra:
         error = f"{extra} extra output(s) after the last expected one (duplicated or spurious)"
-    lat = np.asarray(shown, dtype=np.int64) - np.asarray(taken, dtype=np.int64)
-    acc = np.diff(np.asarray(taken, dtype=np.int64))
+    taken_at = np.concatenate(taken) if taken else np.zeros(0, dtype=np.int64)
+    lat = (np.concatenate(shown) - taken_at) if shown else taken_at
+    acc = np.diff(taken_at)
     result = {
         "vectors": n,
         "received": got,
@@ -209,6 +214,7 @@ async def run_vectors(dut) -> None:
         "wall_seconds": wall,
         "samples_per_second": n / wall if wall > 0 else None,
         "error": error,
+        "cpu_seconds": time.process_time() - c0,
     }
     Path(cfg["result"]).write_text(json.dumps(result, indent=2) + "\n")
     assert not error, error
