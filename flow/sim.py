@@ -78,6 +78,9 @@ def _runner(sim: str):
         def _build_command(self):
             cmds = super()._build_command()
             if sim == "verilator":
+                # Only the harness' tb_*/h_* variables are public (metacomments): --public-flat-rw on the whole
+                # design makes Verilator re-evaluate all of its logic on every evaluation.
+                cmds[0] = [a for a in cmds[0] if a != "--public-flat-rw"]
                 # The PyPI package's verilated.mk lacks GCC's "-include" for precompiled headers, which split
                 # (parallel) builds of larger designs need.
                 # Nor does it know GCC's coroutine flag, which --timing (the harness' clock) needs.

@@ -27,32 +27,32 @@ module qflow_tb_harness #(
     parameter FIFO_AW = 4  // log2 of the samples that can be in flight
 );
     // The testbench's side: settings and banks it writes (tb_*), state it reads (h_*). Plain variables, not
-    // ports: Verilator copies every port on every evaluation, which for the wide banks would cost more than
-    // the design.
-    reg rst;
-    reg [31:0] tb_seed;
-    reg [16:0] tb_gap_thresh;
-    reg [7:0] tb_max_gap;
-    reg [16:0] tb_ready_thresh;
-    reg [31:0] tb_total;
-    reg [31:0] tb_timeout;
-    reg [K_IN*STRIDE-1:0] tb_in0;
-    reg [K_IN*STRIDE-1:0] tb_in1;
-    reg [15:0] tb_in_n0;
-    reg [15:0] tb_in_n1;
-    reg [31:0] tb_in_filled;
-    reg [31:0] tb_out_ack;
-    reg [31:0] h_in_used;
-    reg [K_OUT*E_W-1:0] h_out0;
-    reg [K_OUT*E_W-1:0] h_out1;
-    reg [15:0] h_out_n0;
-    reg [15:0] h_out_n1;
-    reg [31:0] h_out_done;
-    reg [31:0] h_got;
-    reg [31:0] h_extra;
-    reg [31:0] h_cycle;
-    reg h_timeout;
-    reg h_overflow;
+    // ports (Verilator copies every port on every evaluation), and the only ones visible to the testbench:
+    // the build leaves out --public-flat-rw, which would make Verilator re-evaluate the whole design each time.
+    reg rst /* verilator public_flat_rw */;
+    reg [31:0] tb_seed /* verilator public_flat_rw */;
+    reg [16:0] tb_gap_thresh /* verilator public_flat_rw */;
+    reg [7:0] tb_max_gap /* verilator public_flat_rw */;
+    reg [16:0] tb_ready_thresh /* verilator public_flat_rw */;
+    reg [31:0] tb_total /* verilator public_flat_rw */;
+    reg [31:0] tb_timeout /* verilator public_flat_rw */;
+    reg [K_IN*STRIDE-1:0] tb_in0 /* verilator public_flat_rw */;
+    reg [K_IN*STRIDE-1:0] tb_in1 /* verilator public_flat_rw */;
+    reg [15:0] tb_in_n0 /* verilator public_flat_rw */;
+    reg [15:0] tb_in_n1 /* verilator public_flat_rw */;
+    reg [31:0] tb_in_filled /* verilator public_flat_rw */;
+    reg [31:0] tb_out_ack /* verilator public_flat_rw */;
+    reg [31:0] h_in_used /* verilator public_flat_rw */;
+    reg [K_OUT*E_W-1:0] h_out0 /* verilator public_flat_rw */;
+    reg [K_OUT*E_W-1:0] h_out1 /* verilator public_flat_rw */;
+    reg [15:0] h_out_n0 /* verilator public_flat_rw */;
+    reg [15:0] h_out_n1 /* verilator public_flat_rw */;
+    reg [31:0] h_out_done /* verilator public_flat_rw */;
+    reg [31:0] h_got /* verilator public_flat_rw */;
+    reg [31:0] h_extra /* verilator public_flat_rw */;
+    reg [31:0] h_cycle /* verilator public_flat_rw */;
+    reg h_timeout /* verilator public_flat_rw */;
+    reg h_overflow /* verilator public_flat_rw */;
     // In reset until the testbench has written its settings (it does so after the first clock edge).
     initial begin
         rst = 1'b1;
@@ -71,7 +71,7 @@ module qflow_tb_harness #(
     end
 
     // ---- the clock (10 ns), generated here so that no simulator step involves Python
-    reg clk = 1'b0;
+    reg clk /* verilator public_flat_rw */ = 1'b0;
     always #5 clk = !clk;
 
     // ---- the design under test
