@@ -138,8 +138,8 @@ def _save_runtime(tool: Tool, build_dir: Path) -> None:
 HARNESS = REPO_DIR / "tb" / "qflow_harness.v"
 HARNESS_TOP = "qflow_tb_harness"
 BANK_BITS = 65536  # bits per harness bank port (Verilator's default --max-num-width)
-# Verilator: the harness' clock (--timing), an optimised model, X handled the fast way (every design resets what it reads), C++ split into files
-# so make compiles them in parallel.
+# Verilator: the harness' clock (--timing), an optimised model, X handled the fast way (every design resets
+# what it reads), C++ split into files so make compiles them in parallel.
 VERILATOR_FAST = [
     *("-Wno-fatal", "--timing", "-O3", "--x-assign", "fast", "--x-initial", "fast", "--output-split", "20000")
 ]

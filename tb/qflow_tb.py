@@ -29,7 +29,6 @@ from cocotb.triggers import ClockCycles, First, RisingEdge, ValueChange
 
 from tb.packing import pack_rows, unpack_bits, unpack_rows
 
-
 UNRESOLVED_AS_0 = str.maketrans("xXzZuUwW-lLhH", "0" * 11 + "11")  # weak values as their level, the rest as 0
 
 

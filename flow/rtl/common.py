@@ -233,7 +233,11 @@ def ports_doc(ir: IR, top: str, in_beat: int | None = None) -> dict:
             "sample_elements": ir.input.n,
             "beats": beats(ir, in_beat),
             "note": "input 0 in the low bits, raw two's-complement mantissas"
-            + (f"; beat b holds inputs b*{in_beat} .. b*{in_beat}+{in_beat - 1} (zeros past the last)" if in_beat else ""),
+            + (
+                f"; beat b holds inputs b*{in_beat} .. b*{in_beat}+{in_beat - 1} (zeros past the last)"
+                if in_beat
+                else ""
+            ),
         },
         **(stream if in_beat else {}),
         "out_valid": {"dir": "out", "width": 1},
@@ -263,7 +267,7 @@ def header(ir: IR, top: str, arch: str, latency: int | None, ii: int, in_beat: i
     data_doc = (
         f"""//   in_valid / in_ready      a beat is taken on a rising edge with in_valid && in_ready
 //   in_data   [{n_beat * in_t.width - 1}:0]  a beat of {n_beat} inputs of {in_t} (streaming input):
-//                            beat b holds inputs b*{n_beat} + k at bits [k*{in_t.width} +: {in_t.width}], zeros past the last
+//                            beat b: input b*{n_beat} + k at bits [k*{in_t.width} +: {in_t.width}], zeros past the last
 //   in_last                  high on the last of {beats(ir, in_beat)} beats of a sample
 """
         if in_beat
