@@ -374,6 +374,7 @@ def run_stage(
     reuse: dict[str, int] | None = None,
     projects_dir: Path | None = None,
     seed: int = 1,
+    in_beat: int | None = None,
 ) -> SimResult:
     """``flow sim``: Verilog into ``rtl/<arch>/``, the testbench on ``n`` vectors, the result into ``sim.json``."""
     if sim not in SIMULATORS:
@@ -391,6 +392,8 @@ def run_stage(
         knobs["reuse_factors"] = {**card_reuse_factors(project, ir), **(reuse or {})}
     elif reuse:
         raise FlowError(f"--reuse applies to the folded architecture, not {arch}")
+    if in_beat is not None:
+        knobs["in_beat"] = in_beat  # the generator says which architectures take it
     design = generate(ir, arch, project.rtl / arch, **knobs)
     log.info(f"{model}: {arch} Verilog in {design.out_dir} (top {design.top}, {design.knobs})")
     work = project.root / "sim" / arch

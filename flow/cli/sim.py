@@ -23,6 +23,13 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         "--reuse", action="append", metavar="LAYER=R", help="reuse factor of a dense layer (folded; default: the card)"
     )
     p.add_argument(
+        "--in-beat",
+        type=int_at_least(1),
+        default=None,
+        metavar="B",
+        help="streaming input: B inputs per beat, with in_last (folded; default: the whole vector at once)",
+    )
+    p.add_argument(
         "--seed", type=int_at_least(0), default=1, help="seed of the idle gaps and back-pressure (default: 1)"
     )
 
@@ -42,7 +49,7 @@ def run(args: argparse.Namespace) -> int:
     from flow.sim import parse_reuse, run_stage
 
     arch = args.arch or card_arch(args.model)
-    r = run_stage(args.model, args.sim, arch, args.n, parse_reuse(args.reuse), seed=args.seed)
+    r = run_stage(args.model, args.sim, arch, args.n, parse_reuse(args.reuse), seed=args.seed, in_beat=args.in_beat)
     status = "PASS" if r.passed else "FAIL"
     log.info(
         f"{args.model} {r.architecture}/{r.simulator}: {status}, {r.vectors} vectors, {r.mismatches} mismatches, "
