@@ -3,6 +3,7 @@
 * lut-sized parallel design (2 -> 16 -> 16 -> 1): Verilator and Icarus samples/s (target: Verilator >= 5,000/s).
 * diag-sized folded design (1023 -> 40 relu -> 18, R = 1023 and 40): Verilator build, then 2,000 vectors end to
   end with the build warm (target: under 3 minutes).
+* the same folded design with streaming input (``in_beat=1``): Verilator samples/s and latency from the last beat.
 * diag-sized parallel design in Verilator: how long the build takes (stopped after ``PARALLEL_BUILD_LIMIT_S``).
 
 Throughput runs drive a sample every cycle the design accepts one and keep ``out_ready`` high.
@@ -64,7 +65,13 @@ def bench_diag_folded(work: Path) -> dict:
     warm = _fast(design, vectors, "verilator", work / "sim", 2000)
     end_to_end = time.perf_counter() - t1
     i = _fast(design, vectors, "icarus", work / "sim", 10)
+    stream = generate(ir, "folded", work / "rtl_stream", reuse_factors={"fc1": 1023, "fc2": 40}, in_beat=1)
+    s = _fast(stream, vectors, "verilator", work / "sim_stream", 2000)
     return {
+        "diag_folded_streaming_verilator_build_s": s.build_seconds,
+        "diag_folded_streaming_verilator_samples_per_s": round(s.samples_per_second, 1),
+        "diag_folded_streaming_latency_cycles": s.latency_cycles,
+        "diag_folded_streaming_passed": s.passed,
         "diag_folded_generate_s": round(gen_s, 2),
         "diag_folded_verilator_build_s": cold.build_seconds,
         "diag_folded_verilator_2000_end_to_end_s": round(end_to_end, 1),

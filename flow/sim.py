@@ -78,9 +78,13 @@ def _runner(sim: str):
         def _build_command(self):
             cmds = super()._build_command()
             if sim == "verilator":
+                # Only the harness' tb_*/h_* variables are public (metacomments): --public-flat-rw on the whole
+                # design makes Verilator re-evaluate all of its logic on every evaluation.
+                cmds[0] = [a for a in cmds[0] if a != "--public-flat-rw"]
                 # The PyPI package's verilated.mk lacks GCC's "-include" for precompiled headers, which split
                 # (parallel) builds of larger designs need.
-                cmds[-1] = [*cmds[-1], "CFG_CXXFLAGS_PCH_I=-include"]
+                # Nor does it know GCC's coroutine flag, which --timing (the harness' clock) needs.
+                cmds[-1] = [*cmds[-1], "CFG_CXXFLAGS_PCH_I=-include", "CFG_CXXFLAGS_COROUTINES=-fcoroutines"]
                 restore = _restore_runtime_command(tools[0], self.build_dir)
                 if restore:
                     cmds.insert(1, restore)
@@ -97,12 +101,12 @@ def _runner(sim: str):
 
 
 # Verilator's runtime objects do not depend on the design: compiled once (~25 s of CPU), then copied in.
-_RUNTIME_OBJECTS = ("verilated", "verilated_vpi", "verilated_threads", "verilated_dpi")
+_RUNTIME_OBJECTS = ("verilated", "verilated_vpi", "verilated_threads", "verilated_dpi", "verilated_timing")
 
 
 def _runtime_cache(tool: Tool) -> Path:
     root = Path(os.environ.get("QFLOW_CACHE") or Path.home() / ".cache" / "qflow")
-    return root / f"verilator-{tool.version}-runtime"
+    return root / f"verilator-{tool.version}-runtime-timing"
 
 
 def _restore_runtime_command(tool: Tool, build_dir: Path) -> list[str]:
@@ -131,10 +135,54 @@ def _save_runtime(tool: Tool, build_dir: Path) -> None:
         shutil.rmtree(tmp, ignore_errors=True)
 
 
-def _digest(design: Design) -> str:
+HARNESS = REPO_DIR / "tb" / "qflow_harness.v"
+HARNESS_TOP = "qflow_tb_harness"
+BANK_BITS = 65536  # bits per harness bank port (Verilator's default --max-num-width)
+# Verilator: the harness' clock (--timing), an optimised model, X handled the fast way (every design resets
+# what it reads), C++ split into files so make compiles them in parallel.
+VERILATOR_FAST = [
+    *("-Wno-fatal", "--timing", "-O3", "--x-assign", "fast", "--x-initial", "fast", "--output-split", "20000")
+]
+
+
+@dataclass(frozen=True)
+class Harness:
+    """How ``tb/qflow_harness.v`` wraps a design: its parameters and defines (set at build time)."""
+
+    parameters: dict[str, int]
+    defines: dict[str, str]
+
+    @classmethod
+    def for_design(cls, design: Design) -> Harness:
+        """Bank sizes and widths from the design's ports (``in_last`` present: streaming input)."""
+        ports = design.ports
+        din, dout = ports["in_data"], ports["out_data"]
+        beats = int(din.get("beats", 1))
+        stride = -(-beats * din["width"] // 8) * 8
+        cls_w = ports["out_class"]["width"]
+        entry = -(-(64 + cls_w + dout["width"]) // 8) * 8
+        in_flight = (design.latency_cycles_expected or 0) + 8
+        params = {
+            "BEAT_W": din["width"],
+            "BEATS": beats,
+            "STRIDE": stride,
+            "OUT_W": dout["width"],
+            "CLS_W": cls_w,
+            "E_W": entry,
+            "K_IN": max(1, min(4096, BANK_BITS // stride)),
+            "K_OUT": max(1, min(4096, BANK_BITS // entry)),
+            "FIFO_AW": max(4, in_flight.bit_length()),
+        }
+        defines = {"QFLOW_DUT": design.top, **({"QFLOW_STREAM": "1"} if "in_last" in ports else {})}
+        return cls(params, defines)
+
+
+def _digest(design: Design, harness: Harness, build_args: list[str]) -> str:
+    """The build's cache key: the design's sources, the harness and everything passed to the simulator."""
     h = hashlib.sha256()
-    for path in design.sources:
+    for path in [*design.sources, HARNESS]:
         h.update(path.name.encode() + b"\0" + path.read_bytes())
+    h.update(json.dumps([harness.parameters, harness.defines, build_args], sort_keys=True).encode())
     return h.hexdigest()
 
 
@@ -171,7 +219,10 @@ def simulate(
     work_dir = Path(work_dir).resolve()
     build_dir = work_dir / f"build_{sim}"
     stamp = build_dir / "qflow_sources.sha256"
-    digest = _digest(design)
+    harness = Harness.for_design(design)
+    bank_bits = max(harness.parameters["K_IN"] * harness.parameters["STRIDE"], BANK_BITS)
+    build_args = [*VERILATOR_FAST, "--max-num-width", str(bank_bits)] if sim == "verilator" else []
+    digest = _digest(design, harness, build_args)
     if build_dir.exists() and (not stamp.exists() or stamp.read_text() != digest):
         shutil.rmtree(build_dir)
     build_dir.mkdir(parents=True, exist_ok=True)
@@ -181,18 +232,19 @@ def simulate(
     if n < 1:
         raise FlowError(f"{vectors}: no vectors")
     ports = design.ports
-    build_args = ["-Wno-fatal", "-O3"] if sim == "verilator" else []
     t0 = time.perf_counter()
     built = stamp.exists()
     if not built:
         _quiet_run(
             runner.build,
             build_dir / "build.log",
-            sources=design.sources,
-            hdl_toplevel=design.top,
+            sources=[*design.sources, HARNESS],
+            hdl_toplevel=HARNESS_TOP,
             build_dir=build_dir,
             timescale=("1ns", "1ps"),
             build_args=build_args,
+            parameters=harness.parameters,
+            defines=harness.defines,
         )
         stamp.write_text(digest)
         if sim == "verilator":
@@ -206,8 +258,15 @@ def simulate(
         "gap_prob": gap_prob,
         "max_gap": max_gap,
         "ready_prob": ready_prob,
-        "n_in": ports["in_data"]["elements"],
+        "n_in": ports["in_data"].get("sample_elements", ports["in_data"]["elements"]),
         "in_width": ports["in_data"]["element_width"],
+        "in_beat": ports["in_data"]["elements"],
+        "beats": harness.parameters["BEATS"],
+        "stride": harness.parameters["STRIDE"],
+        "entry_width": harness.parameters["E_W"],
+        "k_in": harness.parameters["K_IN"],
+        "k_out": harness.parameters["K_OUT"],
+        "class_width": ports["out_class"]["width"],
         "n_out": ports["out_data"]["elements"],
         "out_width": ports["out_data"]["element_width"],
         "out_signed": not ports["out_data"]["type"].startswith("u"),
@@ -225,7 +284,7 @@ def simulate(
         runner.test,
         work_dir / f"sim_{sim}.log",
         test_module=TB_MODULE,
-        hdl_toplevel=design.top,
+        hdl_toplevel=HARNESS_TOP,
         hdl_toplevel_lang="verilog",
         build_dir=build_dir,
         test_dir=work_dir,
@@ -322,6 +381,7 @@ def run_stage(
     reuse: dict[str, int] | None = None,
     projects_dir: Path | None = None,
     seed: int = 1,
+    in_beat: int | None = None,
 ) -> SimResult:
     """``flow sim``: Verilog into ``rtl/<arch>/``, the testbench on ``n`` vectors, the result into ``sim.json``."""
     if sim not in SIMULATORS:
@@ -335,6 +395,8 @@ def run_stage(
     data = read_npz(vectors_path, ("inputs", "outputs"))
     check_same_ir(vectors_path, str(data.get("ir_sha256", "")), digest, f"make verify MODEL={model}")
     knobs = get_arch(arch).card_knobs(card_reuse_factors(project, ir), reuse)
+    if in_beat is not None:
+        knobs["in_beat"] = in_beat  # the generator says which architectures take it
     design = generate(ir, arch, project.rtl / arch, **knobs)
     log.info(f"{model}: {arch} Verilog in {design.out_dir} (top {design.top}, {design.knobs})")
     work = project.root / "sim" / arch

@@ -31,8 +31,12 @@ def unpack_rows(words: list[int], k: int, width: int, signed: bool) -> np.ndarra
         return out
     nbytes = (k * width + 7) // 8
     raw = np.frombuffer(b"".join(w.to_bytes(nbytes, "little") for w in words), dtype=np.uint8).reshape(n, nbytes)
-    bits = np.unpackbits(raw, axis=1, bitorder="little")[:, : k * width].reshape(n, k, width).astype(np.int64)
-    vals = (bits << np.arange(width, dtype=np.int64)).sum(axis=2)
+    return unpack_bits(np.unpackbits(raw, axis=1, bitorder="little"), k, width, signed)
+
+
+def unpack_bits(bits: np.ndarray, k: int, width: int, signed: bool) -> np.ndarray:
+    """Rows of bits (n, >= k * width; bit 0 first) to (n, k) raw integers (width <= 62)."""
+    vals = (bits[:, : k * width].reshape(len(bits), k, width).astype(np.int64) << np.arange(width)).sum(axis=2)
     if signed:
         vals = np.where(vals >= (1 << (width - 1)), vals - (1 << width), vals)
     return vals

@@ -138,3 +138,22 @@ def test_packing_round_trips():
         words = pack_rows(x, width)
         assert words[0] == sum((int(v) & ((1 << width) - 1)) << (i * width) for i, v in enumerate(x[0]))
         np.testing.assert_array_equal(unpack_rows(words, 7, width, signed), x)
+
+
+def test_streaming_input_ports_and_errors(tmp_path):
+    """in_beat: a beat-wide in_data plus in_last, no register holding the whole vector; bad beats are one line."""
+    ir = mlp_ir("st", [10, 4, 2], seed=2)
+    d = generate(ir, "folded", tmp_path / "rtl", reuse_factors={"fc1": 5}, in_beat=4)
+    assert d.ports["in_data"]["width"] == 4 * ir.input.type.width and d.ports["in_data"]["beats"] == 3
+    assert "in_last" in d.ports and d.knobs == {"reuse_factors": {"fc1": 5, "fc2": 4}, "in_beat": 4}
+    assert " sr;" not in (tmp_path / "rtl" / "qflow_st_fc1.v").read_text()
+    assert lint(d) == []
+    with pytest.raises(FlowError, match="multiple of the 2 inputs layer fc1 takes per step"):
+        generate(ir, "folded", tmp_path / "x", reuse_factors={"fc1": 5}, in_beat=3)
+    with pytest.raises(FlowError, match="reuse factor <= n_in"):
+        generate(ir, "folded", tmp_path / "x", reuse_factors={"fc1": 20}, in_beat=2)
+    with pytest.raises(FlowError, match="from 1 to n_in = 10"):
+        generate(ir, "folded", tmp_path / "x", in_beat=11)
+    with pytest.raises(FlowError, match="unknown knob"):
+        generate(ir, "parallel", tmp_path / "x", in_beat=2)
+    assert not (tmp_path / "x").exists()

@@ -24,27 +24,37 @@ def random_reuse(ir: IR, seed: int) -> dict[str, int]:
     return out
 
 
+def random_stream(ir: IR, seed: int) -> dict:
+    """Folded knobs with streaming input: the first layer's R <= n_in, a beat of 1-3 steps' inputs."""
+    rng = np.random.default_rng(seed + 1)
+    knobs = random_reuse(ir, seed)
+    first = next(layer for layer in ir.layers if isinstance(layer, DenseLayer))
+    r = int(rng.choice([1, max(1, first.n_in // 2), first.n_in]))
+    knobs[first.name] = r
+    lanes = -(-first.n_in // r)
+    beat = lanes * int(rng.integers(1, 4))
+    return {"reuse_factors": knobs, "in_beat": beat if beat <= first.n_in else lanes}
+
+
+# (architecture, its knobs for a random IR): the whole-vector interface of both, and folded's streaming input
+VARIANTS = {
+    "parallel": ("parallel", lambda ir, seed: {"tree_pipeline": seed % 2}),
+    "folded": ("folded", lambda ir, seed: {"reuse_factors": random_reuse(ir, seed)}),
+    "folded-streaming": ("folded", random_stream),
+    "shiftadd": ("shiftadd", lambda ir, seed: {"adder_depth_cut": seed % 3, "solver": "csd"}),  # da4ml: own test
+}
 CASES = [("icarus", seed) for seed in range(100, 106)] + [("verilator", seed) for seed in (200, 201)]
 ARCHS = ["parallel", "folded", "shiftadd"]
 FAST_KNOBS = {"shiftadd": {"solver": "csd"}}  # default knobs otherwise
 
 
-def random_knobs(arch: str, ir: IR, seed: int) -> dict:
-    """Knobs to exercise per architecture (shiftadd: qflow's own solver here; da4ml's has its own test)."""
-    return {
-        "parallel": {"tree_pipeline": seed % 2},
-        "folded": {"reuse_factors": random_reuse(ir, seed)},
-        "shiftadd": {"adder_depth_cut": seed % 3, "solver": "csd"},
-    }[arch]
-
-
-@pytest.mark.parametrize("arch", ARCHS)
+@pytest.mark.parametrize("variant", list(VARIANTS))
 @pytest.mark.parametrize("sim,seed", CASES)
-def test_bit_exact_against_reference(tmp_path, sim, seed, arch):
+def test_bit_exact_against_reference(tmp_path, sim, seed, variant):
     """Random IRs (all cast modes, odd bias types, wrapping accumulators): every output equal, in order."""
     ir = random_ir(seed, mode_offset=seed)
-    knobs = random_knobs(arch, ir, seed)
-    design = generate(ir, arch, tmp_path / "rtl", **knobs)
+    arch, knobs_of = VARIANTS[variant]
+    design = generate(ir, arch, tmp_path / "rtl", **knobs_of(ir, seed))
     vectors = write_vectors(ir, tmp_path / "vectors.npz", 300, seed=seed)
     r = simulate(design, vectors, sim, tmp_path / "sim", seed=seed)
     assert r.passed, r.error
@@ -81,11 +91,43 @@ def test_broken_design_fails_with_a_readable_message(tmp_path, arch):
     assert "(raw)" in r.error
 
 
-@pytest.mark.parametrize("arch", ARCHS)
-def test_back_pressure_and_throughput(tmp_path, arch):
+def test_wrong_expected_vector_fails(tmp_path):
+    """The checker itself: a correct design against one altered expected output fails, naming that vector."""
+    ir = mlp_ir("wrong", [4, 5, 3], seed=6)
+    design = generate(ir, "folded", tmp_path / "rtl")
+    vectors = write_vectors(ir, tmp_path / "vectors.npz", 40)
+    data = dict(np.load(vectors))
+    data["outputs"][17, 2] += 1
+    np.savez(vectors, **data)
+    r = simulate(design, vectors, "icarus", tmp_path / "sim")
+    assert not r.passed and r.mismatches == 1
+    assert r.error.startswith("vector 17 ") and "output 2 is" in r.error and "inputs" in r.error
+
+
+@pytest.mark.parametrize("sim", ["icarus", "verilator"])
+def test_build_is_cached_by_design_digest(tmp_path, sim):
+    """A second run of the same design reuses the simulator build; a changed design rebuilds."""
+    ir = mlp_ir("cache", [3, 4, 2], seed=7)
+    design = generate(ir, "parallel", tmp_path / "rtl")
+    vectors = write_vectors(ir, tmp_path / "vectors.npz", 20)
+    first = simulate(design, vectors, sim, tmp_path / "sim")
+    stamp = tmp_path / "sim" / f"build_{sim}" / "qflow_sources.sha256"
+    mtime = stamp.stat().st_mtime_ns
+    design = generate(ir, "parallel", tmp_path / "rtl")
+    again = simulate(design, vectors, sim, tmp_path / "sim")
+    assert first.passed and again.passed and stamp.stat().st_mtime_ns == mtime
+    design = generate(ir, "parallel", tmp_path / "rtl", tree_pipeline=1)
+    assert simulate(design, vectors, sim, tmp_path / "sim").passed and stamp.stat().st_mtime_ns != mtime
+
+
+@pytest.mark.parametrize("variant", list(VARIANTS))
+def test_back_pressure_and_throughput(tmp_path, variant):
     """Heavy back-pressure loses or duplicates nothing; without it the design runs at its II."""
     ir = mlp_ir("bp", [5, 6, 4], seed=4)
-    design = generate(ir, arch, tmp_path / "rtl", **FAST_KNOBS.get(arch, {}))
+    knobs = (
+        {"reuse_factors": {"fc1": 5}, "in_beat": 2} if variant == "folded-streaming" else FAST_KNOBS.get(variant, {})
+    )
+    design = generate(ir, VARIANTS[variant][0], tmp_path / "rtl", **knobs)
     vectors = write_vectors(ir, tmp_path / "vectors.npz", 200)
     r = simulate(design, vectors, "icarus", tmp_path / "sim", ready_prob=0.25, gap_prob=0.3, max_gap=5)
     assert r.passed, r.error

@@ -28,6 +28,13 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         help="reuse factor of a dense layer (folded; default: the card's reuse_factor, else R = n_in)",
     )
     p.add_argument(
+        "--in-beat",
+        type=int_at_least(1),
+        default=None,
+        metavar="B",
+        help="streaming input: B inputs per beat, with in_last (folded; default: the whole vector at once)",
+    )
+    p.add_argument(
         "--seed", type=int_at_least(0), default=1, help="seed of the idle gaps and back-pressure (default: 1)"
     )
 
@@ -70,7 +77,7 @@ def run(args: argparse.Namespace) -> int:
     reuse = parse_reuse(args.reuse)
     arch = args.arch or card_arch(name)
     ensure_verified(name)
-    r = run_stage(name, args.sim, arch, args.n, reuse, seed=args.seed)
+    r = run_stage(name, args.sim, arch, args.n, reuse, seed=args.seed, in_beat=args.in_beat)
     status = "PASS" if r.passed else "FAIL"
     log.info(
         f"{name} {r.architecture}/{r.simulator}: {status}, {r.vectors} vectors, {r.mismatches} mismatches, "

@@ -113,7 +113,7 @@ def generate(ir: IR, arch: str, out_dir: Path, **knobs) -> Design:
             latency_cycles_expected=emitted.latency_cycles,
             ii_cycles=emitted.ii_cycles,
             knobs=emitted.knobs,
-            ports=ports_doc(ir, top),
+            ports=ports_doc(ir, top, emitted.in_beat),
             details=emitted.details,
         )
         (tmp / "files.txt").write_text("".join(f"{n}\n" for n in names))

@@ -10,11 +10,17 @@ Inputs sit in a rotating register read at a fixed place. Two schedules, as hls4m
 
 Layers are chained with valid/ready handshakes; a layer takes a new sample when it is idle and its result has
 been taken (II = max over layers of R + 3 cycles). Default R = n_in (n_out multipliers, one input per step).
+
+Knob ``in_beat = B`` streams the input: ``in_data`` carries B inputs per beat (``in_last`` on a sample's last
+beat) and the first layer consumes each beat as its steps need it, so nothing holds the whole vector. Its steps
+then read contiguous inputs (step c: inputs ``c * P .. c * P + P - 1``, P = ceil(n_in / R)), which needs R <= n_in
+and B a multiple of P; S = ceil(n_in / P) steps, B / P per beat.
 """
 
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -40,7 +46,7 @@ from flow.rtl.common import (
 )
 
 FIXED_BLOCKS = ["qflow_fixed_cast.v", "qflow_argmax.v"]
-KNOBS = {"reuse_factors": None}
+KNOBS = {"reuse_factors": None, "in_beat": None}
 ROM_BITS_PER_LUT = 64  # proxy: a LUT6 holds 64 ROM bits
 OVERHEAD_CYCLES = 3  # per sample and layer: take, ROM read, last accumulation
 
@@ -82,8 +88,31 @@ def proxy_terms(layer: DenseShapeLike) -> dict[str, float]:
     }
 
 
-def emit(ir: IR, top: str, reuse_factors: dict[str, int] | None = None) -> Emitted:
-    """Verilog for ``ir``: one module per dense layer and the top."""
+def check_beat(ir: IR, r: int, in_beat: int | None) -> int | None:
+    """``in_beat`` if the first dense layer (reuse factor ``r``) can consume beats of that size, else a FlowError."""
+    if in_beat is None:
+        return None
+    first = next((layer for layer in ir.layers if isinstance(layer, DenseLayer)), None)
+    if not isinstance(in_beat, (int, np.integer)) or not 1 <= in_beat <= ir.input.n:
+        raise FlowError(f"in_beat must be an integer from 1 to n_in = {ir.input.n}, got {in_beat!r}")
+    if first is None:
+        raise FlowError("in_beat: streaming input needs a dense layer to consume it")
+    if r > first.n_in:
+        raise FlowError(
+            f"in_beat: streaming input needs the first layer's reuse factor <= n_in = {first.n_in} (layer "
+            f"{first.name} has R = {r}, which reads every input R / n_in times)"
+        )
+    lanes = math.ceil(first.n_in / r)
+    if in_beat % lanes:
+        raise FlowError(
+            f"in_beat = {in_beat} must be a multiple of the {lanes} inputs layer {first.name} takes per step "
+            f"(ceil(n_in / R) with R = {r})"
+        )
+    return int(in_beat)
+
+
+def emit(ir: IR, top: str, reuse_factors: dict[str, int] | None = None, in_beat: int | None = None) -> Emitted:
+    """Verilog for ``ir``: one module per dense layer and the top (``in_beat``: streaming input)."""
     reuse_factors = dict(reuse_factors or {})
     dense_names = {layer.name for layer in ir.layers if isinstance(layer, DenseLayer)}
     unknown = set(reuse_factors) - dense_names
@@ -91,12 +120,15 @@ def emit(ir: IR, top: str, reuse_factors: dict[str, int] | None = None) -> Emitt
         raise FlowError(f"reuse_factors: no dense layer named {', '.join(sorted(unknown))} in {ir.name}")
     files: dict[str, str] = {}
     segs = segments(ir)
-    in_elems = unpack("in_data", ir.input.n, ir.input.type.width)
+    first_r = next((reuse_factors.get(g.dense.name, g.dense.n_in) for g in segs[1:] if g.dense is not None), 1)
+    in_beat = check_beat(ir, first_r, in_beat)
+    in_elems = unpack("in_data", in_beat or ir.input.n, ir.input.type.width)
     text, cur = elementwise_chain("s0", ir.input.type, segs[0].post, in_elems, "in_data")
     body = text
     valid, ready = "in_valid", "in_ready"
     latency, ii = 1, 1
     used: dict[str, int] = {}
+    beat = in_beat
     for seg in segs[1:]:
         layer = seg.dense
         assert layer is not None
@@ -104,18 +136,26 @@ def emit(ir: IR, top: str, reuse_factors: dict[str, int] | None = None) -> Emitt
         used[layer.name] = r
         lname = identifier(layer.name)
         name = f"{top}_{lname}"
-        files[f"{name}.v"] = dense_module(name, layer, seg.in_t, seg.post, seg.out_t, r)
+        files[f"{name}.v"] = dense_module(name, layer, seg.in_t, seg.post, seg.out_t, r, beat)
         out = f"y_{lname}"
+        last = ".in_last(in_last), " if beat else ""
         body += f"    wire [{layer.n_out * seg.out_t.width - 1}:0] {out};\n"
         body += f"    wire v_{lname};\n    wire r_{lname};\n"
         body += (
-            f"    {name} u_{lname} (.clk(clk), .rst(rst), .in_valid({valid}), .in_ready({ready}), .x({cur}),\n"
+            f"    {name} u_{lname} (.clk(clk), .rst(rst), .in_valid({valid}), .in_ready({ready}), {last}.x({cur}),\n"
             f"        .out_valid(v_{lname}), .out_ready(r_{lname}), .y({out}));\n"
         )
         cur, valid, ready = out, f"v_{lname}", f"r_{lname}"
-        latency += r + OVERHEAD_CYCLES
-        ii = max(ii, r + OVERHEAD_CYCLES)
-    top_text = header(ir, top, "folded", latency, ii) + module_ports(ir, top) + body
+        if beat:
+            plan = stream_plan(layer.n_in, r, beat)
+            latency += plan.last_steps + OVERHEAD_CYCLES  # counted from the last beat
+            ii = max(ii, plan.steps + OVERHEAD_CYCLES)
+        else:
+            latency += r + OVERHEAD_CYCLES
+            ii = max(ii, r + OVERHEAD_CYCLES)
+        beat = None
+    knobs = {"reuse_factors": used, **({"in_beat": in_beat} if in_beat else {})}
+    top_text = header(ir, top, "folded", latency, ii, in_beat) + module_ports(ir, top, in_beat) + body
     top_text += f"""    // Output register: takes a result when empty or being emptied.
     reg out_valid_r;
     assign {ready} = !out_valid_r || out_ready;
@@ -129,13 +169,49 @@ def emit(ir: IR, top: str, reuse_factors: dict[str, int] | None = None) -> Emitt
 """
     top_text += output_stage(ir, cur, "take_out") + "endmodule\n"
     files[f"{top}.v"] = top_text
-    return Emitted(files, FIXED_BLOCKS, latency, ii, {"reuse_factors": used})
+    return Emitted(files, FIXED_BLOCKS, latency, ii, knobs, in_beat)
 
 
-def schedule(layer: DenseLayer, r: int) -> tuple[int, int, int, int, np.ndarray, np.ndarray]:
+@dataclass(frozen=True)
+class StreamPlan:
+    """How a streaming first layer consumes its beats: inputs per step, steps per sample and per beat."""
+
+    lanes: int  # P: inputs per step
+    steps: int  # S = ceil(n_in / P)
+    steps_per_beat: int  # B / P
+    last_steps: int  # steps of the last beat
+
+    @property
+    def beats(self) -> int:
+        return -(-self.steps // self.steps_per_beat)
+
+
+def stream_plan(n_in: int, r: int, in_beat: int) -> StreamPlan:
+    """The beat schedule of a first layer with reuse factor ``r`` (<= n_in) and ``in_beat`` inputs per beat."""
+    lanes = math.ceil(n_in / r)
+    steps = math.ceil(n_in / lanes)
+    per_beat = in_beat // lanes
+    return StreamPlan(lanes, steps, per_beat, steps - (math.ceil(steps / per_beat) - 1) * per_beat)
+
+
+def schedule(layer: DenseLayer, r: int, contiguous: bool = False) -> tuple[int, int, int, int, np.ndarray, np.ndarray]:
     """(L, Q, P, G, idx_in, idx_out): steps per output pass, passes, multipliers per group, groups, and for
-    each step c and multiplier (g, p) the input and output index it serves (-1: idle)."""
+    each step c and multiplier (g, p) the input and output index it serves (-1: idle).
+
+    ``contiguous`` (streaming input, R <= n_in): step c reads inputs c * P + p, in the order they arrive, over
+    S = ceil(n_in / P) steps (the sum is the same in any order: the accumulator wraps modulo 2**W).
+    """
     n_in, n_out = layer.n_in, layer.n_out
+    if contiguous:
+        p_ = math.ceil(n_in / r)
+        steps = math.ceil(n_in / p_)
+        c = np.arange(steps)[:, None, None]
+        p = np.arange(p_)[None, None, :]
+        g = np.arange(n_out)[None, :, None]
+        i = c * p_ + p + 0 * g
+        i = np.where(i < n_in, i, -1)
+        j = np.where(i >= 0, g + 0 * i, -1)
+        return steps, 1, p_, n_out, i, j
     if r <= n_in:
         steps, q_, p_, g_ = r, 1, math.ceil(n_in / r), n_out
         c = np.arange(r)[:, None, None]
@@ -157,19 +233,26 @@ def schedule(layer: DenseLayer, r: int) -> tuple[int, int, int, int, np.ndarray,
     return steps, q_, p_, g_, i, j
 
 
-def dense_module(name: str, layer: DenseLayer, in_t: FixedType, post: list, out_t: FixedType, r: int) -> str:
-    """One folded dense layer (plus its elementwise layers) with valid/ready on both sides."""
+def dense_module(
+    name: str, layer: DenseLayer, in_t: FixedType, post: list, out_t: FixedType, r: int, in_beat: int | None = None
+) -> str:
+    """One folded dense layer (plus its elementwise layers) with valid/ready on both sides.
+
+    ``in_beat``: the input arrives in beats of that many elements (``in_last`` on the last) and is consumed
+    step by step as it arrives (contiguous schedule); otherwise the whole vector is taken at once.
+    """
     shift = check_accumulator(layer, in_t)
     acc_t, w_t = layer.accum_t, layer.weight_t
     aw, iw, ww, ow = acc_t.width, in_t.width, w_t.width, out_t.width
     cap = aw - shift
     n_in, n_out = layer.n_in, layer.n_out
-    steps, nq, nparts, ngroups, idx_in, idx_out = schedule(layer, r)
+    steps, nq, nparts, ngroups, idx_in, idx_out = schedule(layer, r, contiguous=in_beat is not None)
+    n_steps = steps * nq  # ROM words: R, or S steps of a streaming layer
     biases = aligned_biases(layer)
     xs_w, ws_w = signed_width(in_t), signed_width(w_t)
     pw = xs_w + ws_w
     sum_w = pw + clog2(nparts) if nparts > 1 else pw
-    cw, iw_c, qw = clog2(r), clog2(steps), clog2(nq)
+    cw, iw_c, qw = clog2(n_steps), clog2(steps), clog2(nq)
     depth = 1 << cw
     row_w = ngroups * nparts * ww
     lane_w = nparts * iw
@@ -189,7 +272,7 @@ def dense_module(name: str, layer: DenseLayer, in_t: FixedType, post: list, out_
     wmat = np.asarray(layer.weights, dtype=object)
     mask = (1 << ww) - 1
     rom_lines = []
-    for c in range(r):
+    for c in range(n_steps):
         word = 0
         for g in range(ngroups):
             for p in range(nparts):
@@ -197,7 +280,7 @@ def dense_module(name: str, layer: DenseLayer, in_t: FixedType, post: list, out_
                 if i >= 0 and j >= 0:
                     word |= (int(wmat[i, j]) & mask) << ((g * nparts + p) * ww)
         rom_lines.append(f"        rom[{c}] = {row_w}'h{word:x};")
-    rom_lines += [f"        rom[{c}] = {row_w}'h0;" for c in range(r, depth)]
+    rom_lines += [f"        rom[{c}] = {row_w}'h0;" for c in range(n_steps, depth)]
 
     lines = []
     for p in range(nparts):
@@ -264,26 +347,73 @@ def dense_module(name: str, layer: DenseLayer, in_t: FixedType, post: list, out_
 
     out_cast, outs = elem_casts("rd", [f"acc{g}" for g in range(ngroups)], False, acc_t, layer.result_t)
     chain, last = elementwise_chain("e", layer.result_t, post, outs)
+    if in_beat is None:
+        control = whole_vector_control(r, steps, cw, iw_c, q_regs, q_logic, q_final, lane_w, x_arr, rotate)
+        x_port, last_port = f"[{n_in * iw - 1}:0] x", ""
+    else:
+        plan = stream_plan(n_in, r, in_beat)
+        control = stream_control(plan, cw, in_beat * iw, lane_w)
+        x_port, last_port = f"[{in_beat * iw - 1}:0] x", "    input wire in_last,\n"
     text = f"""// {name}: dense layer {layer.name} ({n_in} -> {n_out}) folded by R = {r}:
 // {ngroups * nparts} multiplier(s), {steps} step(s) per output pass, {nq} pass(es). Generated by qflow. Do not edit.
-// x: {n_in} x {in_t}; acc: {acc_t}; y: {n_out} x {out_t}, held until taken (out_valid/out_ready).
+// x: {n_in} x {in_t}{f" in beats of {in_beat}" if in_beat else ""}; acc: {acc_t};
+// y: {n_out} x {out_t}, held until taken (out_valid/out_ready).
 `timescale 1ns / 1ps
 module {name} (
     input wire clk,
     input wire rst,
     input wire in_valid,
     output wire in_ready,
-    input wire [{n_in * iw - 1}:0] x,
+{last_port}    input wire {x_port},
     output reg out_valid,
     input wire out_ready,
     output reg [{n_out * ow - 1}:0] y
 );
-    reg busy;
+{control}    // Weights: one ROM word per step, read synchronously.
+    reg [{row_w - 1}:0] rom [0:{depth - 1}];
+    reg [{row_w - 1}:0] w_q;
+    initial begin
+{chr(10).join(rom_lines)}
+    end
+    always @(posedge clk) begin
+        if (step) w_q <= rom[c];
+    end
+    // Multiply, accumulate in accum_t (modulo 2**{aw}), starting from (accum_t) bias.
+/* verilator lint_off UNUSEDSIGNAL */
+// Reason: products are declared at the operand-sum width; bits above the accumulator are wrapped away.
+{chr(10).join(lines)}
+/* verilator lint_on UNUSEDSIGNAL */
+{out_cast}{chain}    wire [{ngroups * ow - 1}:0] res = {last};
+    always @(posedge clk) begin
+        if (s2_v) begin
+{chr(10).join(writes)}
+        end
+    end
+endmodule
+"""
+    return text
+
+
+def whole_vector_control(
+    r: int,
+    steps: int,
+    cw: int,
+    iw_c: int,
+    q_regs: str,
+    q_logic: str,
+    q_final: str,
+    lane_w: int,
+    x_arr: str,
+    rotate: str,
+) -> str:
+    """Control and input register of a layer taking its whole input vector at once (``step`` every run cycle)."""
+    return f"""    reg busy;
     reg run;
     reg [{cw - 1}:0] c;
     reg [{iw_c - 1}:0] i;
 {q_regs}    assign in_ready = !busy && (!out_valid || out_ready);
     wire take = in_valid && in_ready;
+    wire step = run;
     reg s1_v;
     reg s1_first;
     reg s1_last;
@@ -336,26 +466,72 @@ module {name} (
         else if (run) sr <= {rotate};
         if (run) x_q <= sr[{lane_w - 1}:0];
     end
-    // Weights: one ROM word per step, read synchronously.
-    reg [{row_w - 1}:0] rom [0:{depth - 1}];
-    reg [{row_w - 1}:0] w_q;
-    initial begin
-{chr(10).join(rom_lines)}
-    end
+"""
+
+
+def stream_control(plan: StreamPlan, cw: int, beat_w: int, lane_w: int) -> str:
+    """Control and beat register of a streaming first layer: a step whenever the beat register holds one."""
+    k, s = plan.steps_per_beat, plan.steps
+    lw = clog2(k + 1)
+    shift = f"{{{lane_w}'d0, bq[{beat_w - 1}:{lane_w}]}}" if k > 1 else "bq"
+    ready = f"accepting && left <= {lw}'d1" if k > 1 else "accepting"
+    return f"""    // Streaming input: a beat of {k} step(s) is taken when the previous one is (being) used up; the
+    // first beat of a sample only when idle and the result register is free. Step c: inputs c*{plan.lanes} on.
+    reg busy;
+    reg phase_in;
+    reg [{lw - 1}:0] left;
+    reg [{cw - 1}:0] c;
+    wire accepting = phase_in || (!busy && (!out_valid || out_ready));
+    assign in_ready = {ready};
+    wire beat = in_valid && in_ready;
+    wire take = beat && !phase_in;
+    wire step = left != {lw}'d0;
+    reg s1_v;
+    reg s1_first;
+    reg s1_last;
+    reg s2_v;
+    reg s2_final;
+    wire s1_final = s1_v && s1_last;
     always @(posedge clk) begin
-        if (run) w_q <= rom[c];
-    end
-    // Multiply, accumulate in accum_t (modulo 2**{aw}), starting from (accum_t) bias.
-/* verilator lint_off UNUSEDSIGNAL */
-// Reason: products are declared at the operand-sum width; bits above the accumulator are wrapped away.
-{chr(10).join(lines)}
-/* verilator lint_on UNUSEDSIGNAL */
-{out_cast}{chain}    wire [{ngroups * ow - 1}:0] res = {last};
-    always @(posedge clk) begin
-        if (s2_v) begin
-{chr(10).join(writes)}
+        if (rst) begin
+            busy <= 1'b0;
+            phase_in <= 1'b0;
+            left <= {lw}'d0;
+            c <= {cw}'d0;
+            out_valid <= 1'b0;
+            s1_v <= 1'b0;
+            s2_v <= 1'b0;
+            s2_final <= 1'b0;
+        end else begin
+            if (take) busy <= 1'b1;
+            if (beat) begin
+                phase_in <= !in_last;
+                left <= in_last ? {lw}'d{plan.last_steps} : {lw}'d{k};
+            end else if (step) begin
+                left <= left - {lw}'d1;
+            end
+            if (step) c <= c == {cw}'d{s - 1} ? {cw}'d0 : c + {cw}'d1;
+            s1_v <= step;
+            s2_v <= s1_v && s1_last;
+            s2_final <= s1_final;
+            if (s2_final) begin
+                out_valid <= 1'b1;
+                busy <= 1'b0;
+            end else if (out_valid && out_ready) begin
+                out_valid <= 1'b0;
+            end
         end
     end
-endmodule
+    always @(posedge clk) begin
+        s1_first <= c == {cw}'d0;
+        s1_last <= c == {cw}'d{s - 1};
+    end
+    // The beat register: {k} step(s) of {plan.lanes} input(s), the next step's in the low bits.
+    reg [{beat_w - 1}:0] bq;
+    reg [{lane_w - 1}:0] x_q;
+    always @(posedge clk) begin
+        if (beat) bq <= x;
+        else if (step) bq <= {shift};
+        if (step) x_q <= bq[{lane_w - 1}:0];
+    end
 """
-    return text
