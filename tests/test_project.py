@@ -16,6 +16,7 @@ import pytest
 import flow.build
 import flow.linux
 import flow.project
+import flow.sim
 from flow import scratch
 from flow.build import Source, build_hls
 from flow.cli import main
@@ -358,10 +359,15 @@ def _one_line(capsys) -> str:
     ],
 )
 def test_sim_refuses_a_verify_of_another_ir_or_a_failed_one(marked, capsys, verify, message):
+    """The stage refuses; `flow sim` re-runs verify first for another IR's, and refuses a failed one in one line."""
     flow.project.write_json(marked.verify_json, verify)
-    assert main(["sim", "m"]) == 2
-    err = _one_line(capsys)
-    assert message in err and "make verify MODEL=m" in err
+    with pytest.raises(FlowError) as exc:
+        flow.sim.run_stage("m", "icarus", "parallel")
+    assert message in str(exc.value) and "make verify MODEL=m" in str(exc.value)
+    if verify.get("ir_sha256") == OLD_IR.digest():
+        assert main(["sim", "m"]) == 2
+        err = _one_line(capsys)
+        assert message in err and "make verify MODEL=m" in err
     assert not marked.rtl.exists()  # refused before generating anything
 
 

@@ -169,7 +169,7 @@ def emit(ir: IR, top: str, reuse_factors: dict[str, int] | None = None, in_beat:
 """
     top_text += output_stage(ir, cur, "take_out") + "endmodule\n"
     files[f"{top}.v"] = top_text
-    return Emitted(files, FIXED_BLOCKS, latency, ii, knobs, in_beat)
+    return Emitted(files, FIXED_BLOCKS, latency, ii, knobs, in_beat=in_beat)
 
 
 @dataclass(frozen=True)
