@@ -43,7 +43,12 @@ VARIANTS = {
     "folded-streaming": ("folded", random_stream),
     "shiftadd": ("shiftadd", lambda ir, seed: {"adder_depth_cut": seed % 3, "solver": "csd"}),  # da4ml: own test
 }
-CASES = [("icarus", seed) for seed in range(100, 106)] + [("verilator", seed) for seed in (200, 201)]
+CASES = [
+    *[("icarus", seed) for seed in range(100, 103)],
+    *[pytest.param("icarus", seed, marks=pytest.mark.slow) for seed in range(103, 106)],
+    ("verilator", 200),
+    ("verilator", 201),
+]
 ARCHS = ["parallel", "folded", "shiftadd"]
 FAST_KNOBS = {"shiftadd": {"solver": "csd"}}  # default knobs otherwise
 

@@ -176,7 +176,15 @@ def _keras(kind, *args, **kw):
 
 
 # More of the same kinds (each ~8 s on a quiet core): run with -m slow.
-SLOW = {"kwarg_bits", "int_input_6_5", "int_relu", "unsigned_input", "regression_no_bias", "output_quantizer"}
+SLOW = {
+    "kwarg_bits",
+    "int_input_6_5",
+    "int_relu",
+    "unsigned_input",
+    "regression_no_bias",
+    "output_quantizer",
+    "single_relu",
+}
 
 
 def _params(names, slow=SLOW):
