@@ -19,7 +19,8 @@ def set_quiet(quiet: bool) -> None:
 def info(msg: str) -> None:
     """One line of progress for people."""
     if not _quiet:
-        print(f"[flow] {msg}", file=sys.stderr, flush=True)
+        sys.stderr.write(f"[flow] {msg}\n")  # one write: lines from worker threads do not interleave
+        sys.stderr.flush()
 
 
 def progress(iterable=None, **kwargs):

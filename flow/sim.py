@@ -188,8 +188,10 @@ def _digest(design: Design, harness: Harness, build_args: list[str]) -> str:
 
 def _quiet_run(fn, log_path: Path, **kwargs):
     """Run a cocotb runner step with its output in ``log_path``; a ToolError quoting the log's tail on failure."""
-    logging.getLogger("Icarus").setLevel(logging.WARNING)
-    logging.getLogger("Verilator").setLevel(logging.WARNING)
+    # cocotb's runners log every command under their class' qualified name (ours is a subclass).
+    runner = getattr(fn, "__self__", None)
+    if runner is not None:
+        logging.getLogger(type(runner).__qualname__).setLevel(logging.WARNING)
     log_path.unlink(missing_ok=True)
     try:
         with contextlib.redirect_stdout(io.StringIO()):
