@@ -54,6 +54,13 @@ def test_mantissa_ranges_and_widths():
 def test_da4ml_over_budget_falls_back_and_says_so(tmp_path, monkeypatch):
     """A budget da4ml cannot meet: qflow's own solver, with da4ml's note in design.json."""
     monkeypatch.setenv("QFLOW_CACHE", str(tmp_path / "cache"))
+    # The child's answer to a budget it cannot meet (a real child first spends minutes in numba's compilation on
+    # a new environment: `test_shiftadd_with_da4ml_solver_is_bit_exact`, slow, runs the real one).
+    monkeypatch.setattr(
+        cmvm,
+        "_run_child",
+        lambda w, lo, hi, budget_s: {"status": "timeout", "note": (f"did not finish within the {budget_s:g} s budget")},
+    )
     ir = mlp_ir("budget", [6, 5], seed=2)
     d = generate(ir, "shiftadd", tmp_path / "rtl", solver_budget_s=0.001)
     info = d.details["cmvm"]["fc1"]

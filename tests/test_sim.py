@@ -67,6 +67,7 @@ def test_bit_exact_against_reference(tmp_path, sim, seed, variant):
     assert r.latency_cycles == design.latency_cycles_expected
 
 
+@pytest.mark.slow  # da4ml's numba compilation takes minutes in a new environment
 @pytest.mark.parametrize("sim", ["icarus", "verilator"])
 def test_shiftadd_with_da4ml_solver_is_bit_exact(tmp_path, sim):
     """da4ml's CMVM solution (fraction-bit intermediate terms included), cut every 2 adder levels."""
