@@ -79,7 +79,14 @@ def _da4ml(w: np.ndarray, lo: int, hi: int, budget_s: float) -> tuple[AdderGraph
     if path.is_file():
         rec = json.loads(path.read_text())
     else:
+        from flow.log import info
+
+        info(
+            f"da4ml CMVM solver on a {w.shape[0]} x {w.shape[1]} layer (budget {budget_s:g} s after its numba "
+            "compilation, minutes on a new environment; the answer is cached)"
+        )
         rec = _run_child(w, lo, hi, budget_s)
+        info(f"da4ml CMVM solver: {rec.get('status')} ({rec.get('note') or str(rec.get('seconds')) + ' s'})")
         path.parent.mkdir(parents=True, exist_ok=True)
         write_json(path, rec)
     if rec.get("status") != "ok":
