@@ -102,8 +102,22 @@ class DenseLayer:
         return int(self.weights.shape[1])
 
 
+class _Elementwise:
+    """An elementwise layer: ``n`` values in, ``n`` out."""
+
+    n: int
+
+    @property
+    def n_in(self) -> int:
+        return self.n
+
+    @property
+    def n_out(self) -> int:
+        return self.n
+
+
 @dataclass(frozen=True)
-class ReluLayer:
+class ReluLayer(_Elementwise):
     """Elementwise ``max(x, 0)`` cast to ``result_t``."""
 
     name: str
@@ -111,17 +125,9 @@ class ReluLayer:
     result_t: FixedType
     kind: LayerKind = field(default=LayerKind.RELU, init=False)
 
-    @property
-    def n_in(self) -> int:
-        return self.n
-
-    @property
-    def n_out(self) -> int:
-        return self.n
-
 
 @dataclass(frozen=True)
-class CastLayer:
+class CastLayer(_Elementwise):
     """Elementwise cast to ``result_t`` (a linear quantizer)."""
 
     name: str
@@ -129,17 +135,9 @@ class CastLayer:
     result_t: FixedType
     kind: LayerKind = field(default=LayerKind.CAST, init=False)
 
-    @property
-    def n_in(self) -> int:
-        return self.n
-
-    @property
-    def n_out(self) -> int:
-        return self.n
-
 
 @dataclass(frozen=True)
-class ClampLayer:
+class ClampLayer(_Elementwise):
     """Elementwise cast to ``result_t``, then clamped to the raw range ``[lo, hi]`` (a table's output stage)."""
 
     name: str
@@ -148,14 +146,6 @@ class ClampLayer:
     lo: int
     hi: int
     kind: LayerKind = field(default=LayerKind.CLAMP, init=False)
-
-    @property
-    def n_in(self) -> int:
-        return self.n
-
-    @property
-    def n_out(self) -> int:
-        return self.n
 
 
 Layer = Union[DenseLayer, ReluLayer, CastLayer, ClampLayer]
