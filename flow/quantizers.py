@@ -147,32 +147,27 @@ def _typed(where: str, layer, role: str, quantizer) -> FixedType:
         raise _refuse(where, layer, role, quantizer, str(exc)) from None
 
 
-def _qdense(where: str, layer) -> QLayer:
-    # QDense keeps the quantizer objects in *_internal (kernel_quantizer may be the serialised form).
-    kernel_q = getattr(layer, "kernel_quantizer_internal", None) or getattr(layer, "kernel_quantizer", None)
-    if kernel_q is None:
+def _param_type(where: str, layer, attr: str, noun: str, fix: str) -> FixedType:
+    """The fixed-point type of a QDense parameter quantizer (``attr``); float or unsigned parameters are refused."""
+    # QDense keeps the quantizer objects in *_internal (the plain attribute may be the serialised form).
+    q = getattr(layer, f"{attr}_internal", None) or getattr(layer, attr, None)
+    if q is None:
         raise FlowError(
-            f"{where}: layer {layer.name} (QDense) has no kernel_quantizer: float weights have no exact hardware "
-            "meaning (give it quantized_bits(W,I,alpha=1))"
+            f"{where}: layer {layer.name} (QDense) has no {attr}: float {noun} have no exact hardware meaning ({fix})"
         )
-    weight_t = _typed(where, layer, "kernel_quantizer", kernel_q)
-    if not weight_t.signed:
-        raise _refuse(
-            where, layer, "kernel_quantizer", kernel_q, "keep_negative=False weights (hls4ml types them signed)"
-        )
+    t = _typed(where, layer, attr, q)
+    if not t.signed:
+        raise _refuse(where, layer, attr, q, f"keep_negative=False {noun} (hls4ml types them signed)")
+    return t
+
+
+def _qdense(where: str, layer) -> QLayer:
+    weight_t = _param_type(where, layer, "kernel_quantizer", "weights", "give it quantized_bits(W,I,alpha=1)")
     bias_t = None
     if layer.use_bias:
-        bias_q = getattr(layer, "bias_quantizer_internal", None) or getattr(layer, "bias_quantizer", None)
-        if bias_q is None:
-            raise FlowError(
-                f"{where}: layer {layer.name} (QDense) has no bias_quantizer: float biases have no exact hardware "
-                "meaning (give it quantized_bits(W,I,alpha=1) or use_bias=False)"
-            )
-        bias_t = _typed(where, layer, "bias_quantizer", bias_q)
-        if not bias_t.signed:
-            raise _refuse(
-                where, layer, "bias_quantizer", bias_q, "keep_negative=False biases (hls4ml types them signed)"
-            )
+        bias_t = _param_type(
+            where, layer, "bias_quantizer", "biases", "give it quantized_bits(W,I,alpha=1) or use_bias=False"
+        )
     activation = getattr(layer, "activation", None)
     output_t = _activation_type(where, layer, activation)
     # hls4ml splits a QDense's activation into a layer named after the quantizer's class.
