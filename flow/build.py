@@ -11,7 +11,7 @@ from typing import Any
 
 import numpy as np
 
-from flow import scratch
+from flow import scratch, warm
 from flow.card import QMODELS_DIR, Card, Hardware, card_to_yaml, load_card
 from flow.convert import HlsSettings, convert, predict, synthesize, write_and_compile
 from flow.data import Dataset, dataset_fingerprint, load_dataset
@@ -26,6 +26,7 @@ from flow.project import (
     atomic_dir,
     check_name,
     publish_dir,
+    read_json,
     read_npz,
     write_json,
     write_marker,
@@ -85,6 +86,16 @@ class Source:
             return f"flow hls {self.card.path}"
         return f"make hls MODEL={self.name}"
 
+    def input_fields(self) -> dict:
+        """What of the source itself the stage reads (for :func:`flow.warm.hls_digest`)."""
+        if self.card is not None:
+            return {"card": card_to_yaml(_card_copy(self.card) | {"name": self.name})}
+        return {
+            "keras_sha256": warm.file_digest(self.keras_path),
+            "name": self.name,
+            "input_bits": self.input_bits,
+        }
+
     @property
     def seed(self) -> int:
         return self.card.training.seed if self.card else 1
@@ -92,6 +103,16 @@ class Source:
     @property
     def settings(self) -> HlsSettings:
         return HlsSettings.from_card(self.card) if self.card else HlsSettings(Hardware(), {})
+
+
+def _inputs_digest(source: Source, synth: bool) -> str:
+    """The digest of everything this build of ``source`` reads."""
+    return warm.hls_digest(source.input_fields(), _fingerprint(source), synth=synth)
+
+
+def _fingerprint(source: Source) -> str:
+    """The source's dataset fingerprint, without building the data."""
+    return dataset_fingerprint(source.dataset_spec, source.seed, card_path=source.card.path if source.card else None)
 
 
 def load_data(source: Source) -> tuple[Dataset, str]:
@@ -107,7 +128,7 @@ def load_data(source: Source) -> tuple[Dataset, str]:
         f"{source.name}: dataset {spec['kind']} ready "
         f"({len(ds.X_train)} train, {len(ds.X_test)} test, {time.perf_counter() - t0:.1f} s)"
     )
-    return ds, dataset_fingerprint(spec, source.seed, card_path=card_path)
+    return ds, _fingerprint(source)
 
 
 def _save_data(project: Project, ds: Dataset, fingerprint: str) -> None:
@@ -221,9 +242,17 @@ def _check_shapes(model, ds: Dataset, source: Source) -> None:
 
 
 def build_hls(
-    source: Source, *, synth: bool = False, retrain: bool = False, projects_dir: Path | None = None
+    source: Source,
+    *,
+    synth: bool = False,
+    retrain: bool = False,
+    force: bool = False,
+    projects_dir: Path | None = None,
 ) -> dict[str, Any]:
     """Run the whole `make hls` stage; returns csim.json.
+
+    When the project was built from the same inputs (:mod:`flow.warm`) and still holds that build's outputs,
+    nothing is redone: the summary is printed from its csim.json (``force`` or ``retrain`` rebuild anyway).
 
     The new project generation is built completely in a staging folder beside the project and then switched in
     with one atomic exchange, so at every instant the project is wholly the old one or wholly the new one. The
@@ -231,6 +260,12 @@ def build_hls(
     """
     final = Project.of(source.name, projects_dir)
     final.check_owned(may_be_absent=True)  # before any work: never replace what qflow did not write
+    inputs = _inputs_digest(source, synth)
+    outputs = tuple(n for n in HLS_OUTPUTS if source.card is not None or n != "card.yaml")
+    if not (force or retrain) and warm.hls_up_to_date(final, inputs, outputs):
+        csim = read_json(final.csim_json)
+        _summary(source.name, csim, primary_metric(csim["task"]))
+        return csim
     scratch.remove_dead(final.root.parent, _stage_prefix(final))
     stage = scratch.make(final.root.parent, _stage_prefix(final), STAGE_SUFFIX)
     try:
@@ -238,7 +273,7 @@ def build_hls(
             if (final.root / name).is_file():
                 shutil.copy2(final.root / name, stage / name)
         csim = _build(source, Project(source.name, stage), final, synth=synth, retrain=retrain)
-        switch_generation(final, stage, hls_command=source.hls_command)
+        switch_generation(final, stage, hls_command=source.hls_command, **{warm.HLS_FIELD: inputs})
     finally:
         shutil.rmtree(stage, ignore_errors=True)
     _summary(source.name, csim, primary_metric(csim["task"]))

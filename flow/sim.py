@@ -16,12 +16,12 @@ import os
 import shutil
 import tempfile
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from pathlib import Path
 
 import numpy as np
 
-from flow import log
+from flow import log, warm
 from flow.errors import FlowError, ToolError
 from flow.ir import IR, DenseLayer
 from flow.project import Project, check_same_ir, read_json, read_npz, write_json, write_npz
@@ -375,6 +375,22 @@ def _check_verified(project: Project, digest: str) -> None:
         )
 
 
+def _simulated(project: Project, sim_json: Path, key: str, inputs: str) -> SimResult | None:
+    """The recorded passed run ``key`` of exactly these inputs, if its design folder is still there."""
+    try:
+        record = read_json(sim_json).get(key) if sim_json.is_file() else None
+    except (FlowError, AttributeError):
+        return None
+    arch = key.split("/")[0]
+    if not isinstance(record, dict) or record.get(warm.FIELD) != inputs or record.get("passed") is not True:
+        return None
+    design_json = project.rtl / arch / "design.json"
+    if not design_json.is_file() or warm.file_digest(design_json) != record.get("design_sha256"):
+        return None  # the folder was generated again since (other knobs), or removed
+    names = {f.name for f in fields(SimResult)}
+    return SimResult(**{k: v for k, v in record.items() if k in names} | {"junit": str(project.root / record["junit"])})
+
+
 def run_stage(
     model: str,
     sim: str = "verilator",
@@ -384,8 +400,12 @@ def run_stage(
     projects_dir: Path | None = None,
     seed: int = 1,
     in_beat: int | None = None,
+    force: bool = False,
 ) -> SimResult:
-    """``flow sim``: Verilog into ``rtl/<arch>/``, the testbench on ``n`` vectors, the result into ``sim.json``."""
+    """``flow sim``: Verilog into ``rtl/<arch>/``, the testbench on ``n`` vectors, the result into ``sim.json``.
+
+    A passed run of the same inputs (:mod:`flow.warm`) whose design folder is still there is not redone.
+    """
     if sim not in SIMULATORS:
         raise FlowError(f"unknown simulator {sim!r} (choose from: {', '.join(SIMULATORS)})")
     project = Project.of(model, projects_dir)
@@ -399,6 +419,15 @@ def run_stage(
     knobs = get_arch(arch).card_knobs(card_reuse_factors(project, ir), reuse)
     if in_beat is not None:
         knobs["in_beat"] = in_beat  # the generator says which architectures take it
+    sim_json = project.root / "sim.json"
+    key = f"{arch}/{sim}"
+    inputs = warm.inputs_digest(
+        ir=digest, arch=arch, knobs=knobs, sim=sim, n=n, seed=seed, vectors=warm.file_digest(vectors_path)
+    )
+    done = _simulated(project, sim_json, key, inputs)
+    if done is not None and not force:
+        warm.say_up_to_date(model, f"sim {key}", inputs)
+        return done
     design = generate(ir, arch, project.rtl / arch, **knobs)
     log.info(f"{model}: {arch} Verilog in {design.out_dir} (top {design.top}, {design.knobs})")
     work = project.root / "sim" / arch
@@ -412,10 +441,11 @@ def run_stage(
     record = result.to_dict()
     record["junit"] = str(Path(result.junit).relative_to(project.root))
     record["ir_sha256"] = digest
-    sim_json = project.root / "sim.json"
+    record[warm.FIELD] = inputs
+    record["design_sha256"] = warm.file_digest(design.out_dir / "design.json")
     existing = read_json(sim_json) if sim_json.exists() else {}
     # Entries of another IR describe hardware that is no longer this project's.
     existing = {k: v for k, v in existing.items() if isinstance(v, dict) and v.get("ir_sha256") == digest}
-    existing[f"{arch}/{sim}"] = record
+    existing[key] = record
     write_json(sim_json, existing)
     return result

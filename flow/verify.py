@@ -10,13 +10,13 @@ from typing import Any
 
 import numpy as np
 
-from flow import reference
+from flow import reference, warm
 from flow.build import load_test_data
 from flow.errors import FlowError
 from flow.fixed import FixedType
 from flow.ir import IR
 from flow.log import info
-from flow.project import Project, write_json, write_npz
+from flow.project import Project, read_json, write_json, write_npz
 
 N_RANDOM = 10_000
 
@@ -135,16 +135,37 @@ def _hls_model_for(project: Project):
     return model, hls_model, tmp
 
 
-def verify(project: Project, *, n_random: int = N_RANDOM, seed: int = 0) -> dict[str, Any]:
+def _verified(project: Project, inputs: str) -> bool:
+    """Whether the project holds a passed verify of exactly these inputs, with its vectors."""
+    if not (project.verify_json.is_file() and project.vectors.is_file()):
+        return False
+    try:
+        done = read_json(project.verify_json)
+    except FlowError:
+        return False
+    return done.get(warm.FIELD) == inputs and done.get("passed") is True
+
+
+def verify(project: Project, *, n_random: int = N_RANDOM, seed: int = 0, force: bool = False) -> dict[str, Any]:
     """Run the stage; writes verify.json (and, only when it passed, vectors.npz) and returns verify.json.
 
     Both record the digest of the IR they came from; a failed run removes vectors.npz, so no later stage can test
-    RTL against an unverified reference.
+    RTL against an unverified reference. A passed run with the same inputs (:mod:`flow.warm`) is not redone.
     """
     import shutil
 
     project.check_owned()
     ir = project.load_ir()
+    inputs = warm.inputs_digest(
+        ir=ir.digest(),
+        model=warm.file_digest(project.require(project.keras, "hls")),
+        data=warm.file_digest(project.require(project.data, "hls")),
+        n_random=n_random,
+        seed=seed,
+    )
+    if not force and _verified(project, inputs):
+        warm.say_up_to_date(project.name, "verify", inputs)
+        return read_json(project.verify_json)
     X_test, _, _ = load_test_data(project)
     t0 = time.perf_counter()
     keras_model, hls_model, tmp = _hls_model_for(project)
@@ -181,6 +202,7 @@ def verify(project: Project, *, n_random: int = N_RANDOM, seed: int = 0) -> dict
     summary: dict[str, Any] = {
         "model": project.name,
         "ir_sha256": ir.digest(),
+        warm.FIELD: inputs,
         "vectors_checked": result.vectors,
         "test_vectors": int(len(test_raw)),
         "random_vectors": int(len(rand_raw)),

@@ -45,6 +45,8 @@ def test_example_by_card_path_in_every_stage(built, capsys):
     assert json.loads(proj.verify_json.read_text())["passed"]
     assert main(["sim", card, "--sim", "icarus", "-n", "200"]) == 0
     assert "running verify first" not in capsys.readouterr().err  # it passed for this IR: not again
+    assert main(["sim", card, "--sim", "icarus", "-n", "200"]) == 0
+    assert "sim folded/icarus up to date" in capsys.readouterr().err  # the same inputs: nothing redone
 
     design = json.loads((proj.rtl / "folded" / "design.json").read_text())
     assert design["knobs"]["reuse_factors"] == {"fc1": 2, "fc2": 8}

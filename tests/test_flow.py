@@ -48,9 +48,17 @@ def test_hls_writes_the_project(tiny_lut):
     assert not list(tiny_lut.root.glob(".*tmp*"))
 
 
-def test_second_run_reuses_the_trained_model(tiny_lut, capsys):
-    before = tiny_lut.keras.stat().st_mtime_ns
+def test_second_run_with_nothing_changed_only_checks(tiny_lut, capsys):
+    before = {p: p.stat().st_mtime_ns for p in (tiny_lut.keras, tiny_lut.ir_json, tiny_lut.csim_json)}
     assert main(["hls", str(CARDS / "tiny_lut.yaml")]) == 0
+    out = capsys.readouterr()
+    assert "up to date" in out.err and "C-sim" in out.out  # the summary, from csim.json
+    assert {p: p.stat().st_mtime_ns for p in before} == before
+
+
+def test_forced_run_reuses_the_trained_model(tiny_lut, capsys):
+    before = tiny_lut.keras.stat().st_mtime_ns
+    assert main(["hls", str(CARDS / "tiny_lut.yaml"), "--force"]) == 0
     assert "reusing the trained model" in capsys.readouterr().err
     assert tiny_lut.keras.stat().st_mtime_ns == before
 
@@ -63,6 +71,18 @@ def test_verify_is_bit_exact(tiny_lut):
     with np.load(tiny_lut.vectors) as v:
         assert v["inputs"].shape[0] == v["outputs"].shape[0] == summary["vectors_checked"]
         assert {"test", "random", "corner"} <= set(v["kind"].tolist())
+
+
+def test_verify_with_nothing_changed_only_checks(tiny_lut, capsys):
+    assert main(["-q", "verify", "tiny_lut", "-n", "3000"]) == 0  # as the test before
+    before = {p: p.stat().st_mtime_ns for p in (tiny_lut.verify_json, tiny_lut.vectors)}
+    capsys.readouterr()
+    assert main(["verify", "tiny_lut", "-n", "3000"]) == 0
+    out = capsys.readouterr()
+    assert "verify up to date" in out.err and "PASS  tiny_lut" in out.out
+    assert {p: p.stat().st_mtime_ns for p in before} == before
+    assert main(["-q", "verify", "tiny_lut", "-n", "3000", "--force"]) == 0
+    assert tiny_lut.verify_json.stat().st_mtime_ns != before[tiny_lut.verify_json]
 
 
 def test_verify_catches_a_wrong_rounding_mode(tiny_lut):
@@ -96,7 +116,7 @@ def test_failed_run_keeps_the_previous_output(tiny_lut, monkeypatch, capsys):
         raise FlowError("C simulation did not build (injected)")
 
     monkeypatch.setattr(flow.build, "write_and_compile", broken)
-    assert main(["hls", str(CARDS / "tiny_lut.yaml")]) == 2
+    assert main(["hls", str(CARDS / "tiny_lut.yaml"), "--force"]) == 2
     assert "injected" in capsys.readouterr().err
     assert firmware.stat().st_mtime_ns == before
     assert not list(tiny_lut.root.glob(".*tmp*"))

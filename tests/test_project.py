@@ -118,6 +118,12 @@ def run_with_fault(monkeypatch, projects: Path, at: int, fault) -> int:
     return count[0]
 
 
+@pytest.fixture(autouse=True)
+def _no_inputs_digest(monkeypatch):
+    """SOURCE names no real files: its inputs digest is a constant (tests of the warm check set their own)."""
+    monkeypatch.setattr(flow.build, "_inputs_digest", lambda source, synth: "0" * 64)
+
+
 @pytest.fixture
 def env(tmp_path, monkeypatch, capsys):
     monkeypatch.setattr(flow.build, "_build", fake_build(NEW_IR))
@@ -408,3 +414,87 @@ def test_every_stage_refuses_an_ir_json_the_build_did_not_write(marked, capsys):
         assert main(stage) == 2
         err = _one_line(capsys)
         assert "ir.json: not the IR this project's build wrote" in err, stage
+
+
+# ---------------------------------------------------------------------------------------------- warm builds
+
+
+@pytest.fixture
+def counted(tmp_path, monkeypatch):
+    """build_hls with a fake stage that counts its runs, and an inputs digest the test sets."""
+    calls, digest = [0], {"value": "1" * 64}
+    real = fake_build(NEW_IR)
+
+    def build(source, project, final, **kwargs):
+        calls[0] += 1
+        csim = real(source, project, final, **kwargs)
+        flow.project.write_json(project.csim_json, csim)  # the warm check prints its summary from it
+        return csim
+
+    monkeypatch.setattr(flow.build, "_build", build)
+    monkeypatch.setattr(flow.build, "_inputs_digest", lambda source, synth: digest["value"])
+    projects = tmp_path / "hls_projects"
+    build_hls(SOURCE, projects_dir=projects)
+    assert calls == [1]
+    return projects, calls, digest
+
+
+def test_a_warm_build_with_the_same_inputs_only_checks(counted, capsys):
+    projects, calls, _ = counted
+    before = tree(projects / "m")
+    build_hls(SOURCE, projects_dir=projects)
+    assert calls == [1] and tree(projects / "m") == before
+    assert "up to date" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("change", ["inputs", "missing output", "foreign ir", "force"])
+def test_a_warm_build_rebuilds_when_anything_differs(counted, change):
+    projects, calls, digest = counted
+    if change == "inputs":
+        digest["value"] = "2" * 64
+    elif change == "missing output":
+        (projects / "m" / "csim.json").unlink()
+    elif change == "foreign ir":
+        OLD_IR.save(projects / "m" / "ir.json")
+    build_hls(SOURCE, projects_dir=projects, force=change == "force")
+    assert calls == [2]
+
+
+def test_the_inputs_digest_moves_with_every_input(monkeypatch):
+    from flow import warm
+
+    base = warm.hls_digest({"card": "a"}, "data", synth=False)
+    assert base == warm.hls_digest({"card": "a"}, "data", synth=False)
+    others = {
+        warm.hls_digest({"card": "b"}, "data", synth=False),
+        warm.hls_digest({"card": "a"}, "other data", synth=False),
+        warm.hls_digest({"card": "a"}, "data", synth=True),
+    }
+    monkeypatch.setattr(warm, "tool_versions", lambda: {"hls4ml": "9.9"})
+    others.add(warm.hls_digest({"card": "a"}, "data", synth=False))
+    monkeypatch.setattr(warm, "code_digest", lambda: "edited")
+    others.add(warm.hls_digest({"card": "a"}, "data", synth=False))
+    assert base not in others and len(others) == 5
+
+
+def test_a_warm_sim_with_the_same_inputs_only_checks(marked, monkeypatch, capsys):
+    calls = []
+
+    def fake_simulate(design, vectors, sim, work, seed=1):
+        calls.append(design.knobs)
+        junit = work / "results.xml"
+        junit.write_text("<testsuites/>")
+        return flow.sim.SimResult(sim, "v", design.arch, 1, 0, 3, 1, 0.1, 0.1, 10.0, True, str(junit), "")
+
+    monkeypatch.setattr(flow.sim, "simulate", fake_simulate)
+    x = np.zeros((1, 3), dtype=np.int64)
+    flow.project.write_npz(marked.vectors, inputs=x, outputs=np.zeros((1, 2)), ir_sha256=np.array(OLD_IR.digest()))
+    first = flow.sim.run_stage("m", "icarus", "folded", n=1)
+    again = flow.sim.run_stage("m", "icarus", "folded", n=1)
+    assert len(calls) == 1 and again == first and "sim folded/icarus up to date" in capsys.readouterr().err
+    flow.sim.run_stage("m", "icarus", "folded", n=1, force=True)
+    flow.sim.run_stage("m", "icarus", "folded", n=1, seed=2)  # another input
+    assert len(calls) == 3
+    flow.sim.run_stage("m", "icarus", "folded", n=1, reuse={"fc1": 1})  # rtl/folded generated again, other knobs
+    flow.sim.run_stage("m", "icarus", "folded", n=1, seed=2)  # its entry names the design that is gone
+    assert len(calls) == 5

@@ -19,6 +19,11 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     )
     p.add_argument("--retrain", action="store_true", help="train again even if the card and data are unchanged")
     p.add_argument(
+        "--force",
+        action="store_true",
+        help="convert and compile again even when the project is up to date (a trained model is still reused)",
+    )
+    p.add_argument(
         "--synth", action="store_true", help="also run vendor C synthesis when vitis_hls/vivado_hls is on PATH"
     )
 
@@ -52,6 +57,6 @@ def run(args: argparse.Namespace) -> int:
     from flow.cli import next_step
 
     source = source_from_args(args)
-    build_hls(source, synth=args.synth, retrain=args.retrain)
+    build_hls(source, synth=args.synth, retrain=args.retrain, force=args.force)
     next_step(f"make verify MODEL={source.name}  (reference vs C simulation, bit for bit)")
     return 0

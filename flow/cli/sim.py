@@ -37,6 +37,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--seed", type=int_at_least(0), default=1, help="seed of the idle gaps and back-pressure (default: 1)"
     )
+    p.add_argument("--force", action="store_true", help="simulate again even when a passed run had the same inputs")
 
 
 def ensure_verified(name: str) -> None:
@@ -77,7 +78,7 @@ def run(args: argparse.Namespace) -> int:
     reuse = parse_reuse(args.reuse)
     arch = args.arch or card_arch(name)
     ensure_verified(name)
-    r = run_stage(name, args.sim, arch, args.n, reuse, seed=args.seed, in_beat=args.in_beat)
+    r = run_stage(name, args.sim, arch, args.n, reuse, seed=args.seed, in_beat=args.in_beat, force=args.force)
     status = "PASS" if r.passed else "FAIL"
     log.info(
         f"{name} {r.architecture}/{r.simulator}: {status}, {r.vectors} vectors, {r.mismatches} mismatches, "

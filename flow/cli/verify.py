@@ -21,6 +21,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         help="random input vectors besides the test set (default 10000)",
     )
     p.add_argument("--seed", type=int_at_least(0), default=0, help="seed of the random vectors")
+    p.add_argument("--force", action="store_true", help="verify again even when a passed run had the same inputs")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -40,7 +41,7 @@ def run(args: argparse.Namespace) -> int:
         name = project_name(args.model)
     else:
         raise FlowError("give a model name (e.g. diag_05)")
-    s = verify(Project.of(name), n_random=args.random, seed=args.seed)
+    s = verify(Project.of(name), n_random=args.random, seed=args.seed, force=args.force)
     status = "PASS" if s["bit_exact"] else "FAIL"
     print(
         f"{status}  {name}: {s['vectors_checked']} vectors ({s['test_vectors']} test, {s['random_vectors']} random), "
