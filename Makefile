@@ -13,6 +13,8 @@ SIM         ?= verilator
 ARCH        ?=
 N           ?= 2000
 TRIALS      ?= 20
+WORKERS     ?= 1
+STORAGE     ?=
 SYNTH       ?= 0
 INPUT_BITS  ?=
 REUSE       ?=
@@ -64,8 +66,8 @@ report: setup  ## Cost (Yosys) and the accuracy/area report for MODEL (REUSE: th
 report-all: setup  ## Summary across every model built
 	$(FLOW) report --all
 
-search: setup  ## Bitwidth search: accuracy/area Pareto front for MODEL
-	$(FLOW) search $(MODEL) --trials $(TRIALS)
+search: setup  ## Bitwidth search: accuracy/area Pareto front for MODEL (TRIALS, WORKERS, STORAGE=url)
+	$(FLOW) search $(MODEL) --trials $(TRIALS) --workers $(WORKERS)$(if $(STORAGE), --storage '$(STORAGE)',)
 
 test: setup  ## The test suite (what CI runs)
 	$(PY) -m pytest -n 2 --dist loadfile -q

@@ -19,6 +19,7 @@ BENCHES = {
     "sim": "benchmarks.bench_sim",
     "cost": "benchmarks.bench_cost",
     "area": "benchmarks.bench_area",
+    "warm": "benchmarks.bench_warm",
 }
 
 

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import io
 import json
-import sqlite3
 
 import numpy as np
 import pytest
@@ -130,16 +129,24 @@ def test_pareto_front_on_hand_made_points():
 # ---------------------------------------------------------------------------------------------- search
 
 
-def _trial_states(db):
-    with sqlite3.connect(db) as con:
-        return [r[0] for r in con.execute("SELECT state FROM trials ORDER BY number")]
+def _trials(search_dir):
+    import optuna
+
+    from flow.search import workers
+
+    storage = workers.open_storage(workers.default_url(search_dir))
+    return optuna.load_study(study_name="tiny_search-search", storage=storage).get_trials(deepcopy=False)
+
+
+def _trial_states(search_dir):
+    return [t.state.name for t in sorted(_trials(search_dir), key=lambda t: t.number)]
 
 
 def test_search_writes_front_files_and_cards(env):
     card_path, gen = env
     s = run_search(str(card_path), generated_dir=gen)
     search = flow.project.PROJECTS_DIR / "tiny_search" / "search"
-    for name in ("pareto.csv", "pareto.json", "pareto.png", "study.db"):
+    for name in ("pareto.csv", "pareto.json", "pareto.png", "study.journal"):
         assert (search / name).exists(), name
     assert s["trials"]["complete"] + s["trials"]["pruned"] == 4
     assert s["default"]["trial"] == 0 and s["default"]["bitwidths"]["input"] == "(6,0)"
@@ -166,7 +173,7 @@ def test_killed_search_resumes_where_it_stopped(env):
 
     with pytest.raises(KeyboardInterrupt):
         run_search(str(card_path), trials=6, generated_dir=gen, callbacks=[kill_after_three])
-    db = flow.project.PROJECTS_DIR / "tiny_search" / "search" / "study.db"
+    db = flow.project.PROJECTS_DIR / "tiny_search" / "search"
     assert len(_trial_states(db)) == 3
     first = {t: s for t, s in enumerate(_trial_states(db))}
 
@@ -262,8 +269,9 @@ def test_ctrl_c_in_a_trial_is_one_line(monkeypatch, tmp_path, capsys):
 
     def interrupted(card, space, search_dir, **kw):
         from flow.search.study import open_study
+        from flow.search.workers import default_url
 
-        study, _ = open_study(search_dir / "study.db", "s", space, "d", fresh=True)
+        study, _ = open_study(default_url(search_dir), "s", space, "d", fresh=True)
 
         def objective(trial):
             raise KeyboardInterrupt
@@ -281,3 +289,36 @@ def test_ctrl_c_in_a_trial_is_one_line(monkeypatch, tmp_path, capsys):
     assert capsys.readouterr().err.strip().splitlines()[-1] == "interrupted"
     assert stream.getvalue() == "", stream.getvalue()
     assert any(isinstance(f, _QuietInterrupt) for f in logging.getLogger("optuna.study._optimize").filters)
+
+
+def test_two_workers_share_one_journal_and_a_killed_search_resumes(env):
+    """Two processes on one journal: the budget is spent exactly, no configuration trained twice by accident, and
+    a search killed mid-trial (a RUNNING trial of a dead process) resumes to the same complete budget."""
+    import optuna
+
+    card_path, gen = env
+    s = run_search(str(card_path), trials=6, generated_dir=gen, workers=2)
+    search = flow.project.PROJECTS_DIR / "tiny_search" / "search"
+    trials = _trials(search)
+    counted = [t for t in trials if not t.user_attrs.get("surplus")]
+    assert sum(t.state.name in ("COMPLETE", "PRUNED") for t in counted) == 6 == len(counted)
+    assert len({t.user_attrs["worker"] for t in counted}) == 2  # both processes ran trials
+    assert (search / "logs" / "worker-1.log").is_file()
+    assert s["trials"]["complete"] + s["trials"]["pruned"] == 6 and s["workers"] == 2
+    front = [p["trial"] for p in s["front"]]
+
+    # A kill: a trial left RUNNING by a process that no longer exists.
+    from flow.search import workers
+
+    storage = workers.open_storage(workers.default_url(search))
+    study = optuna.load_study(study_name="tiny_search-search", storage=storage)
+    t = study.ask()
+    t.set_user_attr("worker", f"{workers.socket.gethostname()}:999999999")
+    resumed = run_search(str(card_path), trials=7, generated_dir=gen, workers=2)
+    states = {x.number: x.state.name for x in _trials(search)}
+    assert states[t.number] == "FAIL"  # the dead process's trial does not count
+    assert resumed["trials"]["complete"] + resumed["trials"]["pruned"] == 7 and resumed["resumed_after"] == 6
+    again = run_search(str(card_path), trials=7, generated_dir=gen, workers=2)
+    assert [p["trial"] for p in again["front"]] == [p["trial"] for p in resumed["front"]]  # resumed front identical
+    assert set(front) <= set(range(7))
+    assert all(not x.user_attrs.get("surplus") or not x.params for x in _trials(search))  # surplus: never trained

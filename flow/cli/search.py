@@ -27,6 +27,19 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         help="build, generate RTL and synthesise each Pareto point with Yosys; report rank correlation with the proxy",
     )
     p.add_argument("--fresh", action="store_true", help="discard the stored study and start over (default: resume)")
+    p.add_argument(
+        "--workers",
+        type=int_at_least(1),
+        default=1,
+        help="trial processes on this machine, sharing the cores (default 1)",
+    )
+    p.add_argument(
+        "--storage",
+        metavar="URL",
+        help="optuna storage shared by workers on several machines: journal:///shared/dir/study.journal or a "
+        "database URL (postgresql://user@host/db); default: the project's search/study.journal",
+    )
+    p.add_argument("--worker-index", type=int_at_least(1), default=0, help=argparse.SUPPRESS)  # started by worker 0
 
 
 def run(args: argparse.Namespace) -> int:
@@ -41,6 +54,11 @@ def run(args: argparse.Namespace) -> int:
         seed=args.seed,
         synth_check=args.synth_check,
         fresh=args.fresh,
+        workers=args.workers,
+        storage=args.storage,
+        worker_index=args.worker_index,
     )
+    if args.worker_index:
+        return 0
     print("\n".join(summary_lines(summary)))
     return 0

@@ -26,8 +26,15 @@ def run_search(
     projects_dir: Path | None = None,
     generated_dir: Path | None = None,
     callbacks: Sequence[Callable] = (),
+    workers: int = 1,
+    storage: str | None = None,
+    worker_index: int = 0,
 ) -> dict:
-    """Run (or resume) the search of ``model``'s card; write the outputs and cards; return pareto.json's data."""
+    """Run (or resume) the search of ``model``'s card; write the outputs and cards; return pareto.json's data.
+
+    ``workers`` processes share the study in ``storage`` (default: the project's journal file); a process started
+    with ``worker_index`` > 0 only runs trials (the one that started it writes the outputs).
+    """
     from optuna.trial import TrialState
 
     from flow.search import manifest, pareto
@@ -38,7 +45,21 @@ def run_search(
     manifest.check_writable(gen_dir, card.name)  # before any training: only cards qflow wrote are replaced
     search_dir = project_search_dir(card, projects_dir)
     t0 = time.perf_counter()
-    study, ev, run = run_study(card, space, search_dir, fresh=fresh, callbacks=callbacks)
+    worker_argv = [str(card.path), "--trials", str(space.trials), "--epochs", str(space.epochs_per_trial)]
+    worker_argv += ["--seed", str(space.seed)]
+    study, ev, run = run_study(
+        card,
+        space,
+        search_dir,
+        fresh=fresh,
+        callbacks=callbacks,
+        n_workers=workers,
+        storage=storage,
+        worker_index=worker_index,
+        worker_argv=worker_argv,
+    )
+    if worker_index:
+        return {"model": card.name, "worker": worker_index, "seconds": run["seconds"]}
 
     trials_all = study.get_trials(deepcopy=False)
     complete = [t for t in trials_all if t.state == TrialState.COMPLETE]
@@ -88,7 +109,7 @@ def run_search(
         "trials": {
             "complete": len(complete),
             "pruned": sum(t.state == TrialState.PRUNED for t in trials_all),
-            "failed": sum(t.state == TrialState.FAIL for t in trials_all),
+            "failed": sum(t.state == TrialState.FAIL and not t.user_attrs.get("surplus") for t in trials_all),
             "duplicates": sum(p["duplicate_of"] is not None for p in points),
         },
         "default": default,
@@ -99,6 +120,7 @@ def run_search(
         "cards": [p.name for p in card_paths],
         "seconds": {"this_run": round(time.perf_counter() - t0, 1), "trials": run["seconds"]},
         "resumed_after": run["resumed_after"],
+        "workers": workers,
     }
     pareto.write_outputs(search_dir, summary, points, [p.name for p in space.params])
     return summary

@@ -1,8 +1,9 @@
 """The optuna driver: a persistent multi-objective study (metric against proxy cost) over a card's search space.
 
-The study lives in ``hls_projects/<m>/search/study.db`` (SQLite). Running again resumes it: finished trials
-(complete or pruned) are kept and only the rest of the budget runs; a trial cut short by an interrupt is marked
-failed and does not count. Trial 0 is always the card's own configuration.
+The study lives in ``hls_projects/<m>/search/study.journal`` (optuna's journal file), or in the storage that
+``--storage URL`` names (:mod:`.workers`); ``--workers N`` runs N processes on it. Running again resumes it:
+finished trials (complete or pruned) are kept and only the rest of the budget runs; a trial cut short by an
+interrupt or a kill is marked failed and does not count. Trial 0 is always the card's own configuration.
 """
 
 from __future__ import annotations
@@ -10,6 +11,7 @@ from __future__ import annotations
 import dataclasses
 import logging
 import math
+import os
 import time
 import warnings
 from collections.abc import Callable, Sequence
@@ -24,10 +26,9 @@ from flow.data.dataset import Dataset
 from flow.errors import FlowError
 from flow.log import info, progress
 from flow.project import Project
+from flow.search import workers
 from flow.search.proxy import proxy_cost, shapes_from_model
 from flow.search.space import SearchSpace, parse_space, variant
-
-STUDY_FILE = "study.db"
 
 
 @dataclasses.dataclass
@@ -197,7 +198,8 @@ class _QuietInterrupt(logging.Filter):
         self.dropping = False
 
     def filter(self, record: logging.LogRecord) -> bool:
-        if record.exc_info and isinstance(record.exc_info[1], KeyboardInterrupt):
+        # A surplus trial is not a failure: the budget was spent by other workers.
+        if record.exc_info and isinstance(record.exc_info[1], (KeyboardInterrupt, _Surplus)):
             self.dropping = True
             return False
         if self.dropping and record.getMessage().startswith("Trial "):
@@ -206,8 +208,8 @@ class _QuietInterrupt(logging.Filter):
         return True
 
 
-def open_study(db: Path, name: str, space: SearchSpace, digest: str, *, fresh: bool):
-    """Create or resume the study in ``db``; a study of a different search space is an error (use fresh)."""
+def open_study(url: str, name: str, space: SearchSpace, digest: str, *, fresh: bool, seed_offset: int = 0):
+    """Create or resume the study in storage ``url``; a study of a different search space is an error (use fresh)."""
     import optuna
     from optuna.trial import TrialState
 
@@ -215,26 +217,26 @@ def open_study(db: Path, name: str, space: SearchSpace, digest: str, *, fresh: b
     trial_log = logging.getLogger("optuna.study._optimize")
     if not any(isinstance(f, _QuietInterrupt) for f in trial_log.filters):
         trial_log.addFilter(_QuietInterrupt())
-    db.parent.mkdir(parents=True, exist_ok=True)
-    if fresh and db.exists():
-        db.unlink()
-    storage = optuna.storages.RDBStorage(f"sqlite:///{db}")
+    path = workers.journal_path(url)
+    if fresh and path is not None and path.exists():
+        path.unlink()
+    storage = workers.open_storage(url)
+    if fresh and path is None and name in {s.study_name for s in optuna.get_all_study_summaries(storage)}:
+        optuna.delete_study(study_name=name, storage=storage)
     directions = [space.metric.direction, "minimize"]
     try:
         study = optuna.load_study(study_name=name, storage=storage)
         if study.user_attrs.get("digest") != digest:
             raise FlowError(
-                f"{db}: holds a search with other settings (space, metric, epochs or seed); "
+                f"{url}: holds a search with other settings (space, metric, epochs or seed); "
                 "run with --fresh to start over"
             )
     except KeyError:
-        study = optuna.create_study(study_name=name, storage=storage, directions=directions)
+        study = optuna.create_study(study_name=name, storage=storage, directions=directions, load_if_exists=True)
         study.set_user_attr("digest", digest)
-    for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
-        # A trial left RUNNING by a killed process: it did not finish, so it does not count.
-        storage.set_trial_state_values(t._trial_id, TrialState.FAIL)
+    workers.fail_dead_trials(study)  # a trial of a killed process did not finish, so it does not count
     n_done = len(study.get_trials(deepcopy=False, states=(TrialState.COMPLETE, TrialState.PRUNED)))
-    study.sampler = _sampler(space, n_done)
+    study.sampler = _sampler(space, n_done + 1000 * seed_offset)
     return study, n_done
 
 
@@ -257,6 +259,10 @@ def default_badness(study, space: SearchSpace) -> float | None:
     return None
 
 
+class _Surplus(Exception):
+    """The trial came after the budget was spent (by other workers): it stops its worker untrained."""
+
+
 def run_study(
     card: Card,
     space: SearchSpace,
@@ -264,33 +270,50 @@ def run_study(
     *,
     fresh: bool = False,
     callbacks: Sequence[Callable] = (),
+    n_workers: int = 1,
+    storage: str | None = None,
+    worker_index: int = 0,
+    worker_argv: Sequence[str] = (),
 ) -> tuple[Any, Evaluator, dict]:
-    """Run what is left of the budget; returns (study, evaluator, run figures)."""
+    """Run what is left of the budget, in ``n_workers`` processes on one storage; returns (study, evaluator, run
+    figures). Worker 0 (this process) starts workers 1 … n-1 with ``worker_argv`` once the study is open."""
     import optuna
     from optuna.trial import TrialState
 
+    os.environ.update(workers.thread_env(n_workers))  # before TensorFlow starts: the workers share the cores
+    url = storage or workers.default_url(search_dir)
     source = Source(name=card.name, card=card)
     ds, fp = load_data(source)
     digest = space.digest(card, fp)
-    study, n_done = open_study(search_dir / STUDY_FILE, f"{card.name}-search", space, digest, fresh=fresh)
+    study, n_done = open_study(
+        url, f"{card.name}-search", space, digest, fresh=fresh and worker_index == 0, seed_offset=worker_index
+    )
     ev = Evaluator(card, space, ds, search_dir / "warm", fp)
-    if not _has_default(study):
+    if worker_index == 0 and not _has_default(study):
         study.enqueue_trial(space.defaults, user_attrs={"default": True})
     remaining = max(0, space.trials - n_done)
-    if n_done:
+    if n_done and worker_index == 0:
         info(f"{card.name}: resuming the search: {n_done} trials done, {remaining} to run")
     ev.default_badness = default_badness(study, space)
+    me = workers.worker_id()
 
     def objective(trial: optuna.trial.Trial):
+        trial.set_user_attr(workers.WORKER_ATTR, me)
+        if workers.is_surplus(study, trial.number, space.trials):
+            trial.set_user_attr("surplus", True)
+            study.stop()
+            raise _Surplus
         values = {p.name: trial.suggest_categorical(p.name, p.choices) for p in space.params}
         is_default = bool(trial.user_attrs.get("default"))
         same = _same_config(study, values, trial.number)
         if same is not None:  # the sampler proposed a configuration already trained: reuse its result
             for k, v in same.user_attrs.items():
-                if k != "default":
+                if k not in ("default", workers.WORKER_ATTR):
                     trial.set_user_attr(k, v)
             trial.set_user_attr("duplicate_of", same.number)
             return tuple(same.values)
+        if ev.default_badness is None:
+            ev.default_badness = default_badness(study, space)  # another worker may have finished trial 0
         r = ev.evaluate(values, prune=not is_default)
         for k in ("metrics", "proxy", "bitwidths", "units", "epochs", "seconds"):
             trial.set_user_attr(k, r[k])
@@ -300,29 +323,64 @@ def run_study(
 
     t0 = time.perf_counter()
     bar = progress(total=remaining, desc=f"search {card.name}", unit="trial")
-
-    ran = [0]
+    shown_done = [n_done]
 
     def tick(study, trial) -> None:
-        bar.update(1)
-        ran[0] += 1
-        done = trial.state == TrialState.COMPLETE
+        if trial.user_attrs.get("surplus"):
+            return
+        done = len(study.get_trials(deepcopy=False, states=(TrialState.COMPLETE, TrialState.PRUNED)))
+        bar.update(max(0, done - shown_done[0]))  # every worker's trials, not only this process's
+        shown_done[0] = done
+        ok = trial.state == TrialState.COMPLETE
         shown = (
-            f"{space.metric.name} {trial.values[0]:.4g}, cost {trial.values[1]:.0f}"
-            if done
-            else trial.state.name.lower()
+            f"{space.metric.name} {trial.values[0]:.4g}, cost {trial.values[1]:.0f}" if ok else trial.state.name.lower()
         )
         if bar.disable:
-            info(f"search {card.name}: trial {trial.number} ({ran[0]}/{remaining}): {shown}")
-        elif done:
+            info(f"search {card.name}: trial {trial.number} ({done - n_done}/{remaining} done): {shown}")
+        elif ok:
             bar.set_postfix({space.metric.name: f"{trial.values[0]:.4g}", "cost": f"{trial.values[1]:.0f}"})
 
+    children = []
+    if worker_index == 0 and remaining > 1 and n_workers > 1:
+        # The float warm start of the card's own shape, trained once here, is what every worker loads.
+        ev.warm_weights(variant(card, space, space.defaults, epochs=space.epochs_per_trial))
+        env = workers.thread_env(n_workers) | {"QFLOW_PROJECTS": str(search_dir.parent.parent)}  # this project
+        argv = [*worker_argv, "--storage", url]
+        children = [workers.spawn(argv, k, env, search_dir / "logs") for k in range(1, n_workers)]
+        info(f"{card.name}: {n_workers} workers on {url} (logs in {search_dir / 'logs'})")
     try:
         if remaining:
-            study.optimize(objective, n_trials=remaining, callbacks=[tick, *callbacks], catch=(FlowError, ValueError))
+            study.optimize(
+                objective,
+                n_trials=remaining,  # at most; with several workers the budget is shared (is_surplus)
+                callbacks=[tick, *(_unless_surplus(cb) for cb in callbacks)],
+                catch=(FlowError, ValueError, _Surplus),
+            )
     finally:
         bar.close()
+        failed = _wait(children)
+    if failed:
+        raise FlowError(f"{failed}: failed; see its log in {search_dir / 'logs'}")
     return study, ev, {"seconds": round(time.perf_counter() - t0, 1), "ran": remaining, "resumed_after": n_done}
+
+
+def _unless_surplus(callback: Callable) -> Callable:
+    """``callback`` for every trial but surplus ones (which did nothing)."""
+
+    def call(study, trial) -> None:
+        if not trial.user_attrs.get("surplus"):
+            callback(study, trial)
+
+    return call
+
+
+def _wait(children: list) -> str | None:
+    """Wait for the worker processes; the first that failed, named, or None."""
+    failed = None
+    for k, child in enumerate(children, start=1):
+        if child.wait() != 0 and failed is None:
+            failed = f"worker {k} (exit {child.returncode})"
+    return failed
 
 
 def _same_config(study, values: dict, number: int):
