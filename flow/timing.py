@@ -109,6 +109,8 @@ def design_timing(cost: Any, latency: int | None, ii: int | None, card: CardCloc
             "cells": r.get("cells", {}),
             "critical_path": r.get("critical_path"),
         }
+        if e.get("dsp_fallback"):
+            out["ecp5"]["dsp_fallback"] = e["dsp_fallback"]
     elif _flow_status(e) == "ok":
         out["ecp5"] = {"status": "no Fmax", "note": e["ecp5"].get("note", "")}
     else:
@@ -229,6 +231,10 @@ def render_md(d: dict) -> list[str]:
         for n, t in designs
         if (p := (t.get("ecp5") or {}).get("critical_path"))
     ]
+    fallbacks = [n for n, t in designs if (t.get("ecp5") or {}).get("dsp_fallback")]
+    if fallbacks:
+        note = designs[[n for n, _ in designs].index(fallbacks[0])][1]["ecp5"]["dsp_fallback"]
+        L += [f"{', '.join(fallbacks)}: {note}.", ""]
     L += ["ECP5 cells used: " + "; ".join(cells) + "." if cells else "", ""]
     L += ["ECP5 critical paths: " + "; ".join(paths) + "." if paths else "", ""]
     L += [

@@ -222,6 +222,38 @@ def test_nextpnr_that_fails_is_a_failed_run(tmp_path, monkeypatch):
     assert not yosys.cost_rtl(rtl, flows=("ecp5",))["ecp5"].get("cached")  # failures are not cached
 
 
+MUL = "module mul(input clk, input [8:0] a, b, output reg [17:0] p);\n always @(posedge clk) p <= a * b;\nendmodule\n"
+
+
+@needs_yosys
+def test_a_design_without_enough_dsps_is_placed_with_lut_multipliers(tmp_path, monkeypatch):
+    """nextpnr out of MULT18X18D: the ecp5 result is the `synth_ecp5 -nodsp` run, said so; known next time."""
+    calls = tmp_path / "calls"
+    fake = tmp_path / "fake-nextpnr"
+    fake.write_text(
+        '#!/bin/sh\nif [ "$1" = --version ]; then echo "fake (Version nextpnr-0.11.1)"; exit 0; fi\n'
+        f"echo run >> {calls}\n"
+        # a netlist with a MULT18X18D cell (not only its blackbox definition) does not fit
+        """if grep -q '"type": "MULT18X18D"' front.json; then """
+        f"echo \"ERROR: Unable to place cell 'm', {nextpnr.DSP_OVERFLOW}\" >&2; exit 1; fi\n"
+        f"cp {DATA / 'radd8_nextpnr.json'} nextpnr.json\n"
+    )
+    fake.chmod(0o755)
+    monkeypatch.setenv("QFLOW_NEXTPNR_ECP5", str(fake))
+    rtl = tmp_path / "rtl"
+    rtl.mkdir()
+    (rtl / "mul.v").write_text(MUL)
+    (rtl / "files.txt").write_text("mul.v\n")
+    (rtl / "design.json").write_text('{"top": "mul"}')
+    res = yosys.cost_rtl(rtl, flows=("ecp5",))["ecp5"]
+    assert res["status"] == "ok" and res["flow"] == "ecp5_nodsp" and "MULT18X18D" in res["dsp_fallback"]
+    assert calls.read_text().count("run") == 2  # with DSPs (failed), then without
+    again = yosys.cost_rtl(rtl, flows=("ecp5",))["ecp5"]
+    assert again["cached"] and again["dsp_fallback"] and calls.read_text().count("run") == 2
+    t = timing.design_timing({"ecp5": again}, 2, 1, timing.CardClock(5.0))
+    assert t["ecp5"]["dsp_fallback"] == again["dsp_fallback"]
+
+
 @needs_yosys
 def test_broken_verilog_fails_both_timing_flows(tmp_path):
     rtl = tmp_path / "rtl"

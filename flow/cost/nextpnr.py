@@ -31,6 +31,12 @@ REPORT = "nextpnr.json"
 LOG = "nextpnr.log"
 BACK_END = "nextpnr"  # the back end's name in a plan
 WRAPPER_TOP = "qflow_timing_wrapper"
+DEVICE_DSPS = 156  # MULT18X18D of the LFE5U-85F
+DSP_OVERFLOW = "no BELs remaining to implement cell type 'MULT18X18D'"  # nextpnr's placer, out of DSPs
+DSP_FALLBACK_NOTE = (
+    f"needs more than the {DEVICE_DSPS} MULT18X18D of the {DEVICE}: placed and routed with its multipliers in "
+    "LUTs (synth_ecp5 -nodsp)"
+)
 
 
 def io_wrapper(top: str, ports: dict) -> str | None:
@@ -70,15 +76,16 @@ def io_wrapper(top: str, ports: dict) -> str | None:
     )
 
 
-def front_lines(top: str, ports: dict | None) -> list[str]:
-    """The ``ecp5`` front end after reading the sources: the port wrapper when the ports are known, ``synth_ecp5``."""
+def front_lines(top: str, ports: dict | None, *, nodsp: bool = False) -> list[str]:
+    """The ``ecp5`` front end after reading the sources: the port wrapper when the ports are known, ``synth_ecp5``
+    (``-nodsp`` for the ``ecp5_nodsp`` flow: multipliers in LUTs)."""
     wrapper = io_wrapper(top, ports) if ports else None
     if wrapper:
         top = WRAPPER_TOP
         lines = ["read_verilog -sv <<EOT", wrapper, "EOT", f"hierarchy -check -top {top}"]
     else:
         lines = []
-    return lines + [f"synth_ecp5 -top {top}", f'write_json "{FRONT_JSON}"']
+    return lines + [f"synth_ecp5{' -nodsp' if nodsp else ''} -top {top}", f'write_json "{FRONT_JSON}"']
 
 
 def find_nextpnr() -> str:

@@ -14,6 +14,8 @@ share one run of it, and back ends run side by side. :data:`FLOWS` names them:
   (:mod:`.asic_timing`).
 * ``ecp5``: ``synth_ecp5`` (written as JSON), then nextpnr-ecp5 place and route on an LFE5U-85F, not a Yosys
   process (:mod:`.nextpnr`): Fmax, critical path and utilisation for the Lattice ECP5 family.
+* ``ecp5_nodsp``: the same with ``synth_ecp5 -nodsp``; :func:`cost_rtl` runs it in place of ``ecp5`` when a
+  design needs more MULT18X18D than the device has, and says so in the result (``dsp_fallback``).
 
 The cache key is the SHA-256 of the Yosys version, the flow's scripts (for ``ecp5`` also nextpnr's command line and
 version), the liberty contents and every source file's relative path and contents (and :data:`RESULT_SCHEMA`). A
@@ -46,7 +48,8 @@ from flow.cost import asic_timing, libs, nextpnr
 from flow.errors import FlowError, ToolError
 
 FPGA_SYNTH = "synth_xilinx -family xc7 -flatten -noiopad -noclkbuf"
-FLOWS = ("xc7", "xc7_nodsp", "xc7_nobram", "asic", "asic_timing", "ecp5")
+FLOWS = ("xc7", "xc7_nodsp", "xc7_nobram", "asic", "asic_timing", "ecp5", "ecp5_nodsp")
+ECP5_FLOWS = ("ecp5", "ecp5_nodsp")  # ecp5_nodsp: the fallback when the design needs more DSPs than the device has
 TIMING_FLOWS = ("ecp5", "asic_timing")  # the flows that give timing (the others give area)
 DEFAULT_TIMEOUT_S = float(os.environ.get("QFLOW_YOSYS_TIMEOUT", 1800))
 _GENERIC_GATES = "AND,NAND,OR,NOR,XOR,XNOR,ANDNOT,ORNOT,MUX,AOI3,OAI3,AOI4,OAI4"
@@ -101,8 +104,8 @@ def front_script(flow: str, sources: list[str], top: str, ports: dict | None = N
         lines.append(f"{FPGA_SYNTH} -top {top} -run :map_dsp")  # begin + prepare: identical for every variant
     elif flow in ("asic", "asic_timing"):
         lines += [f"synth -flatten -top {top}", "opt_clean -purge"]
-    elif flow == "ecp5":
-        lines += nextpnr.front_lines(top, ports)
+    elif flow in ECP5_FLOWS:
+        lines += nextpnr.front_lines(top, ports, nodsp=flow == "ecp5_nodsp")
     else:
         raise FlowError(f"unknown synthesis flow {flow!r}; expected one of {', '.join(FLOWS)}")
     return "\n".join(lines + [f'write_rtlil "{FRONT_NETLIST}"']) + "\n"
@@ -115,7 +118,7 @@ def back_scripts(flow: str, top: str, liberty: Path | None = None) -> dict[str, 
     if flow in ("xc7", "xc7_nodsp", "xc7_nobram"):
         extra = {"xc7": "", "xc7_nodsp": " -nodsp", "xc7_nobram": " -nobram -nolutram"}[flow]
         return {"xc7": f"{read}\n{FPGA_SYNTH}{extra} -top {top} -run map_dsp:\ntee -q -o stat_xc7.json stat -json\n"}
-    if flow == "ecp5":
+    if flow in ECP5_FLOWS:
         return {nextpnr.BACK_END: nextpnr.command().text}
     if flow == "asic_timing":
         return {asic_timing.BACK_END: asic_timing.back_script(read, liberty) + "\n"} if liberty else {}
@@ -220,7 +223,7 @@ RESULT_SCHEMA = "2"  # part of every digest: change it when a result's figures a
 
 # Back ends are queued longest first (diag_05 folded: xc7 back ends 72-79 s, each ASIC mapping ~20 s), fronts
 # before any back end, so that two workers finish together.
-_BACK_ORDER = {"ecp5": 0, "xc7_nodsp": 1, "xc7": 2, "xc7_nobram": 3, "asic": 4, "asic_timing": 5}
+_BACK_ORDER = {"ecp5": 0, "ecp5_nodsp": 0, "xc7_nodsp": 1, "xc7": 2, "xc7_nobram": 3, "asic": 4, "asic_timing": 5}
 _FRONT_ORDER = {"asic": 0, "asic_timing": 0}  # the ASIC front end (full `synth`) is the longest
 
 
@@ -263,7 +266,7 @@ def plan(
     liberty = Path(LIBERTY) if osu else None
     front = front_script(flow, list(sources), top, ports)
     backs = back_scripts(flow, top, liberty)
-    commands = {nextpnr.BACK_END: nextpnr.command()} if flow == "ecp5" else {}
+    commands = {nextpnr.BACK_END: nextpnr.command()} if flow in ECP5_FLOWS else {}
     src = hashlib.sha256()
     for s in sources:
         src.update(s.encode() + b"\0" + (src_dir / s).read_bytes() + b"\0")
@@ -316,6 +319,7 @@ _SUMMARISE = {
     "asic": _summarise_asic,
     "asic_timing": asic_timing.summarise,
     "ecp5": nextpnr.summarise,
+    "ecp5_nodsp": nextpnr.summarise,
 }
 
 
@@ -637,4 +641,22 @@ def cost_rtl(
     )
     flows = tuple(flows)
     plans = [plan(f, rtl_dir, sources, top, cache, design.get("ports")) for f in flows]
-    return dict(zip(flows, run_all(plans, jobs, timeout_s)))
+    # A design already known not to fit the ECP5's DSPs goes straight to the LUT-only mapping.
+    nodsp = {i for i, p in enumerate(plans) if p.flow == "ecp5" and _overflow_mark(p).is_file()}
+    for i in nodsp:
+        plans[i] = plan("ecp5_nodsp", rtl_dir, sources, top, cache, design.get("ports"))
+    results = run_all(plans, jobs, timeout_s)
+    for i, (p, r) in enumerate(zip(plans, results)):
+        if p.flow == "ecp5" and r.get("status") == "failed" and nextpnr.DSP_OVERFLOW in (r.get("log_tail") or ""):
+            _overflow_mark(p).parent.mkdir(parents=True, exist_ok=True)
+            _overflow_mark(p).write_text(r["log_tail"][-2000:])
+            nodsp.add(i)
+            results[i] = run(plan("ecp5_nodsp", rtl_dir, sources, top, cache, design.get("ports")), timeout_s)
+    for i in nodsp:
+        results[i] = dict(results[i]) | {"dsp_fallback": nextpnr.DSP_FALLBACK_NOTE}
+    return dict(zip(flows, results))
+
+
+def _overflow_mark(p: Plan) -> Path:
+    """Beside the ``ecp5`` result folder: this netlist needs more MULT18X18D than the device has."""
+    return p.folder.with_name(p.folder.name + ".dsp-overflow")
