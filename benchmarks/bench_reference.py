@@ -37,7 +37,7 @@ def run() -> dict:
 
     tmp = Path(tempfile.mkdtemp(prefix="qflow-bench-"))
     try:
-        hls_model = convert(load_keras(project.keras), HlsSettings.for_project(project), tmp)
+        hls_model = convert(load_keras(project.keras), HlsSettings.from_ir(project.load_ir()), tmp)
         compile_s = write_and_compile(hls_model)
         t0 = time.perf_counter()
         c_out = predict(hls_model, x)

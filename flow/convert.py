@@ -12,6 +12,7 @@ import numpy as np
 
 from flow.card import Hardware
 from flow.errors import FlowError
+from flow.layers import LayerKind
 from flow.log import info
 
 PROJECT_NAME = "myproject"
@@ -29,11 +30,14 @@ class HlsSettings:
         return cls(card.hardware, {s.name: s.reuse_factor for s in card.layers if s.type == "dense"})
 
     @classmethod
-    def for_project(cls, project) -> HlsSettings:
-        """The settings a project was built with: its card copy, or the defaults for a user's model."""
-        from flow.card import load_card
-
-        return cls.from_card(load_card(project.card)) if project.card.exists() else cls(Hardware(), {})
+    def from_ir(cls, ir) -> HlsSettings:
+        """The settings hls4ml applied to ``ir`` (its ``hardware`` record): converting again gives the same model."""
+        hw = ir.hardware
+        if hw is None:
+            raise FlowError(f"IR {ir.name} records no hls4ml settings; rebuild it with `make hls MODEL={ir.name}`")
+        hardware = Hardware(hw.backend, hw.part, hw.clock_period_ns, hw.io_type, hw.strategy)
+        dense = {node.name for node in ir.nodes if node.kind is LayerKind.DENSE}
+        return cls(hardware, {name: rf for name, rf in hw.reuse_factors().items() if name in dense})
 
 
 def hls_config(keras_model, settings: HlsSettings, *, trace: bool = False) -> dict:

@@ -1,28 +1,38 @@
 """The intermediate representation: the single source of truth for the reference and the RTL.
 
-Schema (``ir.json``, version 1)::
+A small graph: named graph inputs, nodes in topological order (each naming its inputs), named outputs.
+Schema (``ir.json``, version 2)::
 
     {
-      "version": 1,
+      "version": 2,
       "name": "diag_05",
       "task": "classification" | "regression",
       "class_names": ["Am-241", ...] | null,
-      "input": {"n": 1023, "type": "fixed<12,4,RND_CONV,SAT>"},
-      "layers": [
-        {"kind": "dense", "name": "fc1", "n_in": 1023, "n_out": 40,
+      "inputs": [{"name": "input_1", "shape": [1023], "type": "fixed<12,4,RND_CONV,SAT>"}],
+      "nodes": [
+        {"kind": "dense", "name": "fc1", "inputs": ["input_1"], "shape": [40], "n_in": 1023, "n_out": 40,
          "weight_t": "fixed<8,1>", "weights": [[...n_out ints...] x n_in],
          "bias_t": "fixed<8,1>", "biases": [...n_out ints...],
          "accum_t": "fixed<30,12>", "result_t": "fixed<30,12>"},
-        {"kind": "relu", "name": "relu1", "n": 40, "result_t": "ufixed<8,3,RND_CONV,SAT>"},
-        {"kind": "cast", "name": "out_q", "n": 18, "result_t": "fixed<12,5,RND_CONV,SAT>"},
-        {"kind": "clamp", "name": "table_word", "n": 1, "result_t": "ufixed<12,0,RND_CONV,SAT>",
-         "lo": 0, "hi": 4095}
+        {"kind": "relu", "name": "relu1", "inputs": ["fc1"], "shape": [40], "result_t": "ufixed<8,3,RND_CONV,SAT>"},
+        {"kind": "cast", "name": "out_q", "inputs": ["..."], "shape": [18], "result_t": "fixed<12,5,RND_CONV,SAT>"},
+        {"kind": "clamp", "name": "table_word", "inputs": ["..."], "shape": [1],
+         "result_t": "ufixed<12,0,RND_CONV,SAT>", "lo": 0, "hi": 4095}
       ],
+      "outputs": ["out_q"],
+      "hardware": {"backend": "Vitis", "part": "xcu250-figd2104-2L-e", "io_type": "io_parallel",
+                   "clock_period_ns": 5.0, "strategy": "resource",
+                   "layers": {"fc1": {"reuse_factor": 1023, "strategy": "resource"}, ...}} | null,
       "table": {"name": "charge", "shape": [256, 256], "bits": 12, ...} (table models only: flow.data.TableInfo)
     }
 
-Every number in ``weights``/``biases`` is a raw integer mantissa of its type: the value is
-``raw * 2**-type.frac_bits``. Semantics, identical to hls4ml's ``io_parallel`` Dense and ReLU:
+``shape`` is a node's output tensor (a tuple: ``[40]``, later ``[12, 12, 4]``); each kind's shape rule
+(:mod:`flow.layers`) must give it from the input shapes. ``hardware`` is what hls4ml applied when it converted the
+model (read back from its model, not the card): per layer the reuse factor and strategy, the I/O type and the
+clock period; null for an IR not made by hls4ml. Every number in ``weights``/``biases`` is a raw integer mantissa
+of its type: the value is ``raw * 2**-type.frac_bits``. A node's input type is the ``result_t`` of the node (or
+the ``type`` of the graph input) it names. The kinds and their semantics (identical to hls4ml's ``io_parallel``
+layers) are in :mod:`flow.layers`:
 
 * ``dense``: each product ``x * w`` is exact, then cast to ``accum_t``; the accumulator starts at
   ``(accum_t) bias`` and sums the products; the output is ``(result_t) acc``.
@@ -30,26 +40,53 @@ Every number in ``weights``/``biases`` is a raw integer mantissa of its type: th
 * ``cast``: ``(result_t) x`` (a linear quantizer).
 * ``clamp``: ``min(max((result_t) x, lo), hi)`` with ``lo``/``hi`` raw mantissas of ``result_t``: a table
   model's output stage (round to the table's word, clamp to the table's range). hls4ml has no such layer: it
-  follows the network (``HLS_KINDS``) and is checked against the reference by the RTL testbench only.
+  follows the network and is checked against the reference by the RTL testbench only.
 
-A layer's input type is the previous layer's ``result_t`` (the first layer's is ``input.type``).
+Version 1 (a flat list of ``layers`` with ``n`` only) is refused with a one-line "rebuild" message.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from enum import Enum
 from pathlib import Path
-from typing import Union
-
-import numpy as np
 
 from flow.errors import FlowError
 from flow.fixed import FixedType
+from flow.layers import (
+    KINDS,
+    CastLayer,
+    ClampLayer,
+    DenseLayer,
+    Layer,
+    LayerKind,
+    ReluLayer,
+    Shape,
+    layer_from_dict,
+    size,
+)
+from flow.layers.base import as_shape
 
-IR_VERSION = 1
+IR_VERSION = 2
+
+__all__ = [
+    "HLS_KINDS",
+    "IR",
+    "IR_VERSION",
+    "KINDS",
+    "AppliedHardware",
+    "CastLayer",
+    "ClampLayer",
+    "DenseLayer",
+    "InputSpec",
+    "Layer",
+    "LayerHardware",
+    "LayerKind",
+    "ReluLayer",
+    "Task",
+]
 
 
 class Task(str, Enum):
@@ -59,187 +96,231 @@ class Task(str, Enum):
     REGRESSION = "regression"
 
 
-class LayerKind(str, Enum):
-    """The layer kinds the reference and the RTL implement."""
-
-    DENSE = "dense"
-    RELU = "relu"
-    CAST = "cast"
-    CLAMP = "clamp"
-
-
-# The kinds hls4ml's C simulation computes; later kinds are post-processing checked on the RTL only.
-HLS_KINDS = frozenset({LayerKind.DENSE, LayerKind.RELU, LayerKind.CAST})
+# The kinds hls4ml's C simulation computes; the others are post-processing checked on the RTL only.
+HLS_KINDS = frozenset(kind for kind, cls in KINDS.items() if cls.in_hls)
 
 
 @dataclass(frozen=True)
 class InputSpec:
-    """The network input: ``n`` values of one fixed-point type."""
+    """A graph input: a tensor of ``shape`` values of one fixed-point type."""
 
-    n: int
+    shape: Shape
     type: FixedType
+    name: str = "input"
 
-
-@dataclass(frozen=True, eq=False)
-class DenseLayer:
-    """A fully connected layer with integer weights ``(n_in, n_out)`` and biases ``(n_out,)``."""
-
-    name: str
-    weight_t: FixedType
-    weights: np.ndarray
-    bias_t: FixedType
-    biases: np.ndarray
-    accum_t: FixedType
-    result_t: FixedType
-    kind: LayerKind = field(default=LayerKind.DENSE, init=False)
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "shape", as_shape(self.shape, f"input {self.name}"))
 
     @property
-    def n_in(self) -> int:
-        return int(self.weights.shape[0])
+    def n(self) -> int:
+        return size(self.shape)
 
-    @property
-    def n_out(self) -> int:
-        return int(self.weights.shape[1])
+    def to_dict(self) -> dict:
+        return {"name": self.name, "shape": list(self.shape), "type": str(self.type)}
 
-
-class _Elementwise:
-    """An elementwise layer: ``n`` values in, ``n`` out."""
-
-    n: int
-
-    @property
-    def n_in(self) -> int:
-        return self.n
-
-    @property
-    def n_out(self) -> int:
-        return self.n
+    @classmethod
+    def from_dict(cls, d: dict) -> InputSpec:
+        return cls(tuple(d["shape"]), FixedType.parse(d["type"]), d["name"])
 
 
 @dataclass(frozen=True)
-class ReluLayer(_Elementwise):
-    """Elementwise ``max(x, 0)`` cast to ``result_t``."""
+class LayerHardware:
+    """What hls4ml applied to one layer."""
 
-    name: str
-    n: int
-    result_t: FixedType
-    kind: LayerKind = field(default=LayerKind.RELU, init=False)
+    reuse_factor: int
+    strategy: str
 
 
 @dataclass(frozen=True)
-class CastLayer(_Elementwise):
-    """Elementwise cast to ``result_t`` (a linear quantizer)."""
+class AppliedHardware:
+    """The hardware settings hls4ml applied at conversion (read back from its model)."""
 
-    name: str
-    n: int
-    result_t: FixedType
-    kind: LayerKind = field(default=LayerKind.CAST, init=False)
+    backend: str
+    part: str
+    io_type: str
+    clock_period_ns: float
+    strategy: str
+    layers: dict[str, LayerHardware] = field(default_factory=dict)
 
+    def reuse_factors(self) -> dict[str, int]:
+        """Layer name -> the reuse factor hls4ml used."""
+        return {name: hw.reuse_factor for name, hw in self.layers.items()}
 
-@dataclass(frozen=True)
-class ClampLayer(_Elementwise):
-    """Elementwise cast to ``result_t``, then clamped to the raw range ``[lo, hi]`` (a table's output stage)."""
+    def to_dict(self) -> dict:
+        return {
+            "backend": self.backend,
+            "part": self.part,
+            "io_type": self.io_type,
+            "clock_period_ns": self.clock_period_ns,
+            "strategy": self.strategy,
+            "layers": {n: {"reuse_factor": h.reuse_factor, "strategy": h.strategy} for n, h in self.layers.items()},
+        }
 
-    name: str
-    n: int
-    result_t: FixedType
-    lo: int
-    hi: int
-    kind: LayerKind = field(default=LayerKind.CLAMP, init=False)
-
-
-Layer = Union[DenseLayer, ReluLayer, CastLayer, ClampLayer]
+    @classmethod
+    def from_dict(cls, d: dict) -> AppliedHardware:
+        layers = {n: LayerHardware(int(h["reuse_factor"]), str(h["strategy"])) for n, h in d["layers"].items()}
+        return cls(d["backend"], d["part"], d["io_type"], float(d["clock_period_ns"]), d["strategy"], layers)
 
 
 @dataclass(frozen=True, eq=False)
 class IR:
-    """A whole network: input spec and an ordered list of layers."""
+    """A whole network: graph inputs, nodes in topological order, outputs (default: the last node)."""
 
     name: str
     task: Task
-    input: InputSpec
-    layers: list[Layer]
+    inputs: list[InputSpec]
+    nodes: list[Layer]
     class_names: list[str] | None = None
-    version: int = IR_VERSION
+    outputs: list[str] = field(default_factory=list)
+    hardware: AppliedHardware | None = None
     table: dict | None = None  # the table a regressor replaces (TableInfo.to_dict): documents the bit mapping
+    version: int = IR_VERSION
+
+    def __post_init__(self) -> None:
+        # A node constructed without inputs takes the previous node (the first: the only graph input).
+        nodes, prev = [], self.inputs[0].name if len(self.inputs) == 1 else None
+        for node in self.nodes:
+            if not node.inputs:
+                if prev is None:
+                    raise FlowError(f"IR {self.name}: node {node.name} names no inputs")
+                node = replace(node, inputs=(prev,))
+            nodes.append(node)
+            prev = node.name
+        object.__setattr__(self, "inputs", list(self.inputs))
+        object.__setattr__(self, "nodes", nodes)
+        if not self.outputs and nodes:
+            object.__setattr__(self, "outputs", [nodes[-1].name])
+
+    # ----------------------------------------------------------------------------------------------- access
+
+    @property
+    def layers(self) -> list[Layer]:
+        """The nodes in topological order (the name version 1 used)."""
+        return self.nodes
+
+    @property
+    def input(self) -> InputSpec:
+        """The graph input of a single-input IR."""
+        if len(self.inputs) != 1:
+            raise FlowError(f"IR {self.name} has {len(self.inputs)} inputs; this step takes one")
+        return self.inputs[0]
+
+    @property
+    def output(self) -> Layer:
+        """The output node of a single-output IR."""
+        if len(self.outputs) != 1:
+            raise FlowError(f"IR {self.name} has {len(self.outputs)} outputs; this step takes one")
+        return self.node(self.outputs[0])
 
     @property
     def n_outputs(self) -> int:
-        return self.layers[-1].n_out
+        return size(self.output.shape)
 
     @property
     def output_t(self) -> FixedType:
-        return self.layers[-1].result_t
+        return self.output.result_t
+
+    def node(self, name: str) -> Layer:
+        """The node called ``name``."""
+        for node in self.nodes:
+            if node.name == name:
+                return node
+        raise FlowError(f"IR {self.name}: no node named {name!r}")
+
+    def types(self) -> dict[str, FixedType]:
+        """Tensor name (graph input or node) -> its fixed-point type."""
+        return {i.name: i.type for i in self.inputs} | {n.name: n.result_t for n in self.nodes}
+
+    def shapes(self) -> dict[str, Shape]:
+        """Tensor name (graph input or node) -> its shape."""
+        return {i.name: i.shape for i in self.inputs} | {n.name: n.shape for n in self.nodes}
+
+    def input_types(self) -> list[FixedType]:
+        """The type of each node's (first) input, in node order."""
+        types = self.types()
+        return [types[node.inputs[0]] for node in self.nodes]
+
+    def reuse_factors(self) -> dict[str, int]:
+        """The reuse factor hls4ml applied to each dense node (none for an IR not made by hls4ml)."""
+        applied = self.hardware.reuse_factors() if self.hardware else {}
+        return {n.name: applied[n.name] for n in self.nodes if n.kind is LayerKind.DENSE and n.name in applied}
+
+    def chain(self, needs: str = "this step") -> list[Layer]:
+        """The nodes of a chain-shaped graph in order; a one-line FlowError naming ``needs`` for any other graph."""
+        prev = self.input.name if len(self.inputs) == 1 else None
+        for node in self.nodes:
+            if node.inputs != (prev,):
+                raise FlowError(
+                    f"IR {self.name}: node {node.name} takes {', '.join(node.inputs)}, not only the node before it; "
+                    f"{needs} needs a chain of layers"
+                )
+            prev = node.name
+        if self.outputs != [prev]:
+            raise FlowError(f"IR {self.name}: outputs {', '.join(self.outputs)}; {needs} needs the last node's only")
+        return self.nodes
+
+    # ---------------------------------------------------------------------------------------- derived IRs
 
     def hls_layers(self) -> IR:
-        """The IR without its post-processing layers: what hls4ml's model computes (``HLS_KINDS``)."""
-        n = len(self.layers)
-        while n and self.layers[n - 1].kind not in HLS_KINDS:
+        """The IR without its trailing post-processing nodes: what hls4ml's model computes (``HLS_KINDS``)."""
+        n = len(self.nodes)
+        while n and not self.nodes[n - 1].in_hls:
             n -= 1
-        return IR(self.name, self.task, self.input, self.layers[:n], self.class_names, self.version)
+        kept = self.nodes[:n]
+        names = {node.name for node in kept}
+        outputs = [o for o in self.outputs if o in names] or [node.name for node in kept[-1:]]
+        return IR(self.name, self.task, self.inputs, kept, self.class_names, outputs, self.hardware)
 
     def with_output_stage(self, layers: list[Layer], table: dict | None = None) -> IR:
-        """This IR followed by post-processing ``layers`` (a table's clamp), e.g. ``TableInfo.clamp_layer``."""
-        ir = IR(self.name, self.task, self.input, [*self.layers, *layers], self.class_names, self.version, table)
+        """This single-output IR followed by post-processing ``layers`` (a table's clamp): ``TableInfo.clamp_layer``."""
+        prev, staged = self.output.name, []
+        for layer in layers:
+            layer = layer if layer.inputs else replace(layer, inputs=(prev,))
+            staged.append(layer)
+            prev = layer.name
+        ir = IR(
+            self.name, self.task, self.inputs, [*self.nodes, *staged], self.class_names, [prev], self.hardware, table
+        )
         ir.validate()
         return ir
 
-    def input_types(self) -> list[FixedType]:
-        """The input type of each layer, in order."""
-        types = [self.input.type]
-        for layer in self.layers[:-1]:
-            types.append(layer.result_t)
-        return types
+    # ------------------------------------------------------------------------------------------ checking
 
     def validate(self) -> None:
-        """Check that shapes chain and raw values fit their types."""
-        n = self.input.n
-        for layer in self.layers:
-            if layer.n_in != n:
-                raise FlowError(f"IR {self.name}: layer {layer.name} expects {layer.n_in} inputs, gets {n}")
-            if isinstance(layer, DenseLayer):
-                if layer.biases.shape != (layer.n_out,):
-                    raise FlowError(f"IR {self.name}: layer {layer.name} has {layer.biases.shape} biases")
-                for what, raw, t in (
-                    ("weights", layer.weights, layer.weight_t),
-                    ("biases", layer.biases, layer.bias_t),
-                ):
-                    if raw.size and (raw.min() < t.min_raw or raw.max() > t.max_raw):
-                        raise FlowError(f"IR {self.name}: {layer.name} {what} do not fit {t}")
-            if isinstance(layer, ClampLayer):
-                t = layer.result_t
-                if not t.min_raw <= layer.lo <= layer.hi <= t.max_raw:
-                    raise FlowError(f"IR {self.name}: {layer.name} range [{layer.lo}, {layer.hi}] does not fit {t}")
-            n = layer.n_out
+        """Check names, that every node's inputs come before it, the shape rules and that raw values fit."""
+        shapes: dict[str, Shape] = {}
+        for spec in self.inputs:
+            if spec.name in shapes:
+                raise FlowError(f"IR {self.name}: two graph inputs named {spec.name}")
+            shapes[spec.name] = spec.shape
+        for node in self.nodes:
+            if node.name in shapes:
+                raise FlowError(f"IR {self.name}: the name {node.name} is used twice")
+            missing = [i for i in node.inputs if i not in shapes]
+            if missing:
+                raise FlowError(f"IR {self.name}: node {node.name} takes {', '.join(missing)}, not defined before it")
+            try:
+                shapes[node.name] = node.out_shape([shapes[i] for i in node.inputs])
+                node.validate()
+            except FlowError as exc:
+                raise FlowError(f"IR {self.name}: {exc}") from None
+        unknown = [o for o in self.outputs if o not in shapes]
+        if not self.outputs or unknown:
+            raise FlowError(f"IR {self.name}: outputs {self.outputs} must name nodes")
+
+    # ------------------------------------------------------------------------------------ serialisation
 
     def to_dict(self) -> dict:
         """The JSON-ready form (schema in this module's docstring)."""
-        layers = []
-        for layer in self.layers:
-            d: dict = {"kind": layer.kind.value, "name": layer.name}
-            if isinstance(layer, DenseLayer):
-                d.update(
-                    n_in=layer.n_in,
-                    n_out=layer.n_out,
-                    weight_t=str(layer.weight_t),
-                    weights=layer.weights.astype(np.int64).tolist(),
-                    bias_t=str(layer.bias_t),
-                    biases=layer.biases.astype(np.int64).tolist(),
-                    accum_t=str(layer.accum_t),
-                    result_t=str(layer.result_t),
-                )
-            else:
-                d.update(n=layer.n, result_t=str(layer.result_t))
-            if isinstance(layer, ClampLayer):
-                d.update(lo=int(layer.lo), hi=int(layer.hi))
-            layers.append(d)
         out = {
             "version": self.version,
             "name": self.name,
             "task": self.task.value,
             "class_names": self.class_names,
-            "input": {"n": self.input.n, "type": str(self.input.type)},
-            "layers": layers,
+            "inputs": [spec.to_dict() for spec in self.inputs],
+            "nodes": [node.to_dict() for node in self.nodes],
+            "outputs": list(self.outputs),
+            "hardware": None if self.hardware is None else self.hardware.to_dict(),
         }
         if self.table is not None:
             out["table"] = self.table
@@ -247,41 +328,29 @@ class IR:
 
     @classmethod
     def from_dict(cls, d: dict) -> IR:
-        """Inverse of :meth:`to_dict`."""
-        if d.get("version") != IR_VERSION:
-            raise FlowError(f"IR version {d.get('version')} is not supported (expected {IR_VERSION})")
-        layers: list[Layer] = []
-        for ld in d["layers"]:
-            kind = LayerKind(ld["kind"])
-            rt = FixedType.parse(ld["result_t"])
-            if kind is LayerKind.DENSE:
-                w = np.asarray(ld["weights"], dtype=np.int64).reshape(ld["n_in"], ld["n_out"])
-                layers.append(
-                    DenseLayer(
-                        name=ld["name"],
-                        weight_t=FixedType.parse(ld["weight_t"]),
-                        weights=w,
-                        bias_t=FixedType.parse(ld["bias_t"]),
-                        biases=np.asarray(ld["biases"], dtype=np.int64),
-                        accum_t=FixedType.parse(ld["accum_t"]),
-                        result_t=rt,
-                    )
-                )
-            elif kind is LayerKind.RELU:
-                layers.append(ReluLayer(name=ld["name"], n=ld["n"], result_t=rt))
-            elif kind is LayerKind.CLAMP:
-                layers.append(ClampLayer(name=ld["name"], n=ld["n"], result_t=rt, lo=int(ld["lo"]), hi=int(ld["hi"])))
-            else:
-                layers.append(CastLayer(name=ld["name"], n=ld["n"], result_t=rt))
+        """Inverse of :meth:`to_dict`; another version is a one-line "rebuild" FlowError."""
+        version = d.get("version")
+        if version != IR_VERSION:
+            age = "an older" if isinstance(version, int) and version < IR_VERSION else "another"
+            model = d.get("name") or "<name>"
+            raise FlowError(f"ir.json version {version} is from {age} qflow; rebuild with `make hls MODEL={model}`")
+        hw = d.get("hardware")
         ir = cls(
             name=d["name"],
             task=Task(d["task"]),
-            input=InputSpec(n=d["input"]["n"], type=FixedType.parse(d["input"]["type"])),
-            layers=layers,
+            inputs=[InputSpec.from_dict(i) for i in d["inputs"]],
+            nodes=[layer_from_dict(n) for n in d["nodes"]],
             class_names=d.get("class_names"),
+            outputs=list(d["outputs"]),
+            hardware=None if hw is None else AppliedHardware.from_dict(hw),
             table=d.get("table"),
         )
         ir.validate()
+        for node, nd in zip(ir.nodes, d["nodes"]):
+            if list(node.shape) != list(nd["shape"]):
+                raise FlowError(
+                    f"IR {ir.name}: node {node.name} declares shape {nd['shape']}, its rule gives {list(node.shape)}"
+                )
         return ir
 
     def digest(self) -> str:

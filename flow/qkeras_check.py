@@ -23,7 +23,7 @@ import numpy as np
 from flow import reference
 from flow.errors import FlowError
 from flow.fixed import FixedType
-from flow.ir import IR, DenseLayer
+from flow.ir import IR, LayerKind
 from flow.metrics import agreement
 from flow.quantizers import QLayer, check_model
 
@@ -90,11 +90,11 @@ class QKerasCheck:
         }
 
 
-def _ir_group(q: QLayer, ir: IR, pos: int, is_input_quantizer: bool) -> list[int]:
+def _ir_group(q: QLayer, layers: list, pos: int, is_input_quantizer: bool) -> list[int]:
     """The IR layers (indices from ``pos``) a Keras layer became: a QDense is a dense layer plus its activation,
     unless hls4ml folded that activation into the dense layer's result type."""
     if q.class_name == "QDense":
-        split = q.output_t is not None and pos + 1 < len(ir.layers) and ir.layers[pos + 1].name == q.hls_name
+        split = q.output_t is not None and pos + 1 < len(layers) and layers[pos + 1].name == q.hls_name
         return [pos, pos + 1] if split else [pos]
     if q.output_t is not None and not is_input_quantizer:
         return [pos]
@@ -117,6 +117,7 @@ def check(keras_model, ir: IR, x_raw: np.ndarray, trace: reference.Trace | None 
     import tensorflow as tf
 
     trace = trace or reference.run(ir, x_raw)
+    layers = ir.chain("the QKeras check")  # the Keras models qflow takes are chains
     result = QKerasCheck(vectors=int(len(x_raw)))
     checked = check_model(keras_model, keras_model.name)
     input_q = next((q for q in checked if q.class_name not in ("InputLayer", "Dropout")), None)
@@ -124,10 +125,10 @@ def check(keras_model, ir: IR, x_raw: np.ndarray, trace: reference.Trace | None 
     value = x_float
     pos = 0
     for q, layer in zip(checked, keras_model.layers):
-        group = _ir_group(q, ir, pos, q is input_q and q.class_name == "QActivation")
+        group = _ir_group(q, layers, pos, q is input_q and q.class_name == "QActivation")
         if not group:
             continue
-        if group[-1] >= len(ir.layers) or (q.class_name == "QDense") != isinstance(ir.layers[group[0]], DenseLayer):
+        if group[-1] >= len(layers) or (q.class_name == "QDense") != (layers[group[0]].kind is LayerKind.DENSE):
             result.problem = f"layer {q.name} ({q.class_name}) has no counterpart in the IR: hls4ml changed the network"
             return result
         pos = group[-1] + 1
@@ -136,7 +137,7 @@ def check(keras_model, ir: IR, x_raw: np.ndarray, trace: reference.Trace | None 
         ref_t = trace.types[group[-1]]
         ref = trace.floats(group[-1])
         if q.class_name == "QDense":
-            dense = ir.layers[group[0]]
+            dense = layers[group[0]]
             w = dense.weight_t.to_float(dense.weights)
             b = dense.bias_t.to_float(dense.biases)
             kernel = np.abs(np.asarray(layer.kernel, dtype=np.float64))
@@ -163,7 +164,7 @@ def check(keras_model, ir: IR, x_raw: np.ndarray, trace: reference.Trace | None 
         result.layers.append(
             LayerCheck(
                 keras_layer=q.name,
-                ir_layers=[ir.layers[i].name for i in group],
+                ir_layers=[layers[i].name for i in group],
                 lsb=ref_t.lsb,
                 max_diff_lsb=float(diff.max(initial=0.0) / ref_t.lsb),
                 bound_lsb=float(allowed.max(initial=0.0) / ref_t.lsb),
@@ -172,8 +173,8 @@ def check(keras_model, ir: IR, x_raw: np.ndarray, trace: reference.Trace | None 
             )
         )
         value = ref  # the next layer is fed the reference's exact values
-    if pos != len(ir.layers):
-        result.problem = f"the IR has {len(ir.layers) - pos} layers after the Keras model's last: hls4ml changed it"
+    if pos != len(layers):
+        result.problem = f"the IR has {len(layers) - pos} layers after the Keras model's last: hls4ml changed it"
         return result
     q_out = np.asarray(keras_model.predict(x_float, verbose=0, batch_size=4096), dtype=np.float64)
     ref_out = ir.output_t.to_float(trace.raw[-1])

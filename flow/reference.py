@@ -1,51 +1,40 @@
 """Bit-exact batch inference on the IR: the specification every backend is tested against.
 
-Semantics are those of :mod:`flow.ir` (hls4ml ``io_parallel``, Latency loop order). A dense layer takes the
-fast route (one exact matmul, then casts) only when that provably gives the same bits as the loop:
-
-* products are exact in ``accum_t`` (its fraction bits cover input + weight fraction bits), and
-* ``accum_t`` wraps (a sum wrapped once equals the sum wrapped at every step: modular arithmetic), or a bound
-  on every partial sum shows its saturation can never trigger.
-
-The matmul is float64 BLAS when every partial sum is an integer below 2**53 (then exact in any order), int64
-below 2**62, Python ints otherwise. Everything else goes through :func:`_accumulate_loop`, which is the
-specification written out: per-product cast, accumulation in input order.
+The graph is evaluated node by node in its (topological) order; each node's arithmetic is its kind's
+``kernel`` (:mod:`flow.layers`), on raw integer mantissas ``(batch, *shape)``.
 """
 
 from __future__ import annotations
 
-import dataclasses
 from dataclasses import dataclass
 
 import numpy as np
 
 from flow.errors import FlowError
-from flow.fixed import FixedType, Overflow, Rounding, cast, from_float
-from flow.ir import IR, CastLayer, ClampLayer, DenseLayer, ReluLayer
-
-_FLOAT_EXACT = 2.0**53
-_INT64_SAFE = 2.0**62
-# Relative slack on float64 bounds: summing n terms in float64 errs by at most n * 2**-53 relatively.
-_BOUND_SLACK = 1 + 1e-9
-_MATMUL_ROWS = 1024
-_LOOP_CHUNK_ELEMENTS = 4_000_000  # per-product casts are done on (chunk, n_in, n_out) blocks of this size
+from flow.fixed import FixedType, from_float
+from flow.ir import IR
 
 
 @dataclass
 class Trace:
-    """Every layer's output: raw mantissas ``(batch, n_out)`` and their types."""
+    """Every node's output, in node order: raw mantissas ``(batch, *shape)`` and their types."""
 
     raw: list[np.ndarray]
     types: list[FixedType]
+    names: list[str]
 
     @property
     def output_raw(self) -> np.ndarray:
-        """The last layer's raw outputs."""
+        """The last node's raw outputs."""
         return self.raw[-1]
 
     def floats(self, i: int) -> np.ndarray:
-        """Layer ``i``'s outputs as float64."""
+        """Node ``i``'s outputs as float64."""
         return self.types[i].to_float(self.raw[i])
+
+    def of(self, name: str) -> np.ndarray:
+        """The raw outputs of the node called ``name``."""
+        return self.raw[self.names.index(name)]
 
 
 def quantize_input(ir: IR, x: np.ndarray) -> np.ndarray:
@@ -59,25 +48,17 @@ def quantize_input(ir: IR, x: np.ndarray) -> np.ndarray:
 def run(ir: IR, x_raw: np.ndarray, *, exact_loop: bool = False) -> Trace:
     """Exact integer inference on raw input mantissas; ``exact_loop`` forces the slow per-product route."""
     x = _check_input(ir, x_raw)
-    in_t = ir.input.type
-    raws: list[np.ndarray] = []
-    types: list[FixedType] = []
-    for layer in ir.layers:
-        if isinstance(layer, DenseLayer):
-            x = _dense(layer, x, in_t, exact_loop)
-        elif isinstance(layer, ReluLayer):
-            pos = np.maximum(x, 0) if x.dtype != object else np.where(x > 0, x, 0)
-            x = cast(pos, in_t.frac_bits, layer.result_t)
-        elif isinstance(layer, CastLayer):
-            x = cast(x, in_t.frac_bits, layer.result_t)
-        elif isinstance(layer, ClampLayer):
-            x = clamp(x, in_t, layer)
-        else:
-            raise FlowError(f"IR {ir.name}: unknown layer {layer!r}")
-        in_t = layer.result_t
-        raws.append(x)
-        types.append(in_t)
-    return Trace(raws, types)
+    spec = ir.input
+    values = {spec.name: x.reshape((len(x), *spec.shape))}
+    types = ir.types()
+    trace = Trace([], [], [])
+    for node in ir.nodes:
+        y = node.kernel([values[i] for i in node.inputs], [types[i] for i in node.inputs], exact_loop)
+        values[node.name] = y
+        trace.raw.append(y)
+        trace.types.append(node.result_t)
+        trace.names.append(node.name)
+    return trace
 
 
 def predict(ir: IR, x_float: np.ndarray) -> np.ndarray:
@@ -88,12 +69,6 @@ def predict(ir: IR, x_float: np.ndarray) -> np.ndarray:
 def classify(ir: IR, x_float: np.ndarray) -> np.ndarray:
     """The predicted class per sample (ties: lowest index, as numpy's and hls4ml's argmax)."""
     return np.argmax(run(ir, quantize_input(ir, x_float)).output_raw, axis=1)
-
-
-def clamp(x: np.ndarray, in_t: FixedType, layer: ClampLayer) -> np.ndarray:
-    """A clamp layer: ``(result_t) x``, then limited to ``[lo, hi]`` (raw mantissas of ``result_t``)."""
-    y = cast(x, in_t.frac_bits, layer.result_t)
-    return np.where(y < layer.lo, layer.lo, np.where(y > layer.hi, layer.hi, y)).astype(y.dtype)
 
 
 def _check_input(ir: IR, x_raw: np.ndarray) -> np.ndarray:
@@ -108,125 +83,3 @@ def _check_input(ir: IR, x_raw: np.ndarray) -> np.ndarray:
     if x.dtype == object and t.fits_int64:
         return x.astype(np.int64)
     return x if x.dtype in (np.int64, object) else x.astype(np.int64 if t.fits_int64 else object)
-
-
-def _type_abs_max(t: FixedType) -> float:
-    """The largest raw magnitude of type ``t``: a bound on layer inputs that needs no pass over the data."""
-    return float(max(-t.min_raw, t.max_raw))
-
-
-def _dense(layer: DenseLayer, x: np.ndarray, in_t: FixedType, exact_loop: bool) -> np.ndarray:
-    acc_t = layer.accum_t
-    prod_frac = in_t.frac_bits + layer.weight_t.frac_bits
-    bias = cast(layer.biases, layer.bias_t.frac_bits, acc_t)
-    w = cast(layer.weights, layer.weight_t.frac_bits, _wrapping(layer.weight_t))  # int64 when it fits
-    products_exact = acc_t.frac_bits >= prod_frac
-    if exact_loop:
-        acc = _accumulate_loop(x, w, bias, prod_frac, acc_t)
-    elif products_exact and (acc_t.overflow is Overflow.WRAP or _never_overflows(x, w, bias, prod_frac, acc_t)):
-        acc = _sum_then_cast(x, w, bias, prod_frac, acc_t, _type_abs_max(in_t))
-    elif acc_t.overflow is Overflow.WRAP:
-        acc = _cast_products_then_sum(x, w, bias, prod_frac, acc_t)
-    else:
-        acc = _accumulate_loop(x, w, bias, prod_frac, acc_t)
-    return cast(acc, acc_t.frac_bits, layer.result_t)
-
-
-def _wrapping(t: FixedType) -> FixedType:
-    """``t`` with TRN/WRAP: the same bits wherever no rounding or overflow happens."""
-    return dataclasses.replace(t, rounding=Rounding.TRN, overflow=Overflow.WRAP)
-
-
-def _add(a: np.ndarray, b: np.ndarray, t: FixedType) -> np.ndarray:
-    """``a + b`` exactly, for values of type ``t`` (int64 while the sum cannot overflow it)."""
-    if a.dtype == np.int64 and b.dtype == np.int64 and t.width <= 62:
-        return a + b
-    return a.astype(object) + b.astype(object)
-
-
-def _abs_max(a: np.ndarray) -> float:
-    return float(max(abs(a.min()), abs(a.max()))) if a.size else 0.0
-
-
-def _exact_matmul(x: np.ndarray, w: np.ndarray, x_abs_max: float | None = None) -> np.ndarray:
-    """``x @ w`` exactly, on the fastest exact route (``x_abs_max``: a known bound on ``|x|``)."""
-    w_col = float(np.abs(w.astype(np.float64)).sum(axis=0).max(initial=0.0))
-    bound = (_abs_max(x) if x_abs_max is None else x_abs_max) * w_col * _BOUND_SLACK
-    if x_abs_max is not None and bound >= _FLOAT_EXACT:
-        bound = _abs_max(x) * w_col * _BOUND_SLACK  # the data may be tighter than its type
-    if x.dtype == np.int64 and w.dtype == np.int64:
-        if bound < _FLOAT_EXACT:
-            # Every partial sum, in whatever order BLAS adds, is an integer below 2**53: exact in float64.
-            wf = w.astype(np.float64)
-            out = np.empty((x.shape[0], w.shape[1]), dtype=np.int64)
-            for start in range(0, x.shape[0], _MATMUL_ROWS):  # blocks keep the float copy of x in cache
-                rows = slice(start, start + _MATMUL_ROWS)
-                out[rows] = x[rows].astype(np.float64) @ wf
-            return out
-        if bound < _INT64_SAFE:
-            return x @ w
-    return x.astype(object) @ w.astype(object)
-
-
-def _never_overflows(x: np.ndarray, w: np.ndarray, bias: np.ndarray, prod_frac: int, acc_t: FixedType) -> bool:
-    """Whether every partial sum ``bias + x_0 w_0 + ... + x_i w_i`` fits ``accum_t`` (so saturation is idle)."""
-    if not x.size:
-        return True
-    x_lo, x_hi = float(x.min()), float(x.max())
-    wf = w.astype(np.float64)
-    ends = np.stack([x_lo * wf, x_hi * wf])
-    scale = 2.0 ** (acc_t.frac_bits - prod_frac)
-    b = bias.astype(np.float64)
-    upper = (b + np.maximum(ends.max(axis=0), 0).sum(axis=0) * scale) * _BOUND_SLACK + 1
-    lower = (b + np.minimum(ends.min(axis=0), 0).sum(axis=0) * scale) * _BOUND_SLACK - 1
-    lo = -acc_t.max_raw if (acc_t.overflow is Overflow.SAT_SYM and acc_t.signed and acc_t.width > 1) else acc_t.min_raw
-    # Scaling the limits toward zero keeps the comparison conservative despite float rounding of 2**W - 1.
-    return bool(upper.max() < float(acc_t.max_raw) * (1 - 1e-12) and lower.min() > float(lo) * (1 - 1e-12))
-
-
-def _sum_then_cast(
-    x: np.ndarray, w: np.ndarray, bias: np.ndarray, prod_frac: int, acc_t: FixedType, x_abs_max: float
-) -> np.ndarray:
-    """Exact products summed first, then one (wrapping) cast: valid when products are exact in ``accum_t``."""
-    wrap_t = _wrapping(acc_t)
-    products = cast(_exact_matmul(x, w, x_abs_max), prod_frac, wrap_t)
-    return cast(_add(bias[None, :], products, acc_t), acc_t.frac_bits, wrap_t)
-
-
-def _cast_products_then_sum(
-    x: np.ndarray, w: np.ndarray, bias: np.ndarray, prod_frac: int, acc_t: FixedType
-) -> np.ndarray:
-    """Each product rounded into a wrapping ``accum_t``, then summed modulo 2**W (order does not matter)."""
-    n_in, n_out = w.shape
-    chunk = max(1, _LOOP_CHUNK_ELEMENTS // max(1, n_in * n_out))
-    out = []
-    modular = acc_t.fits_int64  # sums modulo 2**64 reduce correctly modulo 2**W for W <= 64
-    for start in range(0, x.shape[0], chunk):
-        p = cast(_products(x[start : start + chunk], w), prod_frac, acc_t)
-        if modular:
-            s = p.view(np.uint64).sum(axis=1, dtype=np.uint64) + bias.astype(np.int64).view(np.uint64)
-            out.append(cast(s.view(np.int64), acc_t.frac_bits, acc_t))
-        else:
-            out.append(cast(p.sum(axis=1) + bias.astype(object), acc_t.frac_bits, acc_t))
-    return np.concatenate(out) if out else np.zeros((0, n_out), dtype=bias.dtype)
-
-
-def _products(x: np.ndarray, w: np.ndarray) -> np.ndarray:
-    """All exact products ``x[b, i] * w[i, j]`` as ``(batch, n_in, n_out)``."""
-    if x.dtype == np.int64 and w.dtype == np.int64 and _abs_max(x) * _abs_max(w) < _INT64_SAFE:
-        return x[:, :, None] * w[None, :, :]
-    return x.astype(object)[:, :, None] * w.astype(object)[None, :, :]
-
-
-def _accumulate_loop(x: np.ndarray, w: np.ndarray, bias: np.ndarray, prod_frac: int, acc_t: FixedType) -> np.ndarray:
-    """The specification, as hls4ml's Latency loops: ``acc = (accum_t) bias; acc += (accum_t)(x_i * w_i)``."""
-    batch, n_out = x.shape[0], w.shape[1]
-    acc = np.broadcast_to(bias, (batch, n_out)).copy()
-    small = x.dtype == np.int64 and w.dtype == np.int64 and _abs_max(x) * _abs_max(w) < _INT64_SAFE
-    xs = x if small else x.astype(object)
-    ws = w if small else w.astype(object)
-    for i in range(w.shape[0]):
-        product = cast(xs[:, i : i + 1] * ws[i][None, :], prod_frac, acc_t)
-        # ap_fixed's `acc += p` is `acc = acc + p`: the exact sum assigned back with accum_t's overflow mode.
-        acc = cast(_add(acc, product, acc_t), acc_t.frac_bits, acc_t)
-    return acc

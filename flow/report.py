@@ -52,12 +52,12 @@ def layer_estimates(ir_path: Path, arch_multipliers: dict[str, str] | None = Non
 
     ``parallel`` has one multiplier per weight; ``folded`` one per output neuron (``n_in`` cycles per layer).
     """
-    from flow.ir import IR, DenseLayer
+    from flow.ir import IR, LayerKind
 
     ir = IR.load(ir_path)
     out = []
     for layer, in_t in zip(ir.layers, ir.input_types()):
-        if not isinstance(layer, DenseLayer):
+        if layer.kind is not LayerKind.DENSE:
             continue
         wb, xb = layer.weight_t.width, in_t.width
         out.append(
@@ -174,14 +174,15 @@ def collect(
             entry["cost"] = NOT_RUN
         archs[rtl.name] = entry
     d["archs"] = archs or NOT_RUN
-    d["targets"] = targets_note(card)
+    applied = proj.load_ir().hardware if digest else None
+    d["targets"] = targets_note(card, applied)
     dataset = card.get("dataset") or {}
     if dataset.get("kind") == "table":
         info(f"{proj.name}: cost of the table the network replaces")
         d["table"] = tables.table_cost(dataset, proj.root, synth=synth and table_synth, flows=TABLE_FLOWS + timed)
         d["table_vs_network"] = compare_table(d)
         add_table_verdict(d, proj, dataset)
-    d["timing"] = timing_report(d, card) if timed else NOT_RUN
+    d["timing"] = timing_report(d, card, applied) if timed else NOT_RUN
     return d
 
 
@@ -215,12 +216,11 @@ def add_table_verdict(d: dict, proj: Project, dataset: dict) -> None:
     d["verdict"] = verdict(d, acc)
 
 
-def targets_note(card: dict) -> str:
-    """Which device each figure is for: hls4ml's part (card) against the families Yosys costs."""
-    part = (card.get("hardware") or {}).get("part")
+def targets_note(card: dict, applied=None) -> str:
+    """Which device each figure is for: the part hls4ml used (the IR's, else the card's) against Yosys' families."""
     from flow.card import Hardware
 
-    part = part or Hardware().part
+    part = applied.part if applied is not None else (card.get("hardware") or {}).get("part") or Hardware().part
     return (
         f"The hls4ml project targets {part} (card `hardware.part`; only Vitis/Vivado figures are for it); "
         "the open-tool costs here are Yosys' Xilinx 7-series mapping (xc7) and ASIC cells (OSU018, sky130 HD)."

@@ -23,7 +23,6 @@ import numpy as np
 
 from flow import log, warm
 from flow.errors import FlowError, ToolError
-from flow.ir import IR, DenseLayer
 from flow.project import Project, check_same_ir, read_json, read_npz, write_json, write_npz
 from flow.rtl import Design, generate, get_arch
 from flow.tools import Tool, find_tool
@@ -316,22 +315,6 @@ def simulate(
     )
 
 
-def card_reuse_factors(project: Project, ir: IR) -> dict[str, int]:
-    """The reuse factors the project's card sets on its dense layers; a layer without one folds by R = n_in.
-
-    hls4ml's default (1, fully parallel) would make a "folded" design with an II of 4: not folded at all.
-    """
-    from flow.card import load_card
-
-    if not project.card.exists():
-        return {}
-    card = load_card(project.card)
-    items = card.raw.get("layers") or []
-    given = {s.name for s, item in zip(card.layers, items) if isinstance(item, dict) and "reuse_factor" in item}
-    dense = [layer.name for layer in ir.layers if isinstance(layer, DenseLayer)]
-    return {s.name: s.reuse_factor for s in card.layers if s.name in given and s.name in dense}
-
-
 def parse_reuse(items: list[str] | None) -> dict[str, int]:
     """``["fc1=1023", ...]`` to a dict; a FlowError on bad syntax."""
     out: dict[str, int] = {}
@@ -416,7 +399,7 @@ def run_stage(
     vectors_path = project.require(project.vectors, "verify")
     data = read_npz(vectors_path, ("inputs", "outputs"))
     check_same_ir(vectors_path, str(data.get("ir_sha256", "")), digest, f"make verify MODEL={model}")
-    knobs = get_arch(arch).card_knobs(card_reuse_factors(project, ir), reuse)
+    knobs = get_arch(arch).card_knobs(ir.reuse_factors(), reuse)
     if in_beat is not None:
         knobs["in_beat"] = in_beat  # the generator says which architectures take it
     sim_json = project.root / "sim.json"

@@ -15,6 +15,7 @@ from typing import Any
 from flow.card import Hardware
 from flow.cost.yosys import TIMING_FLOWS
 from flow.errors import ToolError
+from flow.ir import AppliedHardware
 from flow.log import info
 from flow.tools import find_tool
 
@@ -46,10 +47,12 @@ def available_flows() -> tuple[str, ...]:
     return TIMING_FLOWS
 
 
-def card_clock(card: dict) -> CardClock:
-    """The clock and rate of a project's card (``hardware``); the card default when it names no clock."""
+def card_clock(card: dict, applied: AppliedHardware | None = None) -> CardClock:
+    """The clock hls4ml applied (the IR's ``hardware``), else the card's, else the card default; the card's rate."""
     hw = card.get("hardware") or {}
-    if "clock_period_ns" in hw:
+    if applied is not None:
+        period, source = applied.clock_period_ns, "hardware.clock_period_ns, as hls4ml applied it (ir.json)"
+    elif "clock_period_ns" in hw:
         period, source = float(hw["clock_period_ns"]), "hardware.clock_period_ns"
     else:
         period, source = Hardware.clock_period_ns, "hardware.clock_period_ns (card default)"
@@ -129,9 +132,9 @@ def design_timing(cost: Any, latency: int | None, ii: int | None, card: CardCloc
     return out
 
 
-def report_timing(d: dict, card: dict) -> dict:
-    """The report's ``timing`` block: the card's clock, then each architecture's and the table ROM's timing."""
-    clock = card_clock(card)
+def report_timing(d: dict, card: dict, applied: AppliedHardware | None = None) -> dict:
+    """The report's ``timing`` block: the clock (``card_clock``), then each architecture's and the table ROM's."""
+    clock = card_clock(card, applied)
     out: dict = {"card": asdict(clock), "archs": {}}
     archs = d.get("archs") if isinstance(d.get("archs"), dict) else {}
     for arch, entry in archs.items():

@@ -123,12 +123,12 @@ def _csim_trace(hls_model, ir: IR, x: np.ndarray) -> dict[str, np.ndarray]:
     return out
 
 
-def _hls_model_for(project: Project):
-    """Convert the project's trained model again, with tracing on every layer (deterministic)."""
+def _hls_model_for(project: Project, ir: IR):
+    """Convert the project's trained model again with the settings its IR records, tracing every layer."""
     from flow.convert import HlsSettings, convert
     from flow.model import load_keras
 
-    settings = HlsSettings.for_project(project)
+    settings = HlsSettings.from_ir(ir)
     model = load_keras(project.require(project.keras, "hls"))
     tmp = Path(tempfile.mkdtemp(prefix=f"qflow-verify-{project.name}-"))
     hls_model = convert(model, settings, tmp, trace=True)
@@ -168,7 +168,7 @@ def verify(project: Project, *, n_random: int = N_RANDOM, seed: int = 0, force: 
         return read_json(project.verify_json)
     X_test, _, _ = load_test_data(project)
     t0 = time.perf_counter()
-    keras_model, hls_model, tmp = _hls_model_for(project)
+    keras_model, hls_model, tmp = _hls_model_for(project, ir)
     try:
         from flow.ir_extract import extract_ir
 

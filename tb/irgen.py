@@ -74,7 +74,7 @@ def random_ir(seed: int, *, max_layers: int = 3, max_width: int = 6, mode_offset
             t = nt
         n = n_out
     task = Task.CLASSIFICATION if n > 1 and rng.random() < 0.7 else Task.REGRESSION
-    ir = IR(f"rand{seed}", task, InputSpec(int(layers[0].n_in), in_t), layers)
+    ir = IR(f"rand{seed}", task, [InputSpec(int(layers[0].n_in), in_t)], layers)
     ir.validate()
     return ir
 
@@ -109,7 +109,7 @@ def mlp_ir(
         if not last:
             layers.append(ReluLayer(f"relu{k + 1}", b, FixedType.parse(relu_t)))
             t = layers[-1].result_t
-    ir = IR(name, task, InputSpec(sizes[0], it), layers)
+    ir = IR(name, task, [InputSpec(sizes[0], it)], layers)
     ir.validate()
     return ir
 

@@ -93,7 +93,7 @@ def test_verify_catches_a_wrong_rounding_mode(tiny_lut):
     from flow.verify import _csim_trace, _hls_model_for, compare, random_vectors
 
     ir = IR.load(tiny_lut.ir_json)
-    _, hls_model, _ = _hls_model_for(tiny_lut)
+    _, hls_model, _ = _hls_model_for(tiny_lut, ir)
     x_raw, _ = random_vectors(ir, 2000, seed=1)
     csim = _csim_trace(hls_model, ir, ir.input.type.to_float(x_raw))
     assert compare(ir, x_raw, csim).passed

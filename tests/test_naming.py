@@ -63,17 +63,17 @@ def test_baseline_is_the_built_model(tmp_path):
 
 
 def test_folded_default_folds(tmp_path):
-    """A card without reuse factors gives the folded RTL R = n_in (II = n_in + 3), not hls4ml's 1 (II 4)."""
-    from flow.project import Project
-    from flow.rtl import generate
-    from flow.sim import card_reuse_factors
+    """Without reuse factors from hls4ml the folded RTL uses R = n_in (II = n_in + 3), and hls4ml's 1 (II 4) too."""
+    import dataclasses
 
-    proj = Project("tiny_lut", tmp_path)
-    tmp_path.mkdir(exist_ok=True)
-    text = (CARDS / "tiny_lut.yaml").read_text()
-    (tmp_path / "card.yaml").write_text(text)
+    from flow.ir import AppliedHardware, LayerHardware
+    from flow.rtl import generate, get_arch
+
     ir = mlp_ir("tiny_lut", [2, 8, 1], seed=1)
-    assert card_reuse_factors(proj, ir) == {}
+    assert ir.reuse_factors() == {}
     assert generate(ir, "folded", tmp_path / "rtl").ii_cycles == 8 + 3  # fc2: R = n_in = 8
-    (tmp_path / "card.yaml").write_text(text.replace("units: 8\n", "units: 8\n    reuse_factor: 1\n", 1))
-    assert card_reuse_factors(proj, ir) == {"fc1": 1}
+    layers = {"fc1": LayerHardware(1, "latency"), "fc2": LayerHardware(4, "resource")}
+    hw = AppliedHardware("Vitis", "xcu250-figd2104-2L-e", "io_parallel", 5.0, "latency", layers)
+    ir = dataclasses.replace(ir, hardware=hw)
+    assert ir.reuse_factors() == {"fc1": 1, "fc2": 4}
+    assert get_arch("folded").card_knobs(ir.reuse_factors()) == {"reuse_factors": {"fc2": 4}}

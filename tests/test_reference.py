@@ -15,6 +15,8 @@ from flow import reference
 from flow.errors import FlowError
 from flow.fixed import FixedType, Overflow, Rounding
 from flow.ir import IR, CastLayer, DenseLayer, InputSpec, ReluLayer, Task
+from flow.layers import dense as dense_kind
+from flow.layers.dense import _exact_matmul
 
 SAT = Rounding.RND_CONV, Overflow.SAT
 
@@ -32,7 +34,7 @@ def dense(name: str, w: list, b: list, wt: str, bt: str, acc: str, res: str) -> 
 
 
 def make_ir(input_t: str, n: int, layers: list, task: Task = Task.CLASSIFICATION) -> IR:
-    ir = IR(name="t", task=task, input=InputSpec(n=n, type=FixedType.parse(input_t)), layers=layers)
+    ir = IR("t", task, [InputSpec(n, FixedType.parse(input_t))], layers)
     ir.validate()
     return ir
 
@@ -47,10 +49,10 @@ def tiny_ir() -> IR:
             dense(
                 "fc1", [[4, -2], [3, 6]], [1, -4], "fixed<4,2>", "fixed<4,2>", "fixed<16,8>", "fixed<8,4,RND_CONV,SAT>"
             ),
-            ReluLayer(name="relu1", n=2, result_t=FixedType.parse("ufixed<4,2,RND_CONV,SAT>")),
+            ReluLayer(name="relu1", shape=2, result_t=FixedType.parse("ufixed<4,2,RND_CONV,SAT>")),
             # weights [[1.0], [-1.75]]; bias 0.5
             dense("fc2", [[4], [-7]], [2], "fixed<4,2>", "fixed<4,2>", "fixed<12,6>", "fixed<10,6>"),
-            CastLayer(name="out", n=1, result_t=FixedType.parse("fixed<6,3,RND,SAT>")),
+            CastLayer(name="out", shape=1, result_t=FixedType.parse("fixed<6,3,RND,SAT>")),
         ],
     )
 
@@ -127,7 +129,7 @@ def test_result_saturation_and_relu() -> None:
         2,
         [
             dense("fc", [[100, -100], [100, -100]], [0, 0], "int<8>", "int<8>", "fixed<24,24>", "fixed<8,8,TRN,SAT>"),
-            ReluLayer(name="r", n=2, result_t=FixedType.parse("ufixed<4,4,RND_CONV,SAT>")),
+            ReluLayer(name="r", shape=2, result_t=FixedType.parse("ufixed<4,4,RND_CONV,SAT>")),
         ],
     )
     t = reference.run(ir, np.array([[1, 1], [-1, 0]]))
@@ -178,9 +180,9 @@ def random_ir(seed: int, kind: str) -> IR:
     n_in, n_hidden, n_out = (int(v) for v in rng.integers(1, [16, 8, 5], endpoint=True))
     in_t = random_type(rng, 14)
     fc1 = random_dense(rng, "fc1", in_t, n_in, n_hidden, kind)
-    relu = ReluLayer(name="relu1", n=n_hidden, result_t=random_type(rng, 10))
+    relu = ReluLayer(name="relu1", shape=n_hidden, result_t=random_type(rng, 10))
     fc2 = random_dense(rng, "fc2", relu.result_t, n_hidden, n_out, kind)
-    out = CastLayer(name="out", n=n_out, result_t=random_type(rng, 12))
+    out = CastLayer(name="out", shape=n_out, result_t=random_type(rng, 12))
     return make_ir(str(in_t), n_in, [fc1, relu, fc2, out])
 
 
@@ -219,7 +221,7 @@ def test_fast_routes_are_taken(seed: int) -> None:
     rounding_ir = make_ir(str(ir.input.type), ir.input.n, layers)
     expected_rounding = reference.run(rounding_ir, x, exact_loop=True)
     with pytest.MonkeyPatch.context() as mp:
-        mp.setattr(reference, "_accumulate_loop", _no_loop)
+        mp.setattr(dense_kind, "_accumulate_loop", _no_loop)
         assert_same_trace(reference.run(ir, x), expected)
         assert_same_trace(reference.run(rounding_ir, x), expected_rounding)
 
@@ -232,14 +234,14 @@ def test_matmul_routes_agree(route: str) -> None:
     exact = (x.astype(object) @ w.astype(object)).astype(np.int64)
     with pytest.MonkeyPatch.context() as mp:
         if route == "float":
-            mp.setattr(reference, "_FLOAT_EXACT", 2.0**63)  # pretend floats are exact: must then differ
+            mp.setattr(dense_kind, "_FLOAT_EXACT", 2.0**63)  # pretend floats are exact: must then differ
         elif route == "object":
-            mp.setattr(reference, "_INT64_SAFE", 0.0)
-        got = reference._exact_matmul(x, w)
+            mp.setattr(dense_kind, "_INT64_SAFE", 0.0)
+        got = _exact_matmul(x, w)
     if route == "float":
         # sums of 300 products of up to 2**52 exceed 2**53: float64 loses bits, which is why the bound exists.
         assert not np.array_equal(got, exact)
-        small = reference._exact_matmul(x >> 12, w >> 12)
+        small = _exact_matmul(x >> 12, w >> 12)
         assert np.array_equal(small, (x >> 12) @ (w >> 12))
     else:
         assert np.array_equal(got.astype(np.int64), exact)

@@ -111,7 +111,7 @@ def test_user_errors_are_one_line(tmp_path):
         generate(ir, "folded", tmp_path / "x", reuse_factors={"fc9": 1})
     fc = ir.layers[0]
     narrow = DenseLayer(fc.name, fc.weight_t, fc.weights, fc.bias_t, fc.biases, FixedType(12, 8), fc.result_t)
-    bad = IR("e", Task.REGRESSION, InputSpec(4, ir.input.type), [narrow])
+    bad = IR("e", Task.REGRESSION, [InputSpec(4, ir.input.type)], [narrow])
     with pytest.raises(FlowError, match="only exact products"):
         generate(bad, "parallel", tmp_path / "x")
     assert not (tmp_path / "x").exists()

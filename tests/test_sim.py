@@ -88,7 +88,7 @@ def test_broken_design_fails_with_a_readable_message(tmp_path, arch):
     w[:, 1] += np.where(w[:, 1] < 100, 1, -1)  # output 1 of fc1 differs for every input
     fc = ir.layers[0]
     fc_bad = DenseLayer(fc.name, fc.weight_t, w, fc.bias_t, fc.biases, fc.accum_t, fc.result_t)
-    bad = IR(ir.name, ir.task, ir.input, [fc_bad, *ir.layers[1:]])
+    bad = IR(ir.name, ir.task, ir.inputs, [fc_bad, *ir.nodes[1:]])
     design = generate(bad, arch, tmp_path / "rtl", **FAST_KNOBS.get(arch, {}))
     vectors = write_vectors(ir, tmp_path / "vectors.npz", 50)
     r = simulate(design, vectors, "icarus", tmp_path / "sim")

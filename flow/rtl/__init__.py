@@ -1,6 +1,7 @@
 """Verilog from the IR. ``generate(ir, arch, out_dir, **knobs)`` writes a design folder (see README.md here).
 
-Architectures are an explicit registry (:data:`ARCHS`): each is a sibling module with ``KNOBS`` (defaults) and
+Architectures are an explicit registry (:data:`ARCHS`): each is a sibling module with ``KNOBS`` (defaults),
+``KINDS`` (the IR layer kinds it emits; any other kind is refused in one line before emitting) and
 ``emit(ir, top, **knobs) -> Emitted``. Fixed building blocks are real files in ``source/``.
 """
 
@@ -85,6 +86,15 @@ def get_arch(arch: str) -> ModuleType:
         raise FlowError(f"unknown architecture {arch!r} (choose from: {', '.join(ARCHS)})") from None
 
 
+def check_kinds(ir: IR, arch: str) -> None:
+    """A one-line FlowError when ``ir`` has a layer kind the architecture does not emit."""
+    kinds = get_arch(arch).KINDS
+    node = next((node for node in ir.nodes if node.kind not in kinds), None)
+    if node is not None:
+        known = ", ".join(sorted(k.value for k in kinds))
+        raise FlowError(f"{arch}: layer {node.name} is a {node.kind.value} layer, which {arch} does not emit ({known})")
+
+
 def generate(ir: IR, arch: str, out_dir: Path, **knobs) -> Design:
     """Write the design of ``ir`` in architecture ``arch`` into ``out_dir`` (replaced atomically on success)."""
     gen = get_arch(arch)
@@ -92,6 +102,7 @@ def generate(ir: IR, arch: str, out_dir: Path, **knobs) -> Design:
     if unknown:
         raise FlowError(f"{arch}: unknown knob(s) {', '.join(sorted(unknown))} (known: {', '.join(gen.KNOBS)})")
     ir.validate()
+    check_kinds(ir, arch)
     top = top_name(ir)
     emitted = gen.emit(ir, top, **knobs)
     out_dir = Path(out_dir)

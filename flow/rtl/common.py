@@ -84,12 +84,12 @@ class Segment:
         return self.dense.result_t if self.dense is not None else self.in_t
 
 
-def segments(ir: IR) -> list[Segment]:
-    """Group layers: leading elementwise layers (dense None), then each dense layer with the layers after it."""
+def segments(ir: IR, arch: str) -> list[Segment]:
+    """Group a chain: leading elementwise layers (dense None), then each dense layer with the layers after it."""
     segs: list[Segment] = [Segment(None, ir.input.type, [])]
     t = ir.input.type
-    for layer in ir.layers:
-        if isinstance(layer, DenseLayer):
+    for layer in ir.chain(f"the {arch} architecture"):
+        if layer.kind is LayerKind.DENSE:
             segs.append(Segment(layer, t, []))
         else:
             segs[-1].post.append(layer)
@@ -198,6 +198,8 @@ ELEMENTWISE_EMITTERS = {
     LayerKind.CAST: lambda prefix, elems, src, layer: elem_casts(prefix, elems, False, src, layer.result_t),
     LayerKind.CLAMP: elem_clamps,
 }
+# What the chain-based architectures emit: dense layers (each its own) and the elementwise kinds above.
+CHAIN_KINDS = frozenset({LayerKind.DENSE, *ELEMENTWISE_EMITTERS})
 
 
 def pack(elems: list[str]) -> str:
@@ -365,11 +367,12 @@ def table_mapping_doc(ir: IR) -> str:
     shape = " x ".join(str(s) for s in t.shape)
     lines = [f"Replaces table {t.name!r}: {shape} entries of {t.bits}-bit words (values {t.value_min}..{t.value_max})."]
     lines += [m["text"] for m in input_mapping(t.shape, ir.input.type)]
-    if isinstance(ir.layers[-1], ClampLayer):
+    stage = ir.output
+    if stage.kind is LayerKind.CLAMP:
         w = ir.output_t.width
         lines.append(
             f"out_data[{w - 1}:0] is the table word itself (0..{2**t.bits - 1}), rounded (RND_CONV) and clamped to "
-            f"[{ir.layers[-1].lo}, {ir.layers[-1].hi}] by the output stage"
+            f"[{stage.lo}, {stage.hi}] by the output stage"
         )
     return "".join(f"// {line}\n" for line in lines)
 

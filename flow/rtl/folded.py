@@ -26,8 +26,9 @@ import numpy as np
 
 from flow.errors import FlowError
 from flow.fixed import FixedType
-from flow.ir import IR, DenseLayer
+from flow.ir import IR, DenseLayer, LayerKind
 from flow.rtl.common import (
+    CHAIN_KINDS,
     DenseShapeLike,
     Emitted,
     aligned_biases,
@@ -47,6 +48,7 @@ from flow.rtl.common import (
 
 FIXED_BLOCKS = ["qflow_fixed_cast.v", "qflow_argmax.v"]
 KNOBS = {"reuse_factors": None, "in_beat": None}
+KINDS = CHAIN_KINDS
 ROM_BITS_PER_LUT = 64  # proxy: a LUT6 holds 64 ROM bits
 OVERHEAD_CYCLES = 3  # per sample and layer: take, ROM read, last accumulation
 
@@ -69,8 +71,13 @@ def check_reuse(name: str, n_in: int, n_out: int, r: int) -> int:
 
 
 def card_knobs(card_reuse: dict[str, int], override: dict[str, int] | None = None) -> dict:
-    """The knobs a project's card gives this architecture: its reuse factors (``override`` wins)."""
-    return {"reuse_factors": {**card_reuse, **(override or {})}}
+    """The knobs the reuse factors hls4ml applied (the IR's) give this architecture (``override`` wins).
+
+    R = 1 is hls4ml's fully parallel default: folded by it, a layer would be a parallel one with an II of 4, so
+    such a layer keeps the folded default R = n_in.
+    """
+    folded = {name: r for name, r in card_reuse.items() if r > 1}
+    return {"reuse_factors": {**folded, **(override or {})}}
 
 
 def check_layer(name: str, n_in: int, n_out: int, reuse: int) -> None:
@@ -92,7 +99,7 @@ def check_beat(ir: IR, r: int, in_beat: int | None) -> int | None:
     """``in_beat`` if the first dense layer (reuse factor ``r``) can consume beats of that size, else a FlowError."""
     if in_beat is None:
         return None
-    first = next((layer for layer in ir.layers if isinstance(layer, DenseLayer)), None)
+    first = next((layer for layer in ir.chain("the folded architecture") if layer.kind is LayerKind.DENSE), None)
     if not isinstance(in_beat, (int, np.integer)) or not 1 <= in_beat <= ir.input.n:
         raise FlowError(f"in_beat must be an integer from 1 to n_in = {ir.input.n}, got {in_beat!r}")
     if first is None:
@@ -114,12 +121,12 @@ def check_beat(ir: IR, r: int, in_beat: int | None) -> int | None:
 def emit(ir: IR, top: str, reuse_factors: dict[str, int] | None = None, in_beat: int | None = None) -> Emitted:
     """Verilog for ``ir``: one module per dense layer and the top (``in_beat``: streaming input)."""
     reuse_factors = dict(reuse_factors or {})
-    dense_names = {layer.name for layer in ir.layers if isinstance(layer, DenseLayer)}
+    dense_names = {layer.name for layer in ir.chain("the folded architecture") if layer.kind is LayerKind.DENSE}
     unknown = set(reuse_factors) - dense_names
     if unknown:
         raise FlowError(f"reuse_factors: no dense layer named {', '.join(sorted(unknown))} in {ir.name}")
     files: dict[str, str] = {}
-    segs = segments(ir)
+    segs = segments(ir, "folded")
     first_r = next((reuse_factors.get(g.dense.name, g.dense.n_in) for g in segs[1:] if g.dense is not None), 1)
     in_beat = check_beat(ir, first_r, in_beat)
     in_elems = unpack("in_data", in_beat or ir.input.n, ir.input.type.width)

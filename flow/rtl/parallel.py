@@ -17,6 +17,7 @@ from flow.errors import FlowError
 from flow.fixed import FixedType
 from flow.ir import IR, DenseLayer
 from flow.rtl.common import (
+    CHAIN_KINDS,
     DenseShapeLike,
     Emitted,
     Segment,
@@ -39,6 +40,7 @@ from flow.rtl.common import (
 
 FIXED_BLOCKS = ["qflow_fixed_cast.v", "qflow_argmax.v"]
 KNOBS = {"tree_pipeline": 0}
+KINDS = CHAIN_KINDS
 
 
 def card_knobs(card_reuse: dict[str, int], override: dict[str, int] | None = None) -> dict:
@@ -77,7 +79,7 @@ def emit_pipeline(ir: IR, top: str, arch: str, layer_module: Callable[[str, Segm
     """The files of a fully pipelined design (II = 1) and its latency; ``layer_module(name, segment)`` gives a
     dense layer's module (ports clk, en, x, y) and its register stages."""
     files: dict[str, str] = {}
-    segs = segments(ir)
+    segs = segments(ir, arch)
     body = ""
     n = ir.input.n
     # Stage 0: the input register, then the elementwise layers before the first dense layer.

@@ -18,6 +18,7 @@ from flow.ir import IR, DenseLayer
 from flow.rtl import cmvm
 from flow.rtl.adder_graph import AdderGraph, Term
 from flow.rtl.common import (
+    CHAIN_KINDS,
     DenseShapeLike,
     Emitted,
     Segment,
@@ -36,6 +37,7 @@ from flow.rtl.parallel import emit_pipeline
 
 FIXED_BLOCKS = ["qflow_fixed_cast.v", "qflow_argmax.v"]
 KNOBS = {"adder_depth_cut": 0, "solver": "auto", "solver_budget_s": cmvm.DEFAULT_BUDGET_S}
+KINDS = CHAIN_KINDS
 
 
 def card_knobs(card_reuse: dict[str, int], override: dict[str, int] | None = None) -> dict:

@@ -24,12 +24,11 @@ def built_baseline(card: Card, metric: str, projects_dir: Path | None = None) ->
     value = (read_json(project.csim_json).get("metrics") or {}).get(metric)
     if not isinstance(value, (int, float)):
         return None
-    reuse = {s.name: s.reuse_factor for s in card.layers if s.type == "dense"}
     arch = card.hardware.arch
     out = {
         "source": f"built model (hls_projects/{card.name}: C simulation, full training)",
         "metric": float(value),
-        "proxy_cost": float(proxy_cost(shapes_from_ir(IR.load(project.ir_json), reuse), arch)["total"]),
+        "proxy_cost": float(proxy_cost(shapes_from_ir(IR.load(project.ir_json)), arch)["total"]),
     }
     report = project.report / "report.json"
     if report.is_file():

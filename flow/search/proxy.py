@@ -102,17 +102,19 @@ def shapes_from_model(card: Card, model) -> list[DenseShape]:
 
 
 def shapes_from_ir(ir, reuse_factors: dict[str, int] | None = None) -> list[DenseShape]:
-    """The dense layers of an IR (raw integer weights; only zero/non-zero and widths matter)."""
-    from flow.ir import DenseLayer
+    """The dense layers of a chain IR (raw integer weights; only zero/non-zero and widths matter); reuse factors
+    default to the ones hls4ml applied (the IR's)."""
+    from flow.ir import LayerKind
 
     shapes: list[DenseShape] = []
-    layers = list(ir.layers)
+    layers = ir.chain("the cost proxy")
+    reuse_factors = ir.reuse_factors() if reuse_factors is None else reuse_factors
     for k, (layer, in_t) in enumerate(zip(layers, ir.input_types())):
-        if not isinstance(layer, DenseLayer):
+        if layer.kind is not LayerKind.DENSE:
             continue
         out_t = layer.result_t
         for nxt in layers[k + 1 :]:
-            if isinstance(nxt, DenseLayer):
+            if nxt.kind is LayerKind.DENSE:
                 break
             out_t = nxt.result_t
         shapes.append(
@@ -123,7 +125,7 @@ def shapes_from_ir(ir, reuse_factors: dict[str, int] | None = None) -> list[Dens
                 in_t.width,
                 layer.weight_t.width,
                 out_t.width,
-                (reuse_factors or {}).get(layer.name, 1),
+                reuse_factors.get(layer.name, 1),
             )
         )
     return shapes

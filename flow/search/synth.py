@@ -59,7 +59,6 @@ def synth_check(points: list[dict], card_paths: list[Path], projects_dir: Path |
     from flow.project import Project
     from flow.rtl import get_arch
     from flow.search.proxy import proxy_cost, shapes_from_ir
-    from flow.sim import card_reuse_factors
 
     ir_proxy: list[float | None] = []
     for p, path in zip(points, card_paths):
@@ -69,7 +68,7 @@ def synth_check(points: list[dict], card_paths: list[Path], projects_dir: Path |
             project = Project.of(source.name, projects_dir)
             ir = IR.load(project.ir_json)
             arch = source.card.hardware.arch
-            knobs = get_arch(arch).card_knobs(card_reuse_factors(project, ir))
+            knobs = get_arch(arch).card_knobs(ir.reuse_factors())
             generate(ir, arch, project.rtl / arch, **knobs)
             cost = cost_rtl(project.rtl / arch, flows=("asic", "xc7"))
             p["LUT"], p["um2"] = _figures(cost)
