@@ -12,35 +12,16 @@ from typing import Any
 
 import yaml
 
+from flow.card_schema import QMODELS_DIR, Bits, Where, check_bits
 from flow.errors import FlowError
-from flow.fixed import FixedType, parse_card_bits
-
-QMODELS_DIR = Path(__file__).resolve().parent.parent / "qmodels"
+from flow.search.space import parse_space
 
 BACKENDS = ("Vitis", "Vivado")
 IO_TYPES = ("io_parallel",)
 STRATEGIES = ("Latency", "Resource")
 TASKS = ("classification", "regression")
-# Card bitwidths stop at 64 bits: wider ones buy nothing (QKeras quantizes in float32), and past 1023 bits
-# 2**width no longer fits a float (an OverflowError deep in the flow). hls4ml's ap_fixed would allow 1024.
-MAX_CARD_WIDTH = 64
 # Names flow/model.py gives its own layers (the Input and the input/output quantizers): Keras needs unique names.
 RESERVED_LAYER_NAMES = ("x", "input_q", "output_q")
-
-
-@dataclass(frozen=True)
-class Bits:
-    """A card bitwidth ``(W,I)``: QKeras ``quantized_bits(W,I)`` / ``quantized_relu(W,I)``."""
-
-    width: int
-    int_bits: int
-
-    def __str__(self) -> str:
-        return f"({self.width},{self.int_bits})"
-
-    def fixed(self, kind: str) -> FixedType:
-        """The hls4ml type of an activation quantized this way (``kind`` is ``bits`` or ``relu``)."""
-        return FixedType.from_card((self.width, self.int_bits), kind)
 
 
 @dataclass(frozen=True)
@@ -145,27 +126,6 @@ _LAYER_KEYS = {
 }
 
 
-class _Where:
-    """Builds error messages that name the card file (or the base card the field came from) and the field."""
-
-    def __init__(self, path: Path | None, origins: dict[str, Path] | None = None):
-        self.path = path
-        self.origins = origins or {}
-
-    def file_of(self, fld: str) -> Path | None:
-        """The file that sets ``fld`` or its closest enclosing field (``layers[0].weight`` -> ``layers``)."""
-        key = fld
-        while key:
-            if key in self.origins:
-                return self.origins[key]
-            key = key[: max(key.rfind("."), key.rfind("["), 0)]
-        return self.path
-
-    def error(self, fld: str, msg: str) -> FlowError:
-        path = self.file_of(fld)
-        return FlowError(f"{path if path else '<card>'}: {fld}: {msg}")
-
-
 def _merge(base: dict, over: dict) -> dict:
     """Deep-merge ``over`` onto ``base``: mappings merge, everything else replaces."""
     out = copy.deepcopy(base)
@@ -199,7 +159,7 @@ def _read_text(path: Path) -> str:
         raise FlowError(f"{path}: cannot read ({exc.strerror})") from None
 
 
-def _read_yaml(path: Path, w: _Where) -> dict:
+def _read_yaml(path: Path, w: Where) -> dict:
     text = _read_text(path)
     try:
         data = yaml.safe_load(text)
@@ -241,7 +201,7 @@ def load_raw(path: Path) -> dict:
 
 def _load_chain(path: Path, seen: tuple[Path, ...] = ()) -> tuple[dict, dict[str, Path]]:
     """The merged data of a card and its ``base:`` chain, and the file each field comes from."""
-    w = _Where(path)
+    w = Where(path)
     if path in seen:
         raise w.error("base", "cycle of base cards")
     data = _read_yaml(path, w)
@@ -268,46 +228,33 @@ def load_card(name_or_path: str | Path) -> Card:
     return parse_card(data, path, origins)
 
 
-def _bits(w: _Where, fld: str, value: Any, kind: str) -> Bits:
-    try:
-        width, int_bits = parse_card_bits(value)
-        FixedType.from_card((width, int_bits), kind)
-    except FlowError as exc:
-        raise w.error(fld, str(exc)) from None
-    except ValueError:  # int() of a number with more than 4300 digits
-        raise w.error(fld, f"{value!r} is not allowed; expected (width,int_bits), e.g. (12,2)") from None
-    if width > MAX_CARD_WIDTH:
-        raise w.error(fld, f"({width},{int_bits}): width must be 1..{MAX_CARD_WIDTH}")
-    return Bits(width, int_bits)
-
-
-def _int(w: _Where, fld: str, value: Any, lo: int, hi: int | None = None) -> int:
+def _int(w: Where, fld: str, value: Any, lo: int, hi: int | None = None) -> int:
     if isinstance(value, bool) or not isinstance(value, int) or value < lo or (hi is not None and value > hi):
         rng = f"{lo}..{hi}" if hi is not None else f">= {lo}"
         raise w.error(fld, f"{value!r} is not allowed; expected an integer {rng}")
     return value
 
 
-def _float(w: _Where, fld: str, value: Any, lo: float, hi: float) -> float:
+def _float(w: Where, fld: str, value: Any, lo: float, hi: float) -> float:
     if isinstance(value, bool) or not isinstance(value, (int, float)) or not lo <= value <= hi:
         raise w.error(fld, f"{value!r} is not allowed; expected a number in [{lo}, {hi}]")
     return float(value)
 
 
-def _part(w: _Where, value: Any) -> str:
+def _part(w: Where, value: Any) -> str:
     # A part name goes into hls4ml's project and the vendor tool's script as is.
     if not isinstance(value, str) or not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_.-]*", value):
         raise w.error("hardware.part", f"{value!r} is not allowed; expected a device name such as xcu250-figd2104-2L-e")
     return value
 
 
-def _choice(w: _Where, fld: str, value: Any, allowed: tuple[str, ...]) -> str:
+def _choice(w: Where, fld: str, value: Any, allowed: tuple[str, ...]) -> str:
     if value not in allowed:
         raise w.error(fld, f"{value!r} is not allowed; expected one of {', '.join(allowed)}")
     return value
 
 
-def _unknown(w: _Where, fld: str, given: dict, allowed: set[str]) -> None:
+def _unknown(w: Where, fld: str, given: dict, allowed: set[str]) -> None:
     extra = sorted(set(given) - allowed, key=str)  # key: YAML keys may be numbers too
     if any(str(key).endswith(")") for key in extra):
         raise w.error(
@@ -317,7 +264,7 @@ def _unknown(w: _Where, fld: str, given: dict, allowed: set[str]) -> None:
         raise w.error(f"{fld}{extra[0]}", f"unknown field; allowed: {', '.join(sorted(allowed))}")
 
 
-def _layer_name(w: _Where, fld: str, name: Any, seen: dict[str, str]) -> str:
+def _layer_name(w: Where, fld: str, name: Any, seen: dict[str, str]) -> str:
     """An ASCII identifier, not one of flow's own layer names and not used by an earlier layer."""
     # ASCII: TensorFlow fails on other names.
     if not isinstance(name, str) or not (name.isascii() and name.isidentifier()):
@@ -330,7 +277,7 @@ def _layer_name(w: _Where, fld: str, name: Any, seen: dict[str, str]) -> str:
     return name
 
 
-def _layers(w: _Where, items: Any) -> tuple[LayerSpec, ...]:
+def _layers(w: Where, items: Any) -> tuple[LayerSpec, ...]:
     if not isinstance(items, list) or not items:
         raise w.error("layers", "must be a non-empty list of layers (dense, relu, dropout)")
     counts = {"dense": 0, "relu": 0, "dropout": 0}
@@ -354,8 +301,8 @@ def _layers(w: _Where, items: Any) -> tuple[LayerSpec, ...]:
                     type=kind,
                     name=name,
                     units=_int(w, f"{fld}.units", item["units"], 1, 65536),
-                    weight=_bits(w, f"{fld}.weight", item["weight"], "bits"),
-                    bias=_bits(w, f"{fld}.bias", item["bias"], "bits"),
+                    weight=check_bits(w, f"{fld}.weight", item["weight"], "bits"),
+                    bias=check_bits(w, f"{fld}.bias", item["bias"], "bits"),
                     reuse_factor=_int(w, f"{fld}.reuse_factor", item.get("reuse_factor", 1), 1),
                 )
             )
@@ -363,7 +310,9 @@ def _layers(w: _Where, items: Any) -> tuple[LayerSpec, ...]:
             if "activation" not in item:
                 raise w.error(f"{fld}.activation", "missing; a relu layer needs its bitwidth, e.g. (8,3)")
             layers.append(
-                LayerSpec(type=kind, name=name, activation=_bits(w, f"{fld}.activation", item["activation"], "relu"))
+                LayerSpec(
+                    type=kind, name=name, activation=check_bits(w, f"{fld}.activation", item["activation"], "relu")
+                )
             )
         else:
             layers.append(
@@ -391,14 +340,12 @@ def _rtl_archs() -> tuple[str, ...]:
 
 def _check_search(card: Card) -> None:
     """Validate ``search:`` with the search's own parser, so a card `flow search` rejects does not load."""
-    from flow.search.space import parse_space  # lazy: flow.search.space imports this module
-
     parse_space(card)
 
 
 def parse_card(data: dict, path: Path | None = None, origins: dict[str, Path] | None = None) -> Card:
     """Validate merged card data (``origins``: the file each field comes from, see :func:`load_card`)."""
-    w = _Where(path, origins)
+    w = Where(path, origins)
     _unknown(w, "", data, _TOP_KEYS)
     for req in ("dataset", "input", "layers"):
         if req not in data:
@@ -450,9 +397,9 @@ def parse_card(data: dict, path: Path | None = None, origins: dict[str, Path] | 
         task=task,
         description=str(data.get("description", "")),
         dataset=dataset,
-        input=_bits(w, "input", data["input"], "bits"),
+        input=check_bits(w, "input", data["input"], "bits"),
         layers=_layers(w, data["layers"]),
-        output=None if output is None else _bits(w, "output", output, "bits"),
+        output=None if output is None else check_bits(w, "output", output, "bits"),
         training=training,
         hardware=hardware,
         search=search,

@@ -199,7 +199,7 @@ def test_changed_space_needs_fresh(env):
 
 
 def test_variant_is_validated_like_a_user_card(env):
-    from flow.search.space import variant
+    from flow.search.study import variant
 
     card_path, _ = env
     card = load_card(card_path)
@@ -214,7 +214,8 @@ def test_variant_is_validated_like_a_user_card(env):
 def test_variant_with_fewer_units_keeps_the_next_layer_foldable():
     """fc2 folded by R = n_in = 40 must become R = 24 when fc1 shrinks to 24 units (R > n_in is invalid)."""
     from flow.card import load_card
-    from flow.search.space import parse_space, variant
+    from flow.search.space import parse_space
+    from flow.search.study import variant
 
     card = load_card("diag_05")
     v = variant(card, parse_space(card), {"fc1.units": 24})

@@ -1,9 +1,8 @@
-"""The Dataset every model card trains on, the kind registry, and the field checks the kinds share."""
+"""The Dataset every model card trains on, what a dataset kind is, and the field checks the kinds share."""
 
 from __future__ import annotations
 
 import hashlib
-import json
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -81,57 +80,6 @@ class SpecContext:
         if p.is_absolute():
             return p
         return (self.card_path.parent if self.card_path is not None else Path.cwd()) / p
-
-
-def _kinds() -> dict[str, Kind]:
-    """The registry: kind name -> implementation (imported here because the kinds import Dataset)."""
-    from flow.data import npz, spectra, tables
-
-    return {
-        "spectra": Kind(spectra.check_spec, spectra.build, spectra.GENERATOR_VERSION),
-        "table": Kind(tables.check_spec, tables.build, tables.TABLE_VERSION),
-        "npz": Kind(npz.check_spec, npz.build, npz.NPZ_VERSION),
-    }
-
-
-def _kind_of(spec: Any, ctx: SpecContext) -> tuple[str, Kind]:
-    if not isinstance(spec, dict):
-        raise FlowError(f"{ctx.where} must be a mapping with a 'kind' field, got {type(spec).__name__}")
-    kinds = _kinds()
-    kind = spec.get("kind")
-    if kind not in kinds:
-        shown = "missing" if kind is None else repr(kind)
-        raise FlowError(f"{ctx.where}.kind is {shown}; valid kinds: {', '.join(kinds)}")
-    return kind, kinds[kind]
-
-
-def check_dataset(spec: Any, *, card_path: Path | None = None, files: bool = True) -> dict:
-    """Check a card's `dataset:` mapping, return it with defaults; ``files=False`` checks paths but not files."""
-    ctx = SpecContext(card_path, files)
-    return _kind_of(spec, ctx)[1].check(spec, ctx)
-
-
-def load_dataset(spec: dict, *, seed: int, card_path: Path | None = None) -> Dataset:
-    """Check the card's `dataset:` mapping and build its Dataset (deterministic in spec and seed)."""
-    ctx = SpecContext(card_path)
-    kind_name, kind = _kind_of(spec, ctx)
-    checked = kind.check(spec, ctx)
-    ds = kind.build(checked, seed, ctx)
-    ds.meta = {"kind": kind_name, "seed": seed, "version": kind.version, **checked, **ds.meta}
-    ds.meta["fingerprint"] = _digest(kind_name, kind, checked, seed)
-    return ds
-
-
-def dataset_fingerprint(spec: dict, seed: int, *, card_path: Path | None = None) -> str:
-    """sha256 of everything that determines the data: checked spec with defaults, seed, version, file hash."""
-    ctx = SpecContext(card_path)
-    kind_name, kind = _kind_of(spec, ctx)
-    return _digest(kind_name, kind, kind.check(spec, ctx), seed)
-
-
-def _digest(kind_name: str, kind: Kind, checked: dict, seed: int) -> str:
-    payload = {"kind": kind_name, "version": kind.version, "seed": int(seed), "spec": checked}
-    return hashlib.sha256(json.dumps(payload, sort_keys=True, default=str).encode()).hexdigest()
 
 
 def file_sha256(path: Path) -> str:

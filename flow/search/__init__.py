@@ -10,7 +10,7 @@ import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
-from flow.card import QMODELS_DIR
+from flow.card_schema import QMODELS_DIR
 
 GENERATED_DIR = QMODELS_DIR / "generated"
 

@@ -1,8 +1,8 @@
 """The search space of a card's ``search:`` section (schema: qmodels/README.md, "Bitwidth search").
 
 A :class:`SearchSpace` holds one categorical parameter per searched quantity (``input``, ``fc1.weight``,
-``relu1.activation``, ``fc1.units``, ``dropout1.rate``, ...). :func:`variant` turns chosen values back into
-card data, which :func:`flow.card.parse_card` validates exactly like a user's card.
+``relu1.activation``, ``fc1.units``, ``dropout1.rate``, ...). :func:`variant_data` turns chosen values back into
+card data, which :func:`flow.card.parse_card` validates exactly like a user's card (``flow.search.study.variant``).
 """
 
 from __future__ import annotations
@@ -11,12 +11,15 @@ import copy
 import hashlib
 import json
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from flow.card import Card, _bits, _Where, parse_card
+from flow.card_schema import Where, check_bits
 from flow.errors import FlowError
 from flow.fixed import parse_card_bits
 from flow.search.metrics import Metric, get_metric
+
+if TYPE_CHECKING:
+    from flow.card import Card  # the card module checks a card's search: section with this one
 
 SAMPLERS = ("tpe", "nsga2", "random")
 _KEYS = {
@@ -89,11 +92,11 @@ class SearchSpace:
         return hashlib.sha256(json.dumps(payload, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
 
-def _canon_bits(w: _Where, fld: str, value: Any, kind: str) -> str:
-    return str(_bits(w, fld, value, kind))
+def _canon_bits(w: Where, fld: str, value: Any, kind: str) -> str:
+    return str(check_bits(w, fld, value, kind))
 
 
-def _choices(w: _Where, fld: str, value: Any) -> list:
+def _choices(w: Where, fld: str, value: Any) -> list:
     if not isinstance(value, list) or not value:
         raise w.error(fld, "must be a non-empty list of choices")
     return value
@@ -111,7 +114,7 @@ def _bits_key(text: str) -> tuple[int, int]:
 
 def parse_space(card: Card) -> SearchSpace:
     """Validate ``card.search``; errors are one line naming the card file and the field."""
-    w = _Where(card.path, card.origins)
+    w = Where(card.path, card.origins)
     s = card.search
     if not s:
         raise w.error("search", "missing; add a `search:` section (bits, metric, trials; see qmodels/README.md)")
@@ -186,7 +189,7 @@ def parse_space(card: Card) -> SearchSpace:
     )
 
 
-def _bit_params(w: _Where, card: Card, bits: Any, per_layer: bool) -> list[Param]:
+def _bit_params(w: Where, card: Card, bits: Any, per_layer: bool) -> list[Param]:
     if not isinstance(bits, dict):
         raise w.error("search.bits", "must be a mapping: input, output, weight, bias, activation or <layer>.<field>")
     by_name = {layer.name: (i, layer) for i, layer in enumerate(card.layers)}
@@ -248,7 +251,7 @@ def _bit_params(w: _Where, card: Card, bits: Any, per_layer: bool) -> list[Param
     return params
 
 
-def _arch_params(w: _Where, card: Card, s: dict) -> list[Param]:
+def _arch_params(w: Where, card: Card, s: dict) -> list[Param]:
     params: list[Param] = []
     dense = [i for i, layer in enumerate(card.layers) if layer.type == "dense"]
     for section, ltype, fld_name in (("units", "dense", "units"), ("dropout", "dropout", "rate")):
@@ -311,8 +314,3 @@ def _fit_reuse_factors(card: Card, data: dict) -> None:
             if layer["reuse_factor"] > new_n and layer["reuse_factor"] % new_n:
                 layer["reuse_factor"] = new_n  # hls4ml and the folded RTL need R <= n_in or a multiple of it
         old_n, new_n = spec.units, layer.get("units", spec.units)
-
-
-def variant(card: Card, space: SearchSpace, values: dict[str, Any], *, epochs: int | None = None) -> Card:
-    """The card with ``values`` applied, validated by :func:`flow.card.parse_card` like any user card."""
-    return parse_card(variant_data(card, space, values, epochs=epochs), card.path)

@@ -21,14 +21,19 @@ from typing import Any
 import numpy as np
 
 from flow.build import Source, load_data
-from flow.card import Card, load_card
+from flow.card import Card, load_card, parse_card
 from flow.data.dataset import Dataset
 from flow.errors import FlowError
 from flow.log import info, progress
 from flow.project import Project
 from flow.search import workers
 from flow.search.proxy import proxy_cost, shapes_from_model
-from flow.search.space import SearchSpace, parse_space, variant
+from flow.search.space import SearchSpace, parse_space, variant_data
+
+
+def variant(card: Card, space: SearchSpace, values: dict[str, Any], *, epochs: int | None = None) -> Card:
+    """The card with ``values`` applied, validated by :func:`flow.card.parse_card` like any user card."""
+    return parse_card(variant_data(card, space, values, epochs=epochs), card.path)
 
 
 @dataclasses.dataclass
