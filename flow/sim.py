@@ -1,4 +1,4 @@
-"""The ``flow sim`` stage: generate Verilog, run the cocotb testbench (``tb/``) in Icarus or Verilator.
+"""The ``flow sim`` stage: generate Verilog, run the cocotb testbench (``flow.tb``) in Icarus or Verilator.
 
 :func:`simulate` launches the testbench on one design folder with ``cocotb_tools.runner`` (one build folder per
 design and simulator; settings in ``tb_config.json``, results in ``tb_result.json`` next to it).
@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import importlib.resources
 import io
 import json
 import logging
@@ -27,8 +28,9 @@ from flow.project import Project, check_same_ir, read_json, read_npz, write_json
 from flow.rtl import Design, generate, get_arch
 from flow.tools import Tool, find_tool
 
-REPO_DIR = Path(__file__).resolve().parent.parent
-TB_MODULE = "tb.qflow_tb"
+TB_PACKAGE = "flow.tb"  # the testbench ships inside the package: an installed qflow runs `flow sim` too
+TB_MODULE = f"{TB_PACKAGE}.qflow_tb"
+PACKAGE_PARENT = Path(__file__).resolve().parent.parent  # where the simulator's Python finds the flow package
 SIMULATORS = ("icarus", "verilator")
 
 
@@ -94,7 +96,7 @@ def _runner(sim: str):
             for tool in tools:
                 self.env.update(tool.env)
                 self.env["PATH"] = os.pathsep.join([str(tool.path.parent), self.env["PATH"]])
-            self.env["PYTHONPATH"] = os.pathsep.join([str(REPO_DIR), self.env.get("PYTHONPATH", "")])
+            self.env["PYTHONPATH"] = os.pathsep.join([str(PACKAGE_PARENT), self.env.get("PYTHONPATH", "")])
 
     return _Runner(), tools[0]
 
@@ -134,7 +136,7 @@ def _save_runtime(tool: Tool, build_dir: Path) -> None:
         shutil.rmtree(tmp, ignore_errors=True)
 
 
-HARNESS = REPO_DIR / "tb" / "qflow_harness.v"
+HARNESS = Path(str(importlib.resources.files(TB_PACKAGE) / "qflow_harness.v"))
 HARNESS_TOP = "qflow_tb_harness"
 BANK_BITS = 65536  # bits per harness bank port (Verilator's default --max-num-width)
 # Verilator: the harness' clock (--timing), an optimised model, X handled the fast way (every design resets
@@ -146,7 +148,7 @@ VERILATOR_FAST = [
 
 @dataclass(frozen=True)
 class Harness:
-    """How ``tb/qflow_harness.v`` wraps a design: its parameters and defines (set at build time)."""
+    """How ``flow/tb/qflow_harness.v`` wraps a design: its parameters and defines (set at build time)."""
 
     parameters: dict[str, int]
     defines: dict[str, str]

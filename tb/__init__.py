@@ -1,1 +1,1 @@
-"""The cocotb testbench for qflow designs (qflow_tb) and helpers for tests and benchmarks."""
+"""Helpers for tests and benchmarks (random IRs); the testbench itself is the package ``flow.tb``."""

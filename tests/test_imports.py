@@ -94,3 +94,28 @@ def test_the_checker_finds_a_circle():
     assert circles(graph) == [frozenset({"a", "b", "c"})]
     tree = ast.parse("def f():\n    from flow.card import load_card\n")
     assert _imports(tree, {"flow.card": Path("card.py")}) == {"flow.card"}
+
+
+def test_the_testbench_ships_inside_the_package():
+    """``flow sim`` finds its testbench and harness through importlib.resources, not a checkout's tb/ folder; every
+    non-Python, non-doc file under flow/ is package data, so a non-editable install has them too."""
+    import fnmatch
+    import importlib.resources
+    import importlib.util
+    import tomllib
+
+    from flow import sim
+
+    tb = importlib.resources.files(sim.TB_PACKAGE)
+    assert (tb / "qflow_harness.v").is_file() and sim.HARNESS == Path(str(tb / "qflow_harness.v"))
+    assert sim.HARNESS.is_relative_to(FLOW) and importlib.util.find_spec(sim.TB_MODULE) is not None
+    assert (sim.PACKAGE_PARENT / "flow" / "tb" / "qflow_tb.py").is_file()
+    config = tomllib.loads((FLOW.parent / "pyproject.toml").read_text())["tool"]["setuptools"]
+    patterns = config["package-data"]["flow"]
+    data = [
+        p.relative_to(FLOW).as_posix()
+        for p in FLOW.rglob("*")
+        if p.is_file() and p.suffix not in (".py", ".pyc", ".md")
+    ]
+    data = [d for d in data if "__pycache__" not in d]
+    assert data and all(any(fnmatch.fnmatch(d, pat) for pat in patterns) for d in data), data

@@ -14,9 +14,9 @@ from flow.ir import IR, DenseLayer, InputSpec, Task
 from flow.rtl import ARCHS, generate
 from flow.rtl.common import OVERFLOW_CODE, ROUNDING_CODE, SOURCE_DIR
 from flow.rtl.lint import lint
+from flow.tb.packing import pack_rows, unpack_rows
 from flow.tools import find_tool
 from tb.irgen import mlp_ir, random_ir
-from tb.packing import pack_rows, unpack_rows
 
 IN_W = 9
 

@@ -8,7 +8,7 @@ Settings come from the JSON named by ``QFLOW_TB_CONFIG`` (written by :func:`flow
      "latency_expected": 5, "timeout_cycles": 10000, "result": "tb_result.json"}
 
 The vectors file holds ``inputs`` (n, n_in) and ``outputs`` (n, n_out) raw mantissas, optionally ``classes`` (n,)
-and ``kind`` (n,). The design runs inside ``tb/qflow_harness.v``, which does all per-cycle work (driver with
+and ``kind`` (n,). The design runs inside ``flow/tb/qflow_harness.v``, which does all per-cycle work (driver with
 random idle gaps, random back-pressure, monitor); this side never waits on a clock edge: a feeder writes whole
 banks of samples when the harness has used one, a collector reads whole banks of results when the harness has
 filled one (value-change triggers), and every result is checked here, bit-exactly and in order. Results
@@ -27,7 +27,7 @@ import cocotb
 import numpy as np
 from cocotb.triggers import ClockCycles, First, RisingEdge, ValueChange
 
-from tb.packing import pack_rows, unpack_bits, unpack_rows
+from flow.tb.packing import pack_rows, unpack_bits, unpack_rows
 
 UNRESOLVED_AS_0 = str.maketrans("xXzZuUwW-lLhH", "0" * 11 + "11")  # weak values as their level, the rest as 0
 
