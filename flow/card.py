@@ -14,6 +14,7 @@ import yaml
 
 from flow.card_schema import QMODELS_DIR, Bits, Where, check_bits
 from flow.errors import FlowError
+from flow.rtl import ARCHS, CARD_DEFAULT_ARCH
 from flow.search.space import parse_space
 
 BACKENDS = ("Vitis", "Vivado")
@@ -58,7 +59,7 @@ class Hardware:
     clock_period_ns: float = 5.0
     io_type: str = "io_parallel"
     strategy: str = "Latency"
-    arch: str = "parallel"
+    arch: str = CARD_DEFAULT_ARCH
     sample_rate_mhz: float | None = None  # a rate the design must accept samples at (e.g. 40 for a trigger)
 
 
@@ -331,13 +332,6 @@ def _dataset(spec: Any, path: Path | None) -> dict:
     return dict(spec)
 
 
-def _rtl_archs() -> tuple[str, ...]:
-    """The architectures the RTL generator builds (its registry: a new one needs no change here)."""
-    from flow.rtl import ARCHS  # lazy: the generator is only needed to build
-
-    return tuple(ARCHS)
-
-
 def _check_search(card: Card) -> None:
     """Validate ``search:`` with the search's own parser, so a card `flow search` rejects does not load."""
     parse_space(card)
@@ -384,7 +378,7 @@ def parse_card(data: dict, path: Path | None = None, origins: dict[str, Path] | 
         clock_period_ns=_float(w, "hardware.clock_period_ns", hw.get("clock_period_ns", 5.0), 0.1, 1000.0),
         io_type=_choice(w, "hardware.io_type", hw.get("io_type", "io_parallel"), IO_TYPES),
         strategy=_choice(w, "hardware.strategy", hw.get("strategy", "Latency"), STRATEGIES),
-        arch=_choice(w, "hardware.arch", hw.get("arch", "parallel"), _rtl_archs()),
+        arch=_choice(w, "hardware.arch", hw.get("arch", CARD_DEFAULT_ARCH), tuple(ARCHS)),
         sample_rate_mhz=None if rate is None else _float(w, "hardware.sample_rate_mhz", rate, 0.001, 10_000.0),
     )
     output = data.get("output")

@@ -25,7 +25,7 @@ import numpy as np
 from flow import log, warm
 from flow.errors import FlowError, ToolError
 from flow.project import Project, check_same_ir, read_json, read_npz, write_json, write_npz
-from flow.rtl import Design, generate, get_arch
+from flow.rtl import NO_CARD_ARCH, Design, generate, get_arch
 from flow.tools import Tool, find_tool
 
 TB_PACKAGE = "flow.tb"  # the testbench ships inside the package: an installed qflow runs `flow sim` too
@@ -379,7 +379,7 @@ def _simulated(project: Project, sim_json: Path, key: str, inputs: str) -> SimRe
 def run_stage(
     model: str,
     sim: str = "verilator",
-    arch: str = "folded",
+    arch: str = NO_CARD_ARCH,
     n: int = 2000,
     reuse: dict[str, int] | None = None,
     projects_dir: Path | None = None,

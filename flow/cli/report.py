@@ -57,17 +57,20 @@ def run(args: argparse.Namespace) -> int:
 
 
 def check_reuse(name: str, reuse: list[str]) -> None:
-    """``--reuse``: the report costs rtl/folded as generated; a different request names the command that makes it."""
+    """``--reuse``: the report costs the folding architecture's rtl/ as generated; a different request names the
+    command that makes it."""
     from flow.errors import FlowError
     from flow.project import Project, read_json
+    from flow.rtl import reuse_arch
     from flow.sim import parse_reuse
 
     want = parse_reuse(reuse)
-    design = Project.of(name).rtl / "folded" / "design.json"
+    arch = reuse_arch()
+    design = Project.of(name).rtl / arch / "design.json"
     have = (read_json(design).get("knobs") or {}).get("reuse_factors", {}) if design.is_file() else None
     if have is None or any(have.get(k) != v for k, v in want.items()):
         text = " ".join(f"{k}={v}" for k, v in want.items())
         raise FlowError(
-            f"{design}: the folded design has reuse factors {have or 'none (not generated)'}, not {text}; "
-            f'run `make sim MODEL={name} ARCH=folded REUSE="{text}"` first'
+            f"{design}: the {arch} design has reuse factors {have or 'none (not generated)'}, not {text}; "
+            f'run `make sim MODEL={name} ARCH={arch} REUSE="{text}"` first'
         )

@@ -25,7 +25,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         "--reuse",
         action="append",
         metavar="LAYER=R",
-        help="reuse factor of a dense layer (folded; default: the card's reuse_factor, else R = n_in)",
+        help="reuse factor of a dense layer (folded; default: the one hls4ml applied, in ir.json, else R = n_in)",
     )
     p.add_argument(
         "--in-beat",
@@ -60,13 +60,14 @@ def ensure_verified(name: str) -> None:
 
 
 def card_arch(model: str) -> str:
-    """The architecture the project's card asks for (``folded`` for a model without a card)."""
+    """The architecture the project's card asks for (the RTL registry's choice for a model without a card)."""
     from flow.card import load_card
     from flow.project import Project
+    from flow.rtl import NO_CARD_ARCH
 
     project = Project.of(model)
     project.check_owned()  # before reading anything in it: a link or a user's folder is refused
-    return load_card(project.card).hardware.arch if project.card.exists() else "folded"
+    return load_card(project.card).hardware.arch if project.card.exists() else NO_CARD_ARCH
 
 
 def run(args: argparse.Namespace) -> int:

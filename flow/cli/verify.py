@@ -55,5 +55,8 @@ def run(args: argparse.Namespace) -> int:
             f"reference {m['expected']} != C-sim {m['actual']}"
         )
     if s["passed"]:
-        next_step(f"make sim MODEL={name}  (Verilog + cocotb testbench; ARCH=parallel|folded, SIM=icarus|verilator)")
+        from flow.rtl import ARCHS
+
+        archs = "|".join(ARCHS)
+        next_step(f"make sim MODEL={name}  (Verilog + cocotb testbench; ARCH={archs}, SIM=icarus|verilator)")
     return 0 if s["passed"] else 1

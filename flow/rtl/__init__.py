@@ -19,6 +19,8 @@ from flow.rtl import folded, parallel, shiftadd
 from flow.rtl.common import SOURCE_DIR, ports_doc, top_name
 
 ARCHS: dict[str, ModuleType] = {"parallel": parallel, "folded": folded, "shiftadd": shiftadd}
+CARD_DEFAULT_ARCH = "parallel"  # a card's hardware.arch when it names none
+NO_CARD_ARCH = "folded"  # a user's saved model (no card): folding fits a network of any size
 
 
 @dataclass(frozen=True)
@@ -93,6 +95,11 @@ def check_kinds(ir: IR, arch: str) -> None:
     if node is not None:
         known = ", ".join(sorted(k.value for k in kinds))
         raise FlowError(f"{arch}: layer {node.name} is a {node.kind.value} layer, which {arch} does not emit ({known})")
+
+
+def reuse_arch() -> str:
+    """The architecture whose knobs are per-layer reuse factors (what ``--reuse`` sets)."""
+    return next(name for name, gen in ARCHS.items() if "reuse_factors" in gen.KNOBS)
 
 
 def generate(ir: IR, arch: str, out_dir: Path, **knobs) -> Design:
