@@ -72,7 +72,7 @@ class TableInfo:
     def to_words(self, y_pred: np.ndarray) -> np.ndarray:
         """Outputs (dataset units) through the output stage, as table words in dataset units: what the RTL outputs.
 
-        The same arithmetic as the IR's clamp layer (flow.reference.clamp); exact for outputs that are values of a
+        The same arithmetic as the IR's clamp layer (flow.layers.clamp.clamp); exact for outputs that are values of a
         fixed-point type up to 53 bits wide (every network output), idempotent on words.
         """
         words = from_float(np.asarray(y_pred, dtype=np.float64), self.word_t)
