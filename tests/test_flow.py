@@ -101,7 +101,7 @@ def test_verify_catches_a_wrong_rounding_mode(tiny_lut):
     assert ir.layers[relu].result_t.rounding is Rounding.RND_CONV
     wrong_layers = list(ir.layers)
     wrong_layers[relu] = replace(ir.layers[relu], result_t=replace(ir.layers[relu].result_t, rounding=Rounding.TRN))
-    result = compare(replace(ir, layers=wrong_layers), x_raw, csim)
+    result = compare(replace(ir, nodes=wrong_layers), x_raw, csim)
     assert not result.passed
     assert result.first is not None and result.first.layer == ir.layers[relu].name
 

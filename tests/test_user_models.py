@@ -279,11 +279,11 @@ def test_qkeras_check_fails_on_a_known_wrong_reference(projects):
     fc2 = next(i for i, layer in enumerate(ir.layers) if layer.name == "fc2")
     w = ir.layers[fc2].weights.copy()
     w[0, 0] += 1
-    bad = replace(ir, layers=[*ir.layers[:fc2], replace(ir.layers[fc2], weights=w), *ir.layers[fc2 + 1 :]])
+    bad = replace(ir, nodes=[*ir.layers[:fc2], replace(ir.layers[fc2], weights=w), *ir.layers[fc2 + 1 :]])
     result = qkeras_check.check(model, bad, x_raw)
     assert not result.passed and result.first_failure.keras_layer == "fc2"
     assert "QKeras vs reference: layer fc2 (IR fc2) differs" in result.message()
     r2 = next(i for i, layer in enumerate(ir.layers) if layer.name == "relu2")
     trn = replace(ir.layers[r2], result_t=replace(ir.layers[r2].result_t, rounding=Rounding.TRN))
-    result = qkeras_check.check(model, replace(ir, layers=[*ir.layers[:r2], trn, *ir.layers[r2 + 1 :]]), x_raw)
+    result = qkeras_check.check(model, replace(ir, nodes=[*ir.layers[:r2], trn, *ir.layers[r2 + 1 :]]), x_raw)
     assert not result.passed and result.first_failure.keras_layer == "relu2"
