@@ -56,7 +56,7 @@ def inflated_ir() -> IR:
     int_bits = fc1.accum_t.int_bits + 4
     acc = fc1.accum_t.__class__(int_bits + ir.input.type.frac_bits + wide.frac_bits, int_bits)
     layers = [DenseLayer(fc1.name, wide, w, fc1.bias_t, fc1.biases, acc, acc), *ir.layers[1:]]
-    out = IR(ir.name, ir.task, ir.input, layers)
+    out = IR(ir.name, ir.task, ir.inputs, layers)
     out.validate()
     return out
 
