@@ -1,7 +1,8 @@
 """Data benchmarks: generator speed (`run`, fast) and the difficulty calibration (`calibrate`, trains models).
 
-`python -m benchmarks.bench_data` prints run(); `--calibrate` also trains the float diag models and the
-charge-table network and prints their figures.
+`python -m benchmarks.bench_data` prints run(); `--calibrate` also trains the float diag models, `--table` the
+charge-table network, and prints their figures. The ensemble calibration (all 20 members, voting, error overlap)
+is `python -m flow.data.ensemble_check`.
 """
 
 from __future__ import annotations
@@ -13,17 +14,19 @@ import time
 
 import numpy as np
 
-from flow.data import diagonal_features, generate_spectra, load_dataset
-from flow.data.spectra import _response_tables
+from flow.data import SpectraParams, diagonal_features, generate_spectra, load_dataset
+from flow.data.ensemble_check import Training, fit_logits, member_model
+from flow.data.spectra import _line_tables, _resolution_levels
 
 SEED = 0
 
 
 def run() -> dict:
     """Seconds to build the response tables, generate 10,000 spectra, cut all 20 diagonals, build both tables."""
-    _response_tables.cache_clear()
+    _line_tables.cache_clear()
     t0 = time.perf_counter()
-    _response_tables(0.07)
+    for fwhm in _resolution_levels(SpectraParams().fwhm_662):
+        _line_tables(float(fwhm))
     t1 = time.perf_counter()
     counts, _ = generate_spectra(10_000, SEED)
     t2 = time.perf_counter()
@@ -42,53 +45,20 @@ def run() -> dict:
     }
 
 
-def _float_diag_model(n_features: int, n_classes: int):
-    """The use case's member: 1023 -> Dropout(0.25) -> Dense(40, relu) -> Dropout(0.25) -> Dense(18)."""
-    import tensorflow as tf
-
-    return tf.keras.Sequential(
-        [
-            tf.keras.layers.Input(n_features),
-            tf.keras.layers.Dropout(0.25),
-            tf.keras.layers.Dense(40, activation="relu"),
-            tf.keras.layers.Dropout(0.25),
-            tf.keras.layers.Dense(n_classes),
-        ]
-    )
-
-
 def calibrate(diagonals: tuple[int, ...] = (0, 5, 19), seed: int = SEED) -> dict:
     """Float test accuracy and training time per diagonal (Adam 1e-3, batch 256, <= 50 epochs, patience 5)."""
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
-    import tensorflow as tf
-
     out = {}
     for k in diagonals:
         t0 = time.perf_counter()
         ds = load_dataset({"kind": "spectra", "diagonal": k}, seed=seed)
         t1 = time.perf_counter()
-        tf.keras.utils.set_random_seed(seed)
-        model = _float_diag_model(ds.n_features, ds.n_outputs)
-        model.compile(
-            tf.keras.optimizers.Adam(1e-3),
-            tf.keras.losses.SparseCategoricalCrossentropy(from_logits=True),
-            metrics=["accuracy"],
-        )
-        stop = tf.keras.callbacks.EarlyStopping(patience=5, restore_best_weights=True)
-        hist = model.fit(
-            ds.X_train,
-            ds.y_train,
-            validation_data=(ds.X_val, ds.y_val),
-            batch_size=256,
-            epochs=50,
-            verbose=0,
-            callbacks=[stop],
-        )
+        data = (ds.X_train, ds.y_train, ds.X_val, ds.y_val, ds.X_test)
+        logits, epochs = fit_logits(member_model(ds.n_features, ds.n_outputs), data, Training(seed=seed))
         t2 = time.perf_counter()
-        acc = float(np.mean(np.argmax(model.predict(ds.X_test, verbose=0), axis=1) == ds.y_test))
         out[f"diag_{k:02d}"] = {
-            "test_accuracy": round(acc, 4),
-            "epochs": len(hist.history["loss"]),
+            "test_accuracy": round(float(np.mean(logits.argmax(axis=1) == ds.y_test)), 4),
+            "epochs": epochs,
             "load_s": round(t1 - t0, 1),
             "train_s": round(t2 - t1, 1),
         }

@@ -7,8 +7,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from flow.data import CLASS_NAMES, dataset_fingerprint, diagonal_features, generate_spectra, load_dataset
-from flow.data.spectra import N_CHANNELS, N_FEATURES
+from flow.data import CLASS_NAMES, SpectraParams, dataset_fingerprint, diagonal_features, generate_spectra, load_dataset
+from flow.data.spectra import GENERATOR_VERSION, N_CHANNELS, N_FEATURES
 from flow.data.tables import TableInfo, builtin_table
 from flow.errors import FlowError
 
@@ -41,6 +41,31 @@ def test_cs137_photopeak_lands_near_662_kev():
     window = slice(150, 400)  # 450..1200 keV: past the X-ray and backscatter region
     peak_kev = (np.argmax(cs[window]) + window.start + 0.5) * 3.0
     assert abs(peak_kev - 661.7) < 15
+
+
+def _cs137_mean(params: SpectraParams, n: int = 180) -> np.ndarray:
+    counts, labels = generate_spectra(n, seed=4, params=params)
+    return counts[labels == CLASS_NAMES.index("Cs-137")].mean(axis=0)
+
+
+def test_resolution_and_shielding_act_per_spectrum_setting():
+    # A broader resolution lowers and widens the 662 keV peak; a thick shield removes low energies first.
+    sharp = _cs137_mean(SpectraParams(fwhm_662=(0.05, 0.05), gain_drift=0.0, adc_bit_error=0.0))
+    broad = _cs137_mean(SpectraParams(fwhm_662=(0.12, 0.12), gain_drift=0.0, adc_bit_error=0.0))
+    peak = slice(200, 240)  # 600..720 keV
+    assert sharp[peak].max() > 1.5 * broad[peak].max()
+    ba = CLASS_NAMES.index("Ba-133")
+    bare, _ = generate_spectra(360, seed=5, params=SpectraParams(shielding=(0.0, 0.0)))
+    thick, labels = generate_spectra(360, seed=5, params=SpectraParams(shielding=(1.2, 1.2)))
+    low, high = slice(20, 35), slice(110, 125)  # the 81 keV and the 356 keV lines of Ba-133
+    ratio_bare = bare[labels == ba][:, low].sum() / bare[labels == ba][:, high].sum()
+    ratio_thick = thick[labels == ba][:, low].sum() / thick[labels == ba][:, high].sum()
+    assert ratio_thick < 0.7 * ratio_bare
+
+
+def test_generator_version_is_in_the_fingerprint():
+    ds = load_dataset(SMALL_SPECTRA, seed=7)
+    assert ds.meta["version"] == GENERATOR_VERSION >= 2  # v1 caches and trained models are not reused
 
 
 @pytest.mark.parametrize("k", [0, 5, 19])

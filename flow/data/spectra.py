@@ -23,7 +23,7 @@ N_CHANNELS = 1024
 N_FEATURES = 1023  # pairs on diagonal 0; longer offsets are zero-padded to this length
 N_DIAGONALS = 20
 ELECTRON_MASS_KEV = 511.0
-GENERATOR_VERSION = 1  # bump whenever the generated numbers change for the same seed and parameters
+GENERATOR_VERSION = 2  # bump whenever the generated numbers change for the same seed and parameters
 
 # Lines (energy keV, emission probability %) from design.md §2; the class order is the label order.
 ISOTOPES: dict[str, tuple[tuple[float, float], ...]] = {
@@ -48,9 +48,11 @@ ISOTOPES: dict[str, tuple[tuple[float, float], ...]] = {
 }
 CLASS_NAMES: list[str] = list(ISOTOPES)
 NATURAL_BACKGROUND = ("K-40", "Ra-226", "Th-232")  # the room's own lines, present in every spectrum
+ADC_BITS_WITH_ERROR = 5  # the low ADC bits whose weight errors make the channel widths uneven (DNL)
 
 _FINE_KEV = 1.0  # response tables are built on this energy grid, then integrated into channels
 _FINE_MAX_KEV = 3600.0  # covers 1024 channels x 3 keV with up to +15 % gain
+_RESOLUTION_LEVELS = 4  # response tables per spectrum set; a spectrum's resolution mixes the two nearest
 
 
 @dataclass(frozen=True)
@@ -58,14 +60,15 @@ class SpectraParams:
     """Difficulty knobs of the generator; ranges are (low, high) and drawn per spectrum."""
 
     kev_per_channel: float = 3.0
-    fwhm_662: float = 0.07  # relative FWHM at 662 keV, scaled as 1/sqrt(E)
-    live_time_s: tuple[float, float] = (10.0, 300.0)  # log-uniform
-    source_cps: tuple[float, float] = (4.5, 300.0)  # log-uniform counts per second in the detector
+    fwhm_662: tuple[float, float] = (0.05, 0.12)  # uniform; relative FWHM at 662 keV, scaled as 1/sqrt(E)
+    live_time_s: tuple[float, float] = (30.0, 300.0)  # log-uniform
+    source_cps: tuple[float, float] = (30.0, 600.0)  # log-uniform counts per second in the detector, unshielded
     background_cps: tuple[float, float] = (60.0, 200.0)  # uniform
-    natural_line_fraction: tuple[float, float] = (0.05, 0.25)  # share of the background from K/U/Th lines
+    natural_line_fraction: tuple[float, float] = (0.05, 0.5)  # share of the background from K/U/Th lines
     backscatter_fraction: tuple[float, float] = (0.01, 0.08)  # backscatter bump relative to the source
-    shielding: tuple[float, float] = (0.0, 0.6)  # uniform; attenuation exp(-s·((E/100 keV)^-2.5 + 0.15))
-    gain_drift: float = 0.02  # std of the relative gain per spectrum
+    shielding: tuple[float, float] = (0.0, 1.2)  # uniform; line transmission exp(-s·((E/100 keV)^-2.5 + 0.15))
+    gain_drift: float = 0.04  # std of the relative gain per spectrum
+    adc_bit_error: float = 0.15  # std of each low ADC bit's weight error, in channels (differential non-linearity)
     lld_kev: float = 20.0  # lower-level discriminator: no counts below this energy
 
     def as_dict(self) -> dict:
@@ -89,6 +92,11 @@ def _efficiency(energy_kev: np.ndarray) -> np.ndarray:
     return (1.0 - np.exp(-2.5 * (energy_kev / 100.0) ** -0.5)) * np.exp(-((30.0 / energy_kev) ** 3))
 
 
+def _transmission(energy_kev: np.ndarray, shielding: np.ndarray) -> np.ndarray:
+    """Share of a line's photons that cross a shield of thickness ``shielding`` (photoelectric + Compton)."""
+    return np.exp(-shielding * ((energy_kev / 100.0) ** -2.5 + 0.15))
+
+
 def _compton_density(line_kev: float, grid_kev: np.ndarray) -> np.ndarray:
     """Klein-Nishina energy-deposit density up to the Compton edge, plus a little multiple-scatter fill."""
     eps = line_kev / ELECTRON_MASS_KEV
@@ -103,42 +111,65 @@ def _compton_density(line_kev: float, grid_kev: np.ndarray) -> np.ndarray:
     return dens
 
 
-@functools.lru_cache(maxsize=4)
-def _response_tables(fwhm_662: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Cumulative detector response per isotope on the fine grid: (full response, backscatter, background)."""
+def _lines() -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Every line of every isotope: (class index, energy keV, detected photons per emitted decay)."""
+    rows = [(c, e, p / 100.0 * _efficiency(np.float64(e))) for c, ln in enumerate(ISOTOPES.values()) for e, p in ln]
+    cls, energy, weight = (np.array(col) for col in zip(*rows))
+    return cls.astype(np.int64), energy, weight
+
+
+@functools.lru_cache(maxsize=8)
+def _line_tables(fwhm_662: float) -> tuple[np.ndarray, np.ndarray]:
+    """Cumulative response per line on the fine grid, 1 detected photon each: (photopeak + Compton, backscatter)."""
     edges = np.arange(0.0, _FINE_MAX_KEV + _FINE_KEV, _FINE_KEV)  # the cumulative tables are sampled here
     centres = edges[:-1] + _FINE_KEV / 2
     # Smearing matrix: cumulative Gaussian of each fine-grid deposit evaluated at every edge.
     smear = ndtr((edges[:, None] - centres[None, :]) / _sigma_kev(centres, fwhm_662)[None, :]).astype(np.float32)
-    n_cls = len(CLASS_NAMES)
-    full = np.zeros((n_cls, edges.size))
-    back = np.zeros((n_cls, edges.size))
-    for c, lines in enumerate(ISOTOPES.values()):
-        compton = np.zeros(centres.size)
-        for energy, prob in lines:
-            weight = prob / 100.0 * _efficiency(np.float64(energy))
-            pf = _photofraction(np.float64(energy))
-            full[c] += weight * pf * ndtr((edges - energy) / _sigma_kev(np.float64(energy), fwhm_662))
-            compton += weight * (1 - pf) * _compton_density(energy, centres)
-            bs_kev = energy / (1 + 2 * energy / ELECTRON_MASS_KEV)  # photon scattered back at 180 degrees
-            bs_sigma = np.hypot(_sigma_kev(np.float64(bs_kev), fwhm_662), 0.12 * bs_kev)
-            back[c] += weight * _efficiency(np.float64(bs_kev)) * ndtr((edges - bs_kev) / bs_sigma)
-        full[c] += smear @ compton
-    # Environmental continuum: a soft and a hard falling component, and lead X-rays at ~75 keV.
+    _, energies, _ = _lines()
+    full = np.zeros((energies.size, edges.size))
+    back = np.zeros((energies.size, edges.size))
+    compton = np.zeros((energies.size, centres.size), dtype=np.float32)
+    for j, energy in enumerate(energies):
+        pf = _photofraction(np.float64(energy))
+        full[j] = pf * ndtr((edges - energy) / _sigma_kev(np.float64(energy), fwhm_662))
+        compton[j] = (1 - pf) * _compton_density(energy, centres)
+        bs_kev = energy / (1 + 2 * energy / ELECTRON_MASS_KEV)  # photon scattered back at 180 degrees
+        bs_sigma = np.hypot(_sigma_kev(np.float64(bs_kev), fwhm_662), 0.12 * bs_kev)
+        back[j] = _efficiency(np.float64(bs_kev)) / _efficiency(np.float64(energy)) * ndtr((edges - bs_kev) / bs_sigma)
+    full += compton @ smear.T  # one float32 product for every line's continuum
+    return full / full[:, -1:], back
+
+
+@functools.lru_cache(maxsize=1)
+def _background_tables() -> np.ndarray:
+    """Cumulative environmental continuum on the fine grid: soft and hard falling components, lead X-rays."""
+    centres = np.arange(0.0, _FINE_MAX_KEV, _FINE_KEV) + _FINE_KEV / 2
     falloff = 1.0 - np.exp(-((centres / 60.0) ** 2))  # housing absorbs the lowest energies
     soft = falloff * np.exp(-centres / 150.0)
     hard = falloff * np.exp(-centres / 700.0)
     xray = np.exp(-0.5 * ((centres - 75.0) / 6.0) ** 2)
-    background = np.stack([np.cumsum(np.r_[0.0, b / b.sum()]) for b in (soft, hard, xray)])
-    norm = full[:, -1:]  # each isotope's response integrates to 1 detected photon
-    return full / norm, back / norm, background
+    return np.stack([np.cumsum(np.r_[0.0, b / b.sum()]) for b in (soft, hard, xray)])
+
+
+def _resolution_levels(fwhm_662: tuple[float, float]) -> np.ndarray:
+    """The resolutions whose response tables are built; a single one when the range is a point."""
+    lo, hi = fwhm_662
+    return np.array([lo]) if hi <= lo else np.linspace(lo, hi, _RESOLUTION_LEVELS)
+
+
+def _channel_edges(n: int, bit_error: float, rng: np.random.Generator) -> np.ndarray:
+    """Per-spectrum ADC code edges in channels: edge(i) = i + sum of the set low bits' weight errors (DNL)."""
+    codes = np.arange(N_CHANNELS + 1)
+    bits = (codes[:, None] >> np.arange(ADC_BITS_WITH_ERROR)) & 1  # (1025, bits)
+    errors = bit_error * rng.standard_normal((n, ADC_BITS_WITH_ERROR))
+    edges = codes[None, :] + errors @ bits.T
+    return np.maximum.accumulate(edges, axis=1)  # a code never ends before it starts
 
 
 def generate_spectra(n: int, seed: int, params: SpectraParams | None = None) -> tuple[np.ndarray, np.ndarray]:
     """Counts (n, 1024) int32 and balanced, shuffled labels (n,) int64 from one seeded generator."""
     p = params or SpectraParams()
     rng = np.random.default_rng(seed)
-    full, back, background = _response_tables(p.fwhm_662)
     n_cls = len(CLASS_NAMES)
     labels = rng.permutation(np.arange(n) % n_cls).astype(np.int64)
 
@@ -154,34 +185,49 @@ def generate_spectra(n: int, seed: int, params: SpectraParams | None = None) -> 
     gain = np.clip(1.0 + p.gain_drift * rng.standard_normal(n), 0.5, 1.5)
     mix = rng.dirichlet(np.ones(3) * 4.0, n) * np.array([1.0, 1.0, 0.2])  # soft / hard / X-ray shares
     nat_mix = rng.dirichlet(np.ones(3) * 4.0, n)
+    fwhm = rng.uniform(*p.fwhm_662, n)
+    code_edges = _channel_edges(n, p.adc_bit_error, rng)
 
-    # Shielding scales each class's response by an energy-dependent factor: approximated per class by its
-    # transmission at the mean line energy, applied to the whole response (keeps one table per class).
-    mean_kev = np.array([np.average([e for e, _ in ln], weights=[w for _, w in ln]) for ln in ISOTOPES.values()])
-    transmission = np.exp(-shielding * ((mean_kev[labels] / 100.0) ** -2.5 + 0.15))
-
-    weights = np.zeros((n, 2 * n_cls + 3))  # columns: full response per class, backscatter per class, bkg
-    rows = np.arange(n)
-    weights[rows, labels] = src_counts * transmission
-    weights[rows, n_cls + labels] = src_counts * transmission * backscatter
+    # Each line's detected photons: the isotope's share (each isotope emits 1 detected photon unshielded) times the
+    # line's transmission through this spectrum's shield; the room's lines are not behind the shield.
+    line_cls, line_kev, line_weight = _lines()
+    share = line_weight / np.bincount(line_cls, line_weight)[line_cls]
+    own = labels[:, None] == line_cls[None, :]  # (n, lines)
+    line_counts = own * src_counts[:, None] * share * _transmission(line_kev[None, :], shielding[:, None])
     nat_idx = [CLASS_NAMES.index(name) for name in NATURAL_BACKGROUND]
-    weights[:, nat_idx] += (bkg_counts * natural)[:, None] * nat_mix
-    weights[:, 2 * n_cls :] = (bkg_counts * (1 - natural))[:, None] * mix / mix.sum(axis=1, keepdims=True)
-    tables = np.concatenate([full, back, background]).astype(np.float32)
+    nat_counts = np.zeros((n, n_cls))
+    nat_counts[:, nat_idx] = (bkg_counts * natural)[:, None] * nat_mix
+    line_counts += nat_counts[:, line_cls] * share
+    back_counts = line_counts * own * backscatter[:, None]
+    continuum = (bkg_counts * (1 - natural))[:, None] * mix / mix.sum(axis=1, keepdims=True)
 
-    channel_edges_kev = np.arange(N_CHANNELS + 1) * p.kev_per_channel
+    # A spectrum's resolution mixes the response tables of the two nearest levels (linear in the FWHM).
+    levels = _resolution_levels(p.fwhm_662)
+    pos = np.interp(fwhm, levels, np.arange(levels.size))
+    lo_level = np.minimum(pos.astype(np.int64), levels.size - 1)
+    hi_share = pos - lo_level
+    level_share = np.zeros((n, levels.size))
+    level_share[np.arange(n), lo_level] = 1 - hi_share
+    level_share[np.arange(n), np.minimum(lo_level + 1, levels.size - 1)] += hi_share
+    per_level = np.concatenate([line_counts, back_counts], axis=1)  # (n, 2 lines)
+    weights = np.concatenate([(level_share[:, :, None] * per_level[:, None, :]).reshape(n, -1), continuum], axis=1)
+    tables = np.concatenate([*(np.concatenate(_line_tables(float(f))) for f in levels), _background_tables()])
+    tables = tables.astype(np.float32)
+
     expected = np.empty((n, N_CHANNELS), dtype=np.float64)
-    for start in range(0, n, 2048):  # chunks keep the (chunk, fine grid) matrix small
-        sl = slice(start, min(start + 2048, n))
-        cum = weights[sl].astype(np.float32) @ tables  # (chunk, fine edges) cumulative expected counts
-        pos = np.clip(channel_edges_kev[None, :] * gain[sl, None], 0, _FINE_MAX_KEV - _FINE_KEV) / _FINE_KEV
-        i0 = pos.astype(np.int64)
-        frac = pos - i0
-        lo = np.take_along_axis(cum, i0, axis=1)
-        hi = np.take_along_axis(cum, i0 + 1, axis=1)
-        at_edges = lo + frac * (hi - lo)
-        expected[sl] = np.diff(at_edges, axis=1)
-    expected[:, channel_edges_kev[1:] <= p.lld_kev] = 0.0
+    for c in range(n_cls):  # a class uses few of the tables' rows: its own lines, the room's and the continuum
+        members = np.flatnonzero(labels == c)
+        cols = np.flatnonzero((weights[members] != 0).any(axis=0))
+        for start in range(0, members.size, 1024):  # chunks keep the (chunk, fine grid) matrix small
+            rows = members[start : start + 1024]
+            cum = weights[np.ix_(rows, cols)].astype(np.float32) @ tables[cols]  # cumulative expected counts
+            pos = np.clip(code_edges[rows] * p.kev_per_channel * gain[rows, None], 0, _FINE_MAX_KEV - _FINE_KEV)
+            i0 = (pos / _FINE_KEV).astype(np.int64)
+            frac = pos / _FINE_KEV - i0
+            lo = np.take_along_axis(cum, i0, axis=1)
+            hi = np.take_along_axis(cum, i0 + 1, axis=1)
+            expected[rows] = np.diff(lo + frac * (hi - lo), axis=1)
+    expected[:, np.arange(1, N_CHANNELS + 1) * p.kev_per_channel <= p.lld_kev] = 0.0
     counts = rng.poisson(np.maximum(expected, 0.0)).astype(np.int32)
     return counts, labels
 
@@ -201,6 +247,7 @@ def diagonal_features(counts: np.ndarray, k: int, clip: bool = False) -> np.ndar
 # ---- the `spectra` dataset kind ----
 
 _RANGES = {  # knob -> (lowest, highest) value a card may ask for
+    "fwhm_662": (0.01, 0.3),
     "live_time_s": (0.1, 1e5),
     "source_cps": (0.01, 1e6),
     "background_cps": (0.0, 1e6),
@@ -209,7 +256,12 @@ _RANGES = {  # knob -> (lowest, highest) value a card may ask for
     "shielding": (0.0, 10.0),
 }
 # kev_per_channel stops at 3.3: the response tables end at 3.6 MeV (1024 channels plus gain drift).
-_SCALARS = {"kev_per_channel": (1.0, 3.3), "fwhm_662": (0.01, 0.3), "gain_drift": (0.0, 0.2), "lld_kev": (0.0, 500.0)}
+_SCALARS = {
+    "kev_per_channel": (1.0, 3.3),
+    "gain_drift": (0.0, 0.2),
+    "adc_bit_error": (0.0, 0.2),
+    "lld_kev": (0.0, 500.0),
+}
 FIELDS = {
     "diagonal": REQUIRED,
     "n_spectra": 30000,  # total, split train/val/test
@@ -250,10 +302,15 @@ def _cached_spectra(n: int, seed: int, params: SpectraParams) -> tuple[np.ndarra
     return counts, labels
 
 
+def spectra_of(checked: dict, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """The (counts, labels) behind a checked spec: every diagonal of the same spec and seed shares them."""
+    return _cached_spectra(checked["n_spectra"], seed, params_from_spec(checked))
+
+
 def build(checked: dict, seed: int, ctx: SpecContext) -> Dataset:
     """Generate the spectra and cut them into train/val/test features of one diagonal."""
     n = checked["n_spectra"]
-    counts, labels = _cached_spectra(n, seed, params_from_spec(checked))
+    counts, labels = spectra_of(checked, seed)
     X = diagonal_features(counts, checked["diagonal"], checked["clip"])
     n_val, n_test = round(n * checked["val_fraction"]), round(n * checked["test_fraction"])
     n_train = n - n_val - n_test
