@@ -182,6 +182,7 @@ def collect(
         d["table"] = tables.table_cost(dataset, proj.root, synth=synth and table_synth, flows=TABLE_FLOWS + timed)
         d["table_vs_network"] = compare_table(d)
         add_table_verdict(d, proj, dataset)
+        add_baselines(d, proj, dataset, synth and table_synth, jobs)
     d["timing"] = timing_report(d, card, applied) if timed else NOT_RUN
     return d
 
@@ -214,6 +215,15 @@ def add_table_verdict(d: dict, proj: Project, dataset: dict) -> None:
         acc["saturated_left_out_of_training"] = bool(dataset.get("omit_saturated", True))
     d["table_accuracy"] = acc
     d["verdict"] = verdict(d, acc)
+
+
+def add_baselines(d: dict, proj: Project, dataset: dict, synth: bool, jobs: int | None) -> None:
+    """The interpolated table, the equal-error comparison and the break-even sweep (table models)."""
+    from flow import break_even, table_baselines
+
+    table_baselines.add_to_report(d, proj, dataset, synth, jobs)
+    break_even.add_to_report(d, dataset, synth, jobs)
+    d["reference_lines"] = table_baselines.reference_lines(d)
 
 
 def targets_note(card: dict, applied=None) -> str:
@@ -370,6 +380,8 @@ def render_md(d: dict) -> str:
     L = [f"# {d['model']}", ""]
     if d.get("verdict"):
         L += [d["verdict"]["line"], ""]
+    if d.get("equal_error"):
+        L += [d["equal_error"]["line"], ""]
     if d.get("description"):
         L += [d["description"], ""]
     L += [f"Task: {d.get('task') or '?'}; parameters: {_fmt(d.get('n_params'))}; report created {d['created']}.", ""]
@@ -486,7 +498,9 @@ def render_md(d: dict) -> str:
 
         L += render_accuracy(d["table_accuracy"])
     if "table" in d:
-        L += _render_table(d)
+        from flow import break_even, table_baselines
+
+        L += _render_table(d) + table_baselines.render_md(d) + break_even.render_md(d)
 
     L += ["## Per-layer estimate (from the IR, not synthesised)", ""]
     layers = d.get("layers")
@@ -656,10 +670,17 @@ def build_report(
             pts += points(read_json(rj), v.name)
     d["points"] = pts
     with atomic_dir(proj.report) as tmp:
-        d["plots"] = plots.model_plots(d, tmp)
+        d["plots"] = plots.model_plots(d, tmp) + table_plots(d, proj, tmp)
         write_json(tmp / "report.json", d)
         (tmp / "report.md").write_text(render_md(d))
     return proj.report
+
+
+def table_plots(d: dict, proj: Project, folder: Path) -> list[str]:
+    """``table_error.png`` and ``break_even.png`` of a table model (:mod:`flow.table_baselines`)."""
+    from flow import table_baselines
+
+    return table_baselines.plots(d, proj, folder)
 
 
 def _table_cost_cell(d: dict) -> str:

@@ -24,10 +24,9 @@ MEASURES = [
 ]
 
 
-def table_accuracy(proj: Project) -> dict[str, Any] | None:
-    """Metrics of the hardware (the IR's output, = RTL) against the table, in LSBs; None for a non-table IR."""
+def hardware_words(proj: Project) -> tuple[Any, TableInfo, np.ndarray, np.ndarray, np.ndarray] | None:
+    """(IR, table info, inputs, table words, hardware words) over every table entry; None for a non-table IR."""
     from flow import reference
-    from flow.ir import LayerKind
 
     if not (proj.ir_json.is_file() and proj.data.is_file()):
         return None
@@ -39,6 +38,17 @@ def table_accuracy(proj: Project) -> dict[str, Any] | None:
     X, y = np.asarray(d["X_test"], dtype=np.float64), np.asarray(d["y_test"], dtype=np.float64)
     words = reference.run(ir, reference.quantize_input(ir, X)).raw[-1].astype(np.int64).ravel()
     truth = np.rint(y.ravel() * info.value_scale).astype(np.int64)
+    return ir, info, X, truth, words
+
+
+def table_accuracy(proj: Project) -> dict[str, Any] | None:
+    """Metrics of the hardware (the IR's output, = RTL) against the table, in LSBs; None for a non-table IR."""
+    from flow.ir import LayerKind
+
+    hw = hardware_words(proj)
+    if hw is None:
+        return None
+    ir, info, X, truth, words = hw
     m = info.table_metrics(truth / info.value_scale, words / info.value_scale)
     err = words - truth
     worst = int(np.argmax(np.abs(err)))

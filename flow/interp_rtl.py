@@ -1,0 +1,284 @@
+"""Verilog of the interpolated table (:mod:`flow.interp`), and an Icarus check that it equals the NumPy model.
+
+``interp_table`` (the whole baseline): the nodes in 2 (1-D) or 4 (2-D) ROM banks by node-index parity, so every
+sample reads each bank once (the neighbours ``i`` and ``i + 1`` always have different parities) and the banks
+hold each node once; a registered read, then ``interp_datapath``: the parity muxes, the multiply-adds of
+:mod:`flow.interp` with the exact widths below, one pipeline register after the first axis and a registered
+output. Latency 1 + axes cycles, II 1. ``interp_datapath`` alone is what the block-RAM and SRAM-macro forms add to their
+memories, so it is costed on its own too.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from flow.errors import FlowError
+from flow.interp import Grid, interpolate, node_values
+
+TOP = "interp_table"
+DATAPATH = "interp_datapath"
+
+
+@dataclass(frozen=True)
+class Bank:
+    """One ROM bank: the nodes whose index parities are ``parity``, row-major over ``shape``."""
+
+    parity: tuple[int, ...]
+    shape: tuple[int, ...]
+    values: np.ndarray
+
+    @property
+    def depth(self) -> int:
+        """Words stored."""
+        return int(self.values.size)
+
+    @property
+    def name(self) -> str:
+        return "bank_" + "".join(map(str, self.parity))
+
+
+def banks(nodes: np.ndarray) -> list[Bank]:
+    """The nodes split by index parity per axis; a bank's index of node ``i`` along an axis is ``i >> 1``."""
+    g = np.asarray(nodes, dtype=np.int64)
+    out = []
+    for parity in np.ndindex(*(2,) * g.ndim):
+        sub = g[tuple(slice(p, None, 2) for p in parity)]
+        out.append(Bank(tuple(int(p) for p in parity), tuple(sub.shape), sub))
+    return out
+
+
+def _bits(n: int) -> int:
+    return max(1, int(n - 1).bit_length())
+
+
+def _rom(b: Bank, width: int) -> list[str]:
+    """A registered-read ROM of one bank, addressed by its node indices along each axis."""
+    idx_bits = [_bits(s) for s in b.shape]
+    ports = ", ".join(f"input [{w - 1}:0] u{k}" for k, w in enumerate(idx_bits))
+    flat = " + ".join(
+        f"u{k}" + "".join(f" * {b.shape[m]}" for m in range(k + 1, len(b.shape))) for k in range(len(b.shape))
+    )
+    return [
+        f"module {b.name} (input clk, {ports}, output reg [{width - 1}:0] q);",
+        f"  reg [{width - 1}:0] m [0:{b.depth - 1}];",
+        f'  initial $readmemh("{b.name}.mem", m);',
+        f"  always @(posedge clk) q <= m[{flat}];",
+        "endmodule",
+        "",
+    ]
+
+
+def _datapath_1d(width: int, k: int) -> list[str]:
+    return [
+        f"// y = ((g0 << {k}) + (g1 - g0) * f + 2^{k - 1}) >> {k}; g0, g1 = nodes i, i + 1 (p = i & 1)",
+        f"module {DATAPATH} (input clk, input p, input [{k - 1}:0] f, input [{width - 1}:0] b0, b1,",
+        f"                   output reg [{width - 1}:0] y);",
+        f"  wire [{width - 1}:0] g0 = p ? b1 : b0;",
+        f"  wire [{width - 1}:0] g1 = p ? b0 : b1;",
+        f"  wire signed [{width}:0] d = $signed({{1'b0, g1}}) - $signed({{1'b0, g0}});",
+        f"  wire signed [{width + k + 1}:0] r = $signed({{1'b0, g0, {k}'b0}}) + d * $signed({{1'b0, f}});",
+        f"  wire [{width + k - 1}:0] rp = r[{width + k - 1}:0];  // 0 <= r < 2^{width + k}",
+        f"  always @(posedge clk) y <= (rp + {width + k}'d{1 << (k - 1)}) >> {k};",
+        "endmodule",
+        "",
+    ]
+
+
+def _datapath_2d(width: int, k0: int, k1: int) -> list[str]:
+    wr = width + k1  # r0, r1: 0 <= r < 2^wr
+    wv = wr + k0
+    return [
+        f"// r0/r1 = (g[i,j] << {k1}) + (g[i,j+1] - g[i,j]) * f1 for rows i, i + 1 (registered);",
+        f"// y = ((r0 << {k0}) + (r1 - r0) * f0 + 2^{k0 + k1 - 1}) >> {k0 + k1}. bPQ = bank of row parity P, column Q.",
+        f"module {DATAPATH} (input clk, input p0, p1, input [{k0 - 1}:0] f0, input [{k1 - 1}:0] f1,",
+        f"                   input [{width - 1}:0] b00, b01, b10, b11, output reg [{width - 1}:0] y);",
+        f"  wire [{width - 1}:0] g00 = p0 ? (p1 ? b11 : b10) : (p1 ? b01 : b00);",
+        f"  wire [{width - 1}:0] g01 = p0 ? (p1 ? b10 : b11) : (p1 ? b00 : b01);",
+        f"  wire [{width - 1}:0] g10 = p0 ? (p1 ? b01 : b00) : (p1 ? b11 : b10);",
+        f"  wire [{width - 1}:0] g11 = p0 ? (p1 ? b00 : b01) : (p1 ? b10 : b11);",
+        f"  wire signed [{width}:0] d0 = $signed({{1'b0, g01}}) - $signed({{1'b0, g00}});",
+        f"  wire signed [{width}:0] d1 = $signed({{1'b0, g11}}) - $signed({{1'b0, g10}});",
+        f"  wire signed [{wr + 1}:0] s0 = $signed({{1'b0, g00, {k1}'b0}}) + d0 * $signed({{1'b0, f1}});",
+        f"  wire signed [{wr + 1}:0] s1 = $signed({{1'b0, g10, {k1}'b0}}) + d1 * $signed({{1'b0, f1}});",
+        f"  reg [{wr - 1}:0] r0, r1;",
+        f"  reg [{k0 - 1}:0] f0_q;",
+        f"  always @(posedge clk) begin r0 <= s0[{wr - 1}:0]; r1 <= s1[{wr - 1}:0]; f0_q <= f0; end",
+        f"  wire signed [{wr}:0] dr = $signed({{1'b0, r1}}) - $signed({{1'b0, r0}});",
+        f"  wire signed [{wv + 1}:0] v = $signed({{1'b0, r0, {k0}'b0}}) + dr * $signed({{1'b0, f0_q}});",
+        f"  wire [{wv - 1}:0] vp = v[{wv - 1}:0];  // 0 <= v < 2^{wv}",
+        f"  always @(posedge clk) y <= (vp + {wv}'d{1 << (k0 + k1 - 1)}) >> {k0 + k1};",
+        "endmodule",
+        "",
+    ]
+
+
+def _top(grid: Grid, bs: list[Bank], width: int) -> list[str]:
+    """``interp_table``: address split, bank reads, datapath."""
+    abits = grid.address_bits
+    ports = ", ".join(f"input [{a - 1}:0] a{k}" for k, a in enumerate(abits))
+    L = [
+        f"// Interpolated table: {grid.label()} of a {'x'.join(map(str, grid.shape))} x {width}-bit table;",
+        f"// latency {latency_cycles(grid)} cycles, II 1 (flow.interp defines the arithmetic).",
+        f"module {TOP} (input clk, {ports}, output [{width - 1}:0] q);",
+    ]
+    for k, (a, kb) in enumerate(zip(abits, grid.frac_bits)):
+        ib = max(1, a - kb)
+        idx = f"a{k}[{a - 1}:{kb}]" if a > kb else "1'b0"
+        L += [
+            f"  wire [{ib}:0] i{k} = {{1'b0, {idx}}};",
+            f"  wire [{kb - 1}:0] f{k} = a{k}[{kb - 1}:0];",
+            f"  reg [{kb - 1}:0] f{k}_q;",
+            f"  reg p{k}_q;",
+        ]
+        for p in (0, 1):
+            bshape = next(b.shape[k] for b in bs if b.parity[k] == p)
+            L.append(f"  wire [{_bits(bshape) - 1}:0] u{k}_{p} = (i{k} + {1 - p}) >> 1;")
+    L.append(
+        "  always @(posedge clk) begin "
+        + " ".join(f"f{k}_q <= f{k}; p{k}_q <= i{k}[0];" for k in range(len(abits)))
+        + " end"
+    )
+    for b in bs:
+        us = ", ".join(f".u{k}(u{k}_{p})" for k, p in enumerate(b.parity))
+        L += [
+            f"  wire [{width - 1}:0] q_{b.name[5:]};",
+            f"  {b.name} {b.name}_i (.clk(clk), {us}, .q(q_{b.name[5:]}));",
+        ]
+    if len(abits) == 1:
+        L.append(f"  {DATAPATH} dp (.clk(clk), .p(p0_q), .f(f0_q), .b0(q_0), .b1(q_1), .y(q));")
+    else:
+        L.append(
+            f"  {DATAPATH} dp (.clk(clk), .p0(p0_q), .p1(p1_q), .f0(f0_q), .f1(f1_q), "
+            ".b00(q_00), .b01(q_01), .b10(q_10), .b11(q_11), .y(q));"
+        )
+    return L + ["endmodule", ""]
+
+
+def write_interp(table: np.ndarray, grid: Grid, width: int, folder: Path) -> dict:
+    """Write ``interp_table.v``, ``interp_datapath.v`` and the bank images into ``folder``; sources, ports, banks."""
+    nodes = node_values(table, grid)
+    if nodes.min() < 0 or int(nodes.max()).bit_length() > width:
+        raise FlowError(f"interpolated table: node values outside 0..{2**width - 1}")
+    bs = banks(nodes)
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    nd = (width + 3) // 4
+    for b in bs:
+        (folder / f"{b.name}.mem").write_text("\n".join(f"{v:0{nd}x}" for v in b.values.ravel().tolist()) + "\n")
+    dp = _datapath_1d(width, *grid.frac_bits) if len(grid.shape) == 1 else _datapath_2d(width, *grid.frac_bits)
+    (folder / f"{TOP}.v").write_text("\n".join(_top(grid, bs, width) + sum((_rom(b, width) for b in bs), [])))
+    (folder / f"{DATAPATH}.v").write_text("\n".join(dp))
+    ports = {"clk": {"dir": "in", "width": 1}}
+    ports.update({f"a{k}": {"dir": "in", "width": a} for k, a in enumerate(grid.address_bits)})
+    ports["q"] = {"dir": "out", "width": width}
+    return {
+        "sources": [f"{TOP}.v", f"{DATAPATH}.v"] + [f"{b.name}.mem" for b in bs],
+        "datapath_sources": [f"{DATAPATH}.v"],
+        "ports": ports,
+        "banks": [{"name": b.name, "shape": list(b.shape), "depth": b.depth} for b in bs],
+    }
+
+
+def latency_cycles(grid: Grid) -> int:
+    """Cycles from address to word: the bank read, one register per interpolated axis."""
+    return 1 + len(grid.shape)
+
+
+def _testbench(grid: Grid, width: int, n: int) -> str:
+    """One address per cycle from ``a<k>.mem``; the word of address ``n`` is written ``latency`` cycles later."""
+    lat = latency_cycles(grid)
+    axes = range(len(grid.shape))
+    regs = "\n".join(f"  reg [{a - 1}:0] a{k}, m{k} [0:{n - 1}];" for k, a in zip(axes, grid.address_bits))
+    load = " ".join(f'$readmemh("a{k}.mem", m{k});' for k in axes)
+    step = " ".join(f"a{k} = n < {n} ? m{k}[n] : 0;" for k in axes)
+    conn = ", ".join(f".a{k}(a{k})" for k in axes)
+    return f"""module tb;
+  reg clk = 0;
+{regs}
+  wire [{width - 1}:0] q;
+  integer n, fd;
+  {TOP} dut (.clk(clk), {conn}, .q(q));
+  initial begin
+    {load}
+    fd = $fopen("out.txt", "w");
+    for (n = 0; n < {n + lat}; n = n + 1) begin
+      {step}
+      #1 clk = 1;
+      #1 clk = 0;
+      if (n >= {lat - 1} && n < {n + lat - 1}) $fdisplay(fd, "%h", q);
+    end
+    $fclose(fd);
+    $finish;
+  end
+endmodule
+"""
+
+
+def simulate(table: np.ndarray, grid: Grid, width: int, verilog: str | None = None) -> np.ndarray:
+    """``interp_table`` in Icarus on every address: its output words. ``verilog``: another datapath text."""
+    from flow.tools import find_tool
+
+    t = np.asarray(table, dtype=np.int64)
+    with tempfile.TemporaryDirectory(prefix="qflow-interp-") as tmp:
+        folder = Path(tmp)
+        write_interp(t, grid, width, folder)
+        if verilog is not None:
+            (folder / f"{DATAPATH}.v").write_text(verilog)
+        for k, a in enumerate(np.unravel_index(np.arange(t.size), t.shape)):
+            (folder / f"a{k}.mem").write_text("\n".join(f"{v:x}" for v in a.tolist()) + "\n")
+        (folder / "tb.v").write_text(_testbench(grid, width, t.size))
+        iverilog, vvp = find_tool("iverilog"), find_tool("vvp")
+        cmd = [str(iverilog), "-g2005", "-o", "sim.vvp", "tb.v", f"{TOP}.v", f"{DATAPATH}.v"]
+        comp = subprocess.run(cmd, cwd=folder, capture_output=True, text=True)
+        if comp.returncode:
+            raise FlowError(f"interpolated table Verilog does not compile: {comp.stderr.strip()[-300:]}")
+        run = subprocess.run([str(vvp), "-n", "sim.vvp"], cwd=folder, capture_output=True, text=True, timeout=1800)
+        if run.returncode:
+            raise FlowError(f"interpolated table simulation failed: {run.stderr.strip()[-300:]}")
+        text = (folder / "out.txt").read_text().split()
+    words = [int(x, 16) if all(c in "0123456789abcdef" for c in x.lower()) else -1 for x in text]
+    if len(words) != t.size:
+        raise FlowError(f"interpolated table simulation wrote {len(words)} outputs for {t.size} addresses")
+    return np.asarray(words, dtype=np.int64).reshape(t.shape)
+
+
+@dataclass(frozen=True)
+class RtlCheck:
+    """The Verilog against the NumPy model on every address."""
+
+    addresses: int
+    mismatches: int
+    first: dict | None
+
+    @property
+    def passed(self) -> bool:
+        return self.mismatches == 0
+
+    def to_dict(self) -> dict:
+        """JSON-ready form."""
+        return {"addresses": self.addresses, "mismatches": self.mismatches, "passed": self.passed, "first": self.first}
+
+
+def check_rtl(table: np.ndarray, grid: Grid, width: int, verilog: str | None = None) -> RtlCheck:
+    """The Verilog in Icarus against :func:`flow.interp.interpolate` (``verilog``: another datapath, for tests)."""
+    want = interpolate(table, grid)
+    got = simulate(table, grid, width, verilog)
+    bad = np.argwhere(got != want)
+    first = None
+    if len(bad):
+        a = tuple(int(x) for x in bad[0])
+        first = {"address": list(a), "expected": int(want[a]), "actual": int(got[a])}
+    return RtlCheck(int(want.size), int(len(bad)), first)
+
+
+def datapath_bits(grid: Grid, width: int) -> dict:
+    """Multiplier operand widths of the datapath (for the report)."""
+    if len(grid.shape) == 1:
+        return {"multipliers": 1, "operands": [[width + 1, grid.frac_bits[0] + 1]]}
+    k0, k1 = grid.frac_bits
+    return {"multipliers": 3, "operands": [[width + 1, k1 + 1]] * 2 + [[width + k1 + 1, k0 + 1]]}
