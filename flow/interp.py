@@ -4,13 +4,15 @@ This is the baseline a hardware engineer would build instead of a network, so it
 (and :mod:`flow.interp_rtl` generates Verilog that is checked equal to it on every address):
 
 * Axis ``k`` of ``side_k`` entries has ``address_bits_k = ceil(log2 side_k)`` address bits; the low ``frac_bits_k``
-  (≥ 1) of address ``a_k`` are the fraction ``f_k = a_k mod 2^frac_bits_k``, the rest the node index
-  ``i_k = a_k >> frac_bits_k``.
-* Node ``i`` along axis ``k`` samples the table at address ``min(i << frac_bits_k, side_k - 1)`` (the last node is
-  clamped to the last entry); there are ``((side_k - 1) >> frac_bits_k) + 2`` nodes per axis.
+  of address ``a_k`` are the fraction ``f_k = a_k mod 2^frac_bits_k``, the rest the node index
+  ``i_k = a_k >> frac_bits_k``. An axis with 0 fraction bits is not interpolated (every entry is a node); at least
+  one axis is.
+* Node ``i`` along an interpolated axis ``k`` samples the table at address ``min(i << frac_bits_k, side_k - 1)``
+  (the last node is clamped to the last entry); there are ``((side_k - 1) >> frac_bits_k) + 2`` nodes on it.
 * 1-D: ``r = (g[i] << k) + (g[i+1] - g[i]) * f``; 2-D, first along axis 1 for rows ``i`` and ``i + 1``:
   ``r_0 = (g[i,j] << k1) + (g[i,j+1] - g[i,j]) * f1``, ``r_1`` likewise, then ``v = (r_0 << k0) + (r_1 - r_0) * f0``.
-  All exact integers (no intermediate rounding); the output word is ``(v + 2^(K-1)) >> K`` with ``K`` the sum of the
+  An axis that is not interpolated has ``f = 0`` (its term vanishes). All exact integers (no intermediate
+  rounding); the output word is ``(v + 2^(K-1)) >> K`` with ``K`` the sum of the
   fraction bits: the exact (bi)linear value rounded half up. It is a convex combination of node values, so it stays
   inside the table's range and needs no clamp.
 
@@ -42,8 +44,10 @@ class Grid:
         if len(self.shape) not in (1, 2) or len(self.frac_bits) != len(self.shape):
             raise FlowError(f"interpolated table: shape {self.shape} / fraction bits {self.frac_bits}: 1-D or 2-D only")
         for side, k in zip(self.shape, self.frac_bits):
-            if side < 2 or not 1 <= k <= address_bits(side):
+            if side < 2 or not 0 <= k <= address_bits(side):
                 raise FlowError(f"interpolated table: axis of {side} entries cannot have {k} fraction bits")
+        if not any(self.frac_bits):
+            raise FlowError("interpolated table: no axis is interpolated (that is the full table)")
 
     @property
     def address_bits(self) -> tuple[int, ...]:
@@ -53,7 +57,12 @@ class Grid:
     @property
     def nodes_shape(self) -> tuple[int, ...]:
         """Stored nodes per axis (one past the last segment)."""
-        return tuple(((s - 1) >> k) + 2 for s, k in zip(self.shape, self.frac_bits))
+        return tuple(((s - 1) >> k) + 2 if k else s for s, k in zip(self.shape, self.frac_bits))
+
+    @property
+    def interpolated_axes(self) -> tuple[int, ...]:
+        """The axes with fraction bits."""
+        return tuple(k for k, f in enumerate(self.frac_bits) if f)
 
     @property
     def nodes(self) -> int:
@@ -109,11 +118,13 @@ def interpolate_rows(nodes: np.ndarray, grid: Grid, rows: slice | np.ndarray | N
         return (r + (1 << (k - 1))) >> k
     k0, k1 = grid.frac_bits
     j, f1 = _split(grid.shape[1], k1)
-    rn = (g[:, j] << k1) + (g[:, j + 1] - g[:, j]) * f1  # axis 1 at every node row, shape (nodes_0, side_1)
+    j1 = np.minimum(j + 1, g.shape[1] - 1)  # a non-interpolated axis has f = 0: its next node does not count
+    rn = (g[:, j] << k1) + (g[:, j1] - g[:, j]) * f1  # axis 1 at every node row, shape (nodes_0, side_1)
     i, f0 = _split(grid.shape[0], k0)
     if rows is not None:
         i, f0 = i[rows], f0[rows]
-    v = (rn[i] << k0) + (rn[i + 1] - rn[i]) * f0[:, None]
+    i1 = np.minimum(i + 1, g.shape[0] - 1)
+    v = (rn[i] << k0) + (rn[i1] - rn[i]) * f0[:, None]
     shift = k0 + k1
     return (v + (1 << (shift - 1))) >> shift
 
@@ -164,8 +175,8 @@ def grid_error(table: np.ndarray, grid: Grid) -> ErrorStats:
 
 def candidates(shape: tuple[int, ...], width: int) -> list[Grid]:
     """Every grid of a table, smallest stored bits first (then the more even steps)."""
-    ranges = [range(1, address_bits(s) + 1) for s in shape]
-    grids = [Grid(tuple(shape), ks) for ks in itertools.product(*ranges)]
+    ranges = [range(0 if len(shape) > 1 else 1, address_bits(s) + 1) for s in shape]
+    grids = [Grid(tuple(shape), ks) for ks in itertools.product(*ranges) if any(ks)]
     return sorted(grids, key=lambda g: (g.nodes * width, max(g.frac_bits) - min(g.frac_bits), g.frac_bits))
 
 

@@ -26,7 +26,7 @@ DATAPATH = "interp_datapath"
 
 @dataclass(frozen=True)
 class Bank:
-    """One ROM bank: the nodes whose index parities are ``parity``, row-major over ``shape``."""
+    """One ROM bank: the nodes whose index parities are ``parity`` (-1: an axis indexed directly), row-major."""
 
     parity: tuple[int, ...]
     shape: tuple[int, ...]
@@ -39,16 +39,24 @@ class Bank:
 
     @property
     def name(self) -> str:
-        return "bank_" + "".join(map(str, self.parity))
+        return "bank_" + "".join("x" if p < 0 else str(p) for p in self.parity)
+
+    @property
+    def tag(self) -> str:
+        return self.name[5:]
 
 
-def banks(nodes: np.ndarray) -> list[Bank]:
-    """The nodes split by index parity per axis; a bank's index of node ``i`` along an axis is ``i >> 1``."""
+def banks(nodes: np.ndarray, axes: tuple[int, ...]) -> list[Bank]:
+    """The nodes split by index parity along the interpolated ``axes``; a bank's index of node ``i`` there is
+    ``i >> 1`` (other axes are indexed by the address itself)."""
     g = np.asarray(nodes, dtype=np.int64)
     out = []
-    for parity in np.ndindex(*(2,) * g.ndim):
-        sub = g[tuple(slice(p, None, 2) for p in parity)]
-        out.append(Bank(tuple(int(p) for p in parity), tuple(sub.shape), sub))
+    for ps in np.ndindex(*(2,) * len(axes)):
+        parity = [-1] * g.ndim
+        for k, p in zip(axes, ps):
+            parity[k] = int(p)
+        sub = g[tuple(slice(p, None, 2) if p >= 0 else slice(None) for p in parity)]
+        out.append(Bank(tuple(parity), tuple(sub.shape), sub))
     return out
 
 
@@ -126,7 +134,11 @@ def _top(grid: Grid, bs: list[Bank], width: int) -> list[str]:
         f"// latency {latency_cycles(grid)} cycles, II 1 (flow.interp defines the arithmetic).",
         f"module {TOP} (input clk, {ports}, output [{width - 1}:0] q);",
     ]
+    axes = grid.interpolated_axes
     for k, (a, kb) in enumerate(zip(abits, grid.frac_bits)):
+        if not kb:
+            L.append(f"  wire [{a - 1}:0] u{k}_x = a{k};  // not interpolated: every entry is a node")
+            continue
         ib = max(1, a - kb)
         idx = f"a{k}[{a - 1}:{kb}]" if a > kb else "1'b0"
         L += [
@@ -138,19 +150,14 @@ def _top(grid: Grid, bs: list[Bank], width: int) -> list[str]:
         for p in (0, 1):
             bshape = next(b.shape[k] for b in bs if b.parity[k] == p)
             L.append(f"  wire [{_bits(bshape) - 1}:0] u{k}_{p} = (i{k} + {1 - p}) >> 1;")
-    L.append(
-        "  always @(posedge clk) begin "
-        + " ".join(f"f{k}_q <= f{k}; p{k}_q <= i{k}[0];" for k in range(len(abits)))
-        + " end"
-    )
+    L.append("  always @(posedge clk) begin " + " ".join(f"f{k}_q <= f{k}; p{k}_q <= i{k}[0];" for k in axes) + " end")
     for b in bs:
-        us = ", ".join(f".u{k}(u{k}_{p})" for k, p in enumerate(b.parity))
-        L += [
-            f"  wire [{width - 1}:0] q_{b.name[5:]};",
-            f"  {b.name} {b.name}_i (.clk(clk), {us}, .q(q_{b.name[5:]}));",
-        ]
-    if len(abits) == 1:
-        L.append(f"  {DATAPATH} dp (.clk(clk), .p(p0_q), .f(f0_q), .b0(q_0), .b1(q_1), .y(q));")
+        us = ", ".join(f".u{k}(u{k}_{'x' if p < 0 else p})" for k, p in enumerate(b.parity))
+        L += [f"  wire [{width - 1}:0] q_{b.tag};", f"  {b.name} {b.name}_i (.clk(clk), {us}, .q(q_{b.tag}));"]
+    if len(axes) == 1:
+        (k,) = axes
+        b0, b1 = (next(b.tag for b in bs if b.parity[k] == p) for p in (0, 1))
+        L.append(f"  {DATAPATH} dp (.clk(clk), .p(p{k}_q), .f(f{k}_q), .b0(q_{b0}), .b1(q_{b1}), .y(q));")
     else:
         L.append(
             f"  {DATAPATH} dp (.clk(clk), .p0(p0_q), .p1(p1_q), .f0(f0_q), .f1(f1_q), "
@@ -164,13 +171,14 @@ def write_interp(table: np.ndarray, grid: Grid, width: int, folder: Path) -> dic
     nodes = node_values(table, grid)
     if nodes.min() < 0 or int(nodes.max()).bit_length() > width:
         raise FlowError(f"interpolated table: node values outside 0..{2**width - 1}")
-    bs = banks(nodes)
+    bs = banks(nodes, grid.interpolated_axes)
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
     nd = (width + 3) // 4
     for b in bs:
         (folder / f"{b.name}.mem").write_text("\n".join(f"{v:0{nd}x}" for v in b.values.ravel().tolist()) + "\n")
-    dp = _datapath_1d(width, *grid.frac_bits) if len(grid.shape) == 1 else _datapath_2d(width, *grid.frac_bits)
+    ks = [grid.frac_bits[k] for k in grid.interpolated_axes]
+    dp = _datapath_1d(width, *ks) if len(ks) == 1 else _datapath_2d(width, *ks)
     (folder / f"{TOP}.v").write_text("\n".join(_top(grid, bs, width) + sum((_rom(b, width) for b in bs), [])))
     (folder / f"{DATAPATH}.v").write_text("\n".join(dp))
     ports = {"clk": {"dir": "in", "width": 1}}
@@ -186,7 +194,7 @@ def write_interp(table: np.ndarray, grid: Grid, width: int, folder: Path) -> dic
 
 def latency_cycles(grid: Grid) -> int:
     """Cycles from address to word: the bank read, one register per interpolated axis."""
-    return 1 + len(grid.shape)
+    return 1 + len(grid.interpolated_axes)
 
 
 def _testbench(grid: Grid, width: int, n: int) -> str:
@@ -278,7 +286,8 @@ def check_rtl(table: np.ndarray, grid: Grid, width: int, verilog: str | None = N
 
 def datapath_bits(grid: Grid, width: int) -> dict:
     """Multiplier operand widths of the datapath (for the report)."""
-    if len(grid.shape) == 1:
-        return {"multipliers": 1, "operands": [[width + 1, grid.frac_bits[0] + 1]]}
-    k0, k1 = grid.frac_bits
+    ks = [grid.frac_bits[k] for k in grid.interpolated_axes]
+    if len(ks) == 1:
+        return {"multipliers": 1, "operands": [[width + 1, ks[0] + 1]]}
+    k0, k1 = ks
     return {"multipliers": 3, "operands": [[width + 1, k1 + 1]] * 2 + [[width + k1 + 1, k0 + 1]]}

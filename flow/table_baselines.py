@@ -261,7 +261,8 @@ def render_md(d: dict) -> list[str]:
         L += [
             f"Hardware: {len(c['banks'])} ROM banks by node-index parity (depths "
             f"{', '.join(str(x['depth']) for x in c['banks'])}: every sample reads each bank once), "
-            f"{dp['multipliers']} signed multipliers ({ops} bits), latency {c['latency_cycles']} cycles, II 1.",
+            f"{dp['multipliers']} signed multiplier{'s' if dp['multipliers'] > 1 else ''} ({ops} bits), "
+            f"latency {c['latency_cycles']} cycles, II 1.",
             "",
         ]
     ee = d.get("equal_error")
@@ -272,7 +273,7 @@ def render_md(d: dict) -> list[str]:
                 mark = " **(smallest)**" if cnd["name"] == r["smallest"] else ""
                 ratio = cnd["value"] / r["value"] if r["value"] else math.inf
                 rows.append(
-                    [r["measure"], cnd["name"] + mark, f"{cnd['value']:,.6g} {r['unit']}", cnd["note"], _ratio(ratio)]
+                    [r["measure"], cnd["name"] + mark, f"{cnd['value']:,.0f} {r['unit']}", cnd["note"], _ratio(ratio)]
                 )
         L += ["| measure | implementation | cost | what | × smallest |", "|---|---|---|---|---|"]
         L += ["| " + " | ".join(map(str, r)) + " |" for r in rows] + [""]

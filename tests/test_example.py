@@ -62,6 +62,8 @@ def test_example_by_card_path_in_every_stage(built, capsys):
     assert "argmax" not in text  # a regression has no argmax agreement
     assert "- folded: reuse_factors fc1=2, fc2=8" in text and "7-series" in text
     assert "left out of training (`omit_saturated`)" in text
+    assert "## The baselines at equal error" in text and "every address: 0 mismatches" in text
+    assert "a CSV table has no function to resample" in text and (proj.report / "table_error.png").is_file()
     rep = json.loads((proj.report / "report.json").read_text())
     acc = rep["table_accuracy"]
     csim = json.loads(proj.csim_json.read_text())["metrics"]
@@ -88,6 +90,8 @@ def test_example_report_verdict_from_synthesis(built, capsys):
     for measure in ("LUT-only", "with DSPs", "BRAM", "µm² as logic", "µm² as macro"):
         assert measure in line
     assert "Best architecture: folded" in line and "LSB at address (" in line
+    equal = (proj.report / "report.md").read_text().splitlines()[4]
+    assert equal.startswith("**At equal error**") and "interpolated table" in equal and "µm² as logic: " in equal
     summary = build_summary().read_text()
     assert "- calib16: **Verdict" in summary and "LUT6, 1 RAMB36" in summary and "smallest arch" in summary
 

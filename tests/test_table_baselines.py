@@ -38,6 +38,9 @@ def _oracle(table: np.ndarray, grid: interp.Grid) -> np.ndarray:
         weights = []
         for k, ak in enumerate(a):
             step = 1 << grid.frac_bits[k]
+            if step == 1:  # not interpolated: the entry itself
+                weights.append(((ak, Fraction(1)),))
+                continue
             lo = ak // step * step
             hi = min(lo + step, t.shape[k] - 1)  # the node past the end samples the last entry
             frac = Fraction(ak - lo, step)
@@ -57,7 +60,16 @@ def _mismatches(words: np.ndarray, want: np.ndarray) -> int:
 
 
 @pytest.mark.parametrize(
-    ("shape", "frac_bits"), [((8, 8), (1, 1)), ((8, 8), (2, 3)), ((6, 5), (2, 1)), ((12,), (2,)), ((7,), (3,))]
+    ("shape", "frac_bits"),
+    [
+        ((8, 8), (1, 1)),
+        ((8, 8), (2, 3)),
+        ((6, 5), (2, 1)),
+        ((8, 6), (0, 2)),
+        ((5, 8), (2, 0)),
+        ((12,), (2,)),
+        ((7,), (3,)),
+    ],
 )
 def test_interpolation_equals_rational_oracle(shape, frac_bits):
     """Every address, 1-D and 2-D, power-of-two and not: the integer model is the exact value rounded half up."""
@@ -76,12 +88,16 @@ def test_interpolation_equals_rational_oracle(shape, frac_bits):
 def test_grid_rejects_impossible_fraction_bits():
     with pytest.raises(FlowError, match="cannot have 4 fraction bits"):
         interp.Grid((8, 8), (1, 4))
+    with pytest.raises(FlowError, match="that is the full table"):
+        interp.Grid((8, 8), (0, 0))
     with pytest.raises(FlowError, match="1-D or 2-D"):
         interp.Grid((4, 4, 4), (1, 1, 1))
 
 
 @needs_iverilog
-@pytest.mark.parametrize(("shape", "frac_bits"), [((16, 12), (2, 3)), ((6, 5), (1, 2)), ((16,), (2,))])
+@pytest.mark.parametrize(
+    ("shape", "frac_bits"), [((16, 12), (2, 3)), ((6, 5), (1, 2)), ((8, 12), (0, 2)), ((6, 8), (3, 0)), ((16,), (2,))]
+)
 def test_verilog_equals_model_on_every_address(shape, frac_bits):
     table = builtin_table("charge", (16, 16), 12)[: shape[0], : shape[1]] if len(shape) == 2 else None
     if table is None:
