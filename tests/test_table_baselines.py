@@ -230,6 +230,8 @@ def test_equal_error_compares_network_interpolated_and_full_table():
     assert rows["µm² as macro"]["smallest"] == "network (shiftadd)"  # 1e5 against 3.8e5 for 4 macros + datapath
     assert rows["BRAM"]["smallest"] == "network (shiftadd)" and rows["BRAM"]["factor"] is None
     assert "At equal error" in ee["line"] and "LUT-only: interpolated table" in ee["line"]
+    assert rows["µm² as logic"]["network_misses_by"] == {"name": "network (shiftadd)", "factor": 2.5}
+    assert "network_misses_by" not in rows["µm² as macro"]
     # A wrong figure changes the answer: the selector reads the numbers, not the names.
     d["archs"]["shiftadd"]["cost"]["xc7_nodsp"]["fpga"]["LUT"] = 100
     rows = {r["measure"]: r for r in table_baselines.equal_error(d)["rows"]}
