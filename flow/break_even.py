@@ -145,6 +145,11 @@ def add_to_report(d: dict, dataset: dict, synth: bool, jobs: int | None) -> None
     if name not in BUILTIN_TABLES:
         d["break_even"] = {"note": "a CSV table has no function to resample: no break-even sweep"}
         return
+    if not synth:
+        d["break_even"] = {
+            "note": "not run: it needs the Yosys costs (`flow report` without --no-synth/--no-table-synth)"
+        }
+        return
     shape = tuple(dataset.get("shape", tables.DEFAULT_SHAPE))
     card_bits = shape[0].bit_length() - 1 if shape[0] == shape[1] and shape[0] & (shape[0] - 1) == 0 else None
     width = int(dataset.get("bits", tables.DEFAULT_WIDTH))

@@ -728,6 +728,8 @@ def build_summary(projects_dir: Path | None = None) -> Path:
         )
         if d.get("verdict"):
             verdicts.append(f"- {d['model']}: {d['verdict']['line']}")
+        if d.get("equal_error"):
+            verdicts.append(f"  {d['equal_error']['line']}")
     L = ["# Summary of all models", "", f"{len(reports)} models with a report.", ""]
     if verdicts:
         L += ["Table models:", ""] + verdicts + [""]

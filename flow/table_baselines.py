@@ -271,6 +271,7 @@ def render_md(d: dict) -> list[str]:
             f"latency {c['latency_cycles']} cycles, II 1.",
             "",
         ]
+    L += _synth_lines(c)
     ee = d.get("equal_error")
     if ee and ee["rows"]:
         rows = []
@@ -285,6 +286,31 @@ def render_md(d: dict) -> list[str]:
         L += ["| " + " | ".join(map(str, r)) + " |" for r in rows] + [""]
         L += [ee["line"], ""]
     return L
+
+
+def _synth_lines(c: dict) -> list[str]:
+    """What each Yosys run of the interpolator gave (the whole design; the datapath alone)."""
+    s = c.get("synth") or {}
+    if s.get("status") == "skipped" or not s:
+        return ["Yosys: not run (`--no-synth` / `--no-table-synth`).", ""] if c else []
+    parts = []
+    for part, runs in (("whole design", s.get("full") or {}), ("datapath", s.get("datapath") or {})):
+        for flow, r in runs.items():
+            if not _ok(r):
+                parts.append(f"{part} {flow}: **{(r or {}).get('status')}**")
+            elif "fpga" in r:
+                fp = r["fpga"]
+                ram = f", {fp['RAMB36']} RAMB36, {fp['RAMB18']} RAMB18" if fp.get("RAMB36") or fp.get("RAMB18") else ""
+                parts.append(f"{part} {flow}: {fp['LUT']:,} LUT, {fp['FF']} FF, {fp['DSP48E1']} DSP48E1{ram}")
+            else:
+                a = r["asic"]
+                um2 = ", ".join(
+                    f"{lib} {a[lib]['area_um2']:,.0f} µm²"
+                    for lib in ("osu018", "sky130_hd")
+                    if "area_um2" in a.get(lib, {})
+                )
+                parts.append(f"{part} asic: {um2}")
+    return ["Yosys (the same flows as the network's): " + "; ".join(parts) + ".", ""]
 
 
 def _ratio(x: float) -> str:
