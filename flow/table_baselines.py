@@ -207,7 +207,8 @@ def baseline(
         out["note"] = "no reduced grid meets the network's error: the full table is the baseline"
         return out
     if check:
-        info(f"interpolated table {sel.grid.label()}: Icarus against the NumPy model on {table.size:,} addresses")
+        n = min(table.size, interp_rtl.MAX_CHECKED)
+        info(f"interpolated table {sel.grid.label()}: Icarus against the NumPy model on {n:,} addresses")
         out["rtl_check"] = interp_rtl.check_rtl(table, sel.grid, width).to_dict()
     if synth:
         info("interpolated table: Yosys cost (ROM logic; datapath for the memory forms)")
@@ -259,7 +260,8 @@ def render_md(d: dict) -> list[str]:
     chk = b.get("rtl_check")
     if chk:
         verdict = "0 mismatches" if chk["passed"] else f"**{chk['mismatches']:,} mismatches**, first {chk['first']}"
-        L += [f"Its Verilog (`interp_table`) against the NumPy model in Icarus, every address: {verdict}.", ""]
+        which = "every address" if chk["addresses"] == chk.get("of") else f"{chk['addresses']:,} of {chk['of']:,}"
+        L += [f"Its Verilog (`interp_table`) against the NumPy model in Icarus, {which}: {verdict}.", ""]
     c = b.get("cost") or {}
     if c:
         dp = c["datapath"]

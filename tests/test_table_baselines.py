@@ -103,7 +103,16 @@ def test_verilog_equals_model_on_every_address(shape, frac_bits):
     if table is None:
         table = builtin_table("discharge", (16, 16), 12)[:, 7]
     chk = interp_rtl.check_rtl(table, interp.Grid(shape, frac_bits), 12)
-    assert chk.passed and chk.addresses == int(np.prod(shape))
+    assert chk.passed and chk.addresses == chk.of == int(np.prod(shape))
+
+
+@needs_iverilog
+def test_verilog_check_of_a_large_table_samples(monkeypatch):
+    """Above MAX_CHECKED addresses: the edges and a seeded sample, and a wrong datapath still fails."""
+    monkeypatch.setattr(interp_rtl, "MAX_CHECKED", 100)
+    table = builtin_table("charge", (16, 16), 12)
+    chk = interp_rtl.check_rtl(table, interp.Grid((16, 16), (2, 2)), 12)
+    assert chk.passed and chk.addresses == 100 and chk.of == 256
 
 
 @needs_iverilog
