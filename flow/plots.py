@@ -31,6 +31,8 @@ def _scatter(
                 r["label"],
                 (r["value"], 1.0),
                 xycoords=("data", "axes fraction"),
+                xytext=(-2, -3),
+                textcoords="offset points",
                 rotation=90,
                 fontsize=6,
                 ha="right",
