@@ -25,10 +25,10 @@ from flow.cost import tables, yosys
 from flow.errors import FlowError
 from flow.log import info
 
-FULL_FLOWS = ("asic", "xc7")  # the whole interpolator: ROM logic (the table's own flows)
+FULL_FLOWS = ("asic", "xc7")  # the whole interpolator (the table ROM's own flows): ROM logic
 DATAPATH_FLOWS = ("asic", "xc7", "xc7_nodsp")  # what the memory forms add to their banks
 
-# (measure, unit, {candidate kind: how its figure is read}); the verdict's measures, in its order.
+# (measure, unit): the verdict's measures, in its order (each candidate's figures: *_figures below).
 MEASURES = [
     ("LUT-only", "LUT6"),
     ("with DSPs", "LUT6"),
@@ -153,7 +153,13 @@ def smallest(cands: list[dict]) -> dict:
     factor = None
     if nxt and best["value"] > 0:
         factor = round(nxt["value"] / best["value"], 2)
-    return {"smallest": best["name"], "value": best["value"], "next": nxt and nxt["name"], "factor": factor}
+    return {
+        "smallest": best["name"],
+        "kind": best.get("kind"),
+        "value": best["value"],
+        "next": nxt and nxt["name"],
+        "factor": factor,
+    }
 
 
 def equal_error(d: dict) -> dict | None:
@@ -164,18 +170,22 @@ def equal_error(d: dict) -> dict | None:
     if not isinstance(base, dict) or "target" not in base:
         return None
     archs = d.get("archs") if isinstance(d.get("archs"), dict) else {}
-    per: dict[str, dict[str, Any]] = {f"network ({a})": network_figures(arch_figures(e)) for a, e in archs.items()}
-    if base.get("cost"):
-        per[f"interpolated table ({base['grid']['label']})"] = interp_figures(base["cost"])
-    per["full table"] = full_table_figures(d.get("table") or {})
+    # (name, kind, figures); an interpolator whose Verilog failed its check is not a candidate
+    per = [(f"network ({a})", "network", network_figures(arch_figures(e))) for a, e in archs.items()]
+    if base.get("cost") and (base.get("rtl_check") or {}).get("passed", True):
+        per.append((f"interpolated table ({base['grid']['label']})", "interp", interp_figures(base["cost"])))
+    per.append(("full table", "table", full_table_figures(d.get("table") or {})))
     rows = []
     for measure, unit in MEASURES:
-        cands = [{"name": n, "value": f[measure][0], "note": f[measure][1]} for n, f in per.items() if measure in f]
-        if len(cands) < 2 or not any(c["name"].startswith("network") for c in cands):
+        cands = [
+            {"name": n, "kind": k, "value": f[measure][0], "note": f[measure][1]} for n, k, f in per if measure in f
+        ]
+        nets = [c for c in cands if c["kind"] == "network"]
+        if len(cands) < 2 or not nets:
             continue
         row = {"measure": measure, "unit": unit, "candidates": cands, **smallest(cands)}
-        net = min((c for c in cands if c["name"].startswith("network")), key=lambda c: c["value"])
-        if not row["smallest"].startswith("network") and row["value"] > 0:
+        net = min(nets, key=lambda c: c["value"])
+        if row["kind"] != "network" and row["value"] > 0:
             row["network_misses_by"] = {"name": net["name"], "factor": round(net["value"] / row["value"], 2)}
         rows.append(row)
     t = base["target"]
@@ -191,7 +201,7 @@ def _row_text(r: dict) -> str:
     text = f"{r['measure']}: {r['smallest']}, {r['factor']}× smaller than {r['next']}"
     miss = r.get("network_misses_by")
     if miss and miss["name"] != r["next"]:
-        text += f" (the best network, {miss['name'][9:-1]}, is {miss['factor']}× the smallest)"
+        text += f" (the best network, {miss['name']}, is {miss['factor']}× the smallest)"
     return text
 
 

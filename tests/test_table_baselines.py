@@ -241,6 +241,9 @@ def test_equal_error_compares_network_interpolated_and_full_table():
     assert "At equal error" in ee["line"] and "LUT-only: interpolated table" in ee["line"]
     assert rows["µm² as logic"]["network_misses_by"] == {"name": "network (shiftadd)", "factor": 2.5}
     assert "network_misses_by" not in rows["µm² as macro"]
+    d["interp_table"]["rtl_check"] = {"passed": False}  # a wrong interpolator is no candidate
+    rows = {r["measure"]: r for r in table_baselines.equal_error(d)["rows"]}
+    assert all(c["kind"] != "interp" for r in rows.values() for c in r["candidates"])
     # A wrong figure changes the answer: the selector reads the numbers, not the names.
     d["archs"]["shiftadd"]["cost"]["xc7_nodsp"]["fpga"]["LUT"] = 100
     rows = {r["measure"]: r for r in table_baselines.equal_error(d)["rows"]}
