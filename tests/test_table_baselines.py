@@ -300,3 +300,16 @@ def test_interpolator_costs_through_the_yosys_flows(tmp_path, monkeypatch):
     f = table_baselines.interp_figures(c)
     assert f["LUT-only"][0] > c["lutrom_lut6"] and f["µm² as logic"][0] > 0
     assert yosys.yosys_cache_dir().is_dir()
+
+
+def test_break_even_says_why_it_did_not_run():
+    acc = {"max_abs_error_lsb": 60, "metrics_lsb": {"rmse": 20.0}, "worst_entry": {"address": [0, 0]}}
+    d = {"table_accuracy": acc}
+    break_even.add_to_report(d, {"kind": "table", "path": "t.csv"}, synth=True, jobs=None)
+    assert "CSV table has no function to resample" in d["break_even"]["note"]
+    break_even.add_to_report(d, {"kind": "table", "table": "charge"}, synth=False, jobs=None)
+    assert d["break_even"]["note"].startswith("not run")
+    assert "not run" in "\n".join(break_even.render_md(d))
+    d = {}
+    break_even.add_to_report(d, {"kind": "table", "table": "charge"}, synth=True, jobs=None)
+    assert "break_even" not in d  # no network error yet: nothing to break even against
