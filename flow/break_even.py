@@ -22,7 +22,7 @@ from flow.table_baselines import cost_interp, interp_figures, target_of
 SWEEP_BITS = tuple(range(6, 13))  # address bits per axis
 SWEEP_FLOWS = (("asic",), ("asic", "xc7_nodsp"))  # interpolator: ROM logic; datapath for the memory forms
 
-# (panel title, unit, the network's figure key in flow.report.arch_figures)
+# (panel title, unit, the network's figure key in flow.cost.figures.arch_figures)
 PANELS = [
     ("FPGA, LUT-only", "LUT6", "LUT_nodsp"),
     ("ASIC, sky130 HD", "µm²", "sky130_hd_um2"),
@@ -58,7 +58,7 @@ def _point(table_name: str, bits: int, width: int, target: interp.ErrorStats, sy
 
 def network_best(d: dict) -> dict[str, tuple[str, float]]:
     """The smallest architecture per network figure key of the panels."""
-    from flow.report import arch_figures
+    from flow.cost.figures import arch_figures
 
     archs = d.get("archs") if isinstance(d.get("archs"), dict) else {}
     out = {}

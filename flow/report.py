@@ -17,6 +17,7 @@ import yaml
 
 import flow.project
 from flow.cost import libs, tables, yosys
+from flow.cost.figures import ASIC_FLOWS, arch_figures
 from flow.errors import FlowError
 from flow.log import info
 from flow.project import Project, atomic_dir, check_same_ir, read_json, write_json
@@ -26,7 +27,6 @@ from flow.timing import report_timing as timing_report
 
 NOT_RUN = "not run"
 REPORT_VERSION = 1
-ASIC_FLOWS = ("osu018", "sky130_hd")
 
 
 # ---------------------------------------------------------------------------------------------- gather
@@ -238,32 +238,6 @@ def targets_note(card: dict, applied=None) -> str:
 
 
 # ---------------------------------------------------------------------------------------------- figures
-
-
-def arch_figures(entry: dict) -> dict:
-    """Flat cost figures of one architecture (missing ones absent)."""
-    cost = entry.get("cost")
-    f: dict = {}
-    if not isinstance(cost, dict):
-        return f
-    x = cost.get("xc7") or {}
-    if x.get("status") == "ok":
-        f.update({k: v for k, v in x["fpga"].items()})
-    xn = cost.get("xc7_nodsp") or {}
-    if xn.get("status") == "ok":
-        f["LUT_nodsp"] = xn["fpga"]["LUT"]
-        f["FF_nodsp"] = xn["fpga"]["FF"]
-        f["CARRY4_nodsp"] = xn["fpga"]["CARRY4"]
-    a = cost.get("asic") or {}
-    if a.get("status") == "ok":
-        for lib in ASIC_FLOWS:
-            r = a["asic"].get(lib) or {}
-            if "area_um2" in r:
-                f[f"{lib}_um2"] = r["area_um2"]
-                f[f"{lib}_nand2"] = r["nand2_eq"]
-        if a["asic"].get("transistors") is not None:
-            f["transistors"] = a["asic"]["transistors"]
-    return f
 
 
 def compare_table(d: dict) -> list[dict]:

@@ -126,7 +126,7 @@ def full_table_figures(t: dict) -> dict[str, Any]:
 
 
 def network_figures(figs: dict) -> dict[str, Any]:
-    """Per measure, one architecture's figure (``flow.report.arch_figures``)."""
+    """Per measure, one architecture's figure (``flow.cost.figures.arch_figures``)."""
     pick = {
         "LUT-only": ("LUT_nodsp", ""),
         "with DSPs": ("LUT", "DSP48E1"),
@@ -164,7 +164,7 @@ def smallest(cands: list[dict]) -> dict:
 
 def equal_error(d: dict) -> dict | None:
     """Per measure: network (each architecture), interpolated table, full table; the smallest and by what factor."""
-    from flow.report import arch_figures
+    from flow.cost.figures import arch_figures
 
     base = d.get("interp_table")
     if not isinstance(base, dict) or "target" not in base:

@@ -81,7 +81,7 @@ def table_accuracy(proj: Project) -> dict[str, Any] | None:
 
 def verdict(d: dict, accuracy: dict | None) -> dict[str, Any]:
     """Per measure: the smallest architecture against the table, smaller or larger and by what factor."""
-    from flow.report import arch_figures
+    from flow.cost.figures import arch_figures
 
     rows = d.get("table_vs_network") or []
     archs = d.get("archs") if isinstance(d.get("archs"), dict) else {}

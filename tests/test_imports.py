@@ -9,7 +9,6 @@ FLOW = Path(__file__).resolve().parent.parent / "flow"
 # Circles left to the modules' owners, each named with why it is still here (an entry is removed when fixed).
 KNOWN = {
     frozenset({"flow.cost.asic_timing", "flow.cost.yosys"}),  # asic_timing reuses yosys' area parser
-    frozenset({"flow.report", "flow.table_report"}),  # table_report reuses report's figures
 }
 
 

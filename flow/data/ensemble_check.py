@@ -12,23 +12,14 @@ import json
 import os
 import sys
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict
 
 import numpy as np
 
-from flow.data.dataset import SpecContext, load_dataset
+from flow.card import Training  # the diag cards' defaults: shared by the members and the large model
+from flow.data.dataset import SpecContext
+from flow.data.kinds import load_dataset
 from flow.data.spectra import CLASS_NAMES, N_DIAGONALS, check_spec, spectra_of
-
-
-@dataclass(frozen=True)
-class Training:
-    """Keras training settings shared by the members and the large model (the diag cards' defaults)."""
-
-    epochs: int = 50
-    batch_size: int = 256
-    learning_rate: float = 1e-3
-    patience: int = 5
-    seed: int = 1
 
 
 def member_model(n_features: int, n_classes: int):

@@ -32,7 +32,7 @@ def built_baseline(card: Card, metric: str, projects_dir: Path | None = None) ->
     }
     report = project.report / "report.json"
     if report.is_file():
-        from flow.report import arch_figures
+        from flow.cost.figures import arch_figures
 
         entry = ((read_json(report).get("archs") or {}) or {}).get(arch)
         f = arch_figures(entry) if isinstance(entry, dict) else {}

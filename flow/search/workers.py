@@ -17,6 +17,7 @@ from pathlib import Path
 
 from flow.errors import FlowError
 from flow.linux import die_with_parent
+from flow.scratch import alive
 
 JOURNAL_FILE = "study.journal"
 JOURNAL_PREFIX = "journal://"
@@ -65,16 +66,6 @@ def worker_id() -> str:
     return f"{socket.gethostname()}:{os.getpid()}"
 
 
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
 def fail_dead_trials(study) -> int:
     """Mark failed the running trials of dead processes on this host (a killed search); returns how many.
 
@@ -87,7 +78,7 @@ def fail_dead_trials(study) -> int:
     for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
         who = str(t.user_attrs.get(WORKER_ATTR, ""))
         w_host, _, pid = who.rpartition(":")
-        if who and (w_host != host or (pid.isdigit() and _alive(int(pid)))):
+        if who and (w_host != host or (pid.isdigit() and alive(int(pid)))):
             continue
         study._storage.set_trial_state_values(t._trial_id, TrialState.FAIL)
         n += 1
