@@ -8,8 +8,8 @@ reported as such), latency, II and Yosys time, then the ratios shiftadd / parall
 shiftadd designs are first simulated bit-exactly in Verilator and Icarus against the reference (build time
 measured). ``da4ml`` is da4ml's own Verilog on the same weights (``flow.da4ml_peer``: its trace API from the IR,
 checked bit-exact against the reference on the vectors before it is costed; combinational, or pipelined every
-``QFLOW_BENCH_DA4ML_CUTOFF`` adder delays when set). ``QFLOW_BENCH_MODELS`` and ``QFLOW_BENCH_FLOWS`` (comma lists)
-choose the models and the Yosys flows.
+``QFLOW_BENCH_DA4ML_CUTOFF`` adder delays when set). ``QFLOW_BENCH_MODELS``, ``QFLOW_BENCH_ARCHS`` and
+``QFLOW_BENCH_FLOWS`` (comma lists) choose the models, the architectures and the Yosys flows.
 """
 
 from __future__ import annotations
@@ -30,6 +30,7 @@ from tb.irgen import mlp_ir, write_vectors
 YOSYS_LIMIT_S = float(os.environ.get("QFLOW_BENCH_YOSYS_S", 900))
 FLOWS = tuple(os.environ.get("QFLOW_BENCH_FLOWS", "xc7_nodsp,xc7,asic").split(","))
 SIM_VECTORS = 300
+ARCH_NAMES = tuple(os.environ.get("QFLOW_BENCH_ARCHS", ",".join(ARCHS)).split(","))
 MODELS = tuple(os.environ.get("QFLOW_BENCH_MODELS", "lut_charge,lut_discharge,jet_mlp").split(","))
 DA4ML_CUTOFF = float(os.environ.get("QFLOW_BENCH_DA4ML_CUTOFF", -1))
 
@@ -81,7 +82,7 @@ def bench_model(name: str, ir: IR, work: Path) -> dict:
     """Every architecture of one model: simulation check (shiftadd), cost, ratios."""
     out: dict = {}
     vectors = write_vectors(ir, work / "vectors.npz", SIM_VECTORS, seed=1)
-    for arch in ARCHS:
+    for arch in ARCH_NAMES:
         t0 = time.perf_counter()
         design = generate(ir, arch, work / arch)
         entry: dict = {"generate_s": round(time.perf_counter() - t0, 1)}
@@ -101,9 +102,9 @@ def bench_model(name: str, ir: IR, work: Path) -> dict:
         out[arch] = entry
         print(f"  {name}/{arch}: {entry}", flush=True)
     out["da4ml"] = bench_da4ml(name, ir, work, vectors)
-    sa = out["shiftadd"].get("LUT_nodsp")
+    sa = out.get("shiftadd", {}).get("LUT_nodsp")
     for other in ("parallel", "folded", "da4ml"):
-        theirs = out[other].get("LUT_nodsp")
+        theirs = out.get(other, {}).get("LUT_nodsp")
         if sa and theirs:
             out[f"shiftadd_over_{other}_LUT_nodsp"] = round(sa / theirs, 3)
     return out
