@@ -29,7 +29,7 @@ from flow.rtl.adder_graph import Adder, AdderGraph, Term
 SOLVERS = ("auto", "da4ml", "csd")
 DEFAULT_BUDGET_S = 120.0
 WARMUP_S = 600.0  # import and numba compilation of the child, before the budget starts
-CACHE_SCHEMA = "1"
+CACHE_SCHEMA = "2"  # 2: per-input ranges
 
 
 def check_solver(solver: str, budget_s: float) -> None:
@@ -40,12 +40,20 @@ def check_solver(solver: str, budget_s: float) -> None:
         raise FlowError(f"solver_budget_s must be a number of seconds > 0, got {budget_s!r}")
 
 
-def solve(weights: np.ndarray, in_t: FixedType, solver: str = "auto", budget_s: float = DEFAULT_BUDGET_S) -> AdderGraph:
-    """The adder graph of ``x @ weights`` for inputs of type ``in_t`` (raw mantissas)."""
+def solve(
+    weights: np.ndarray,
+    in_t: FixedType,
+    solver: str = "auto",
+    budget_s: float = DEFAULT_BUDGET_S,
+    x_ranges: list[tuple[int, int]] | None = None,
+) -> AdderGraph:
+    """The adder graph of ``x @ weights`` for inputs of type ``in_t`` (raw mantissas), each input within its
+    ``x_ranges`` entry when given (da4ml balances its adders by these ranges)."""
     w = np.asarray(weights, dtype=np.int64)
     note = None
     if solver in ("auto", "da4ml"):
-        graph, note = _da4ml(w, in_t.min_raw, in_t.max_raw, budget_s)
+        ranges = x_ranges or [(in_t.min_raw, in_t.max_raw)] * w.shape[0]
+        graph, note = _da4ml(w, [lo for lo, _ in ranges], [hi for _, hi in ranges], budget_s)
         if graph is not None:
             return graph
         if solver == "da4ml":
@@ -59,7 +67,7 @@ def solve(weights: np.ndarray, in_t: FixedType, solver: str = "auto", budget_s: 
     return graph
 
 
-def _cache_path(w: np.ndarray, lo: int, hi: int, budget_s: float) -> Path:
+def _cache_path(w: np.ndarray, lo: list[int], hi: list[int], budget_s: float) -> Path:
     from flow.cost.libs import cache_dir
 
     h = hashlib.sha256()
@@ -69,7 +77,7 @@ def _cache_path(w: np.ndarray, lo: int, hi: int, budget_s: float) -> Path:
     return cache_dir() / "cmvm" / f"{h.hexdigest()[:32]}.json"
 
 
-def _da4ml(w: np.ndarray, lo: int, hi: int, budget_s: float) -> tuple[AdderGraph | None, str | None]:
+def _da4ml(w: np.ndarray, lo: list[int], hi: list[int], budget_s: float) -> tuple[AdderGraph | None, str | None]:
     """da4ml's graph (cached), or None and why not."""
     if w.size == 0 or not w.any():
         return None, "all weights are zero"
@@ -87,8 +95,9 @@ def _da4ml(w: np.ndarray, lo: int, hi: int, budget_s: float) -> tuple[AdderGraph
         )
         rec = _run_child(w, lo, hi, budget_s)
         info(f"da4ml CMVM solver: {rec.get('status')} ({rec.get('note') or str(rec.get('seconds')) + ' s'})")
-        path.parent.mkdir(parents=True, exist_ok=True)
-        write_json(path, rec)
+        if rec.get("status") in ("ok", "timeout"):  # answers of the solver; a child that could not start is not
+            path.parent.mkdir(parents=True, exist_ok=True)
+            write_json(path, rec)
     if rec.get("status") != "ok":
         return None, rec.get("note", "failed")
     graph = from_da4ml(w.shape[0], rec["stages"])
@@ -100,7 +109,7 @@ def _da4ml(w: np.ndarray, lo: int, hi: int, budget_s: float) -> tuple[AdderGraph
     return graph, None
 
 
-def _run_child(w: np.ndarray, lo: int, hi: int, budget_s: float) -> dict:
+def _run_child(w: np.ndarray, lo: list[int], hi: list[int], budget_s: float) -> dict:
     """Run da4ml's solver in a child process, killed at ``budget_s`` (counted after numba's compilation)."""
     request = json.dumps({"weights": w.tolist(), "lo": lo, "hi": hi})
     env = {**os.environ, "NUMBA_NUM_THREADS": "1"}  # the machine is shared: one core for the solver

@@ -1,8 +1,8 @@
 """Child process for ``flow.rtl.cmvm``: da4ml's CMVM solver on one integer matrix (JSON on stdin and stdout).
 
 It first solves a 2 x 2 matrix so that numba's compilation (about a minute on a cold cache) is done before the
-parent starts the budget, prints ``ready``, then reads the request ``{"weights", "lo", "hi"}`` and prints the
-solution's stages (ops as ``[opcode, id0, id1, data]``).
+parent starts the budget, prints ``ready``, then reads the request ``{"weights", "lo", "hi"}`` (``lo``/``hi``: each
+input's raw range) and prints the solution's stages (ops as ``[opcode, id0, id1, data]``).
 """
 
 from __future__ import annotations
@@ -33,8 +33,8 @@ def main() -> None:
     print("ready", flush=True)
     req = json.loads(sys.stdin.read())
     w = np.asarray(req["weights"], dtype=np.float32)
-    q = QInterval(float(req["lo"]), float(req["hi"]), 1.0)
-    pipeline = solve(w, qintervals=[q] * w.shape[0])
+    qs = [QInterval(float(lo), float(hi), 1.0) for lo, hi in zip(req["lo"], req["hi"])]
+    pipeline = solve(w, qintervals=qs)
     print(json.dumps({"stages": _stages(pipeline)}), flush=True)
 
 

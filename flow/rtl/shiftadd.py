@@ -15,7 +15,7 @@ import numpy as np
 from flow.errors import FlowError
 from flow.fixed import FixedType
 from flow.ir import IR, DenseLayer
-from flow.rtl import cmvm
+from flow.rtl import cmvm, value_ranges
 from flow.rtl.adder_graph import AdderGraph, Term
 from flow.rtl.common import (
     CHAIN_KINDS,
@@ -29,6 +29,7 @@ from flow.rtl.common import (
     ext,
     lit,
     no_reuse_knobs,
+    segments,
     signed_bits,
     signed_width,
 )
@@ -71,13 +72,20 @@ def emit(
         raise FlowError(f"adder_depth_cut must be an integer >= 0, got {adder_depth_cut!r}")
     cmvm.check_solver(solver, solver_budget_s)
     graphs: dict[str, dict] = {}
+    segs = segments(ir)
+    # Each dense layer's input ranges (raw), propagated from the network input: adders are sized from these.
+    x_ranges = [value_ranges.segment_output_ranges(segs[0], value_ranges.type_range(ir.input.type, ir.input.n))]
+    for seg in segs[1:-1]:
+        x_ranges.append(value_ranges.segment_output_ranges(seg, x_ranges[-1]))
+    ranges_of = {seg.dense.name: r for seg, r in zip(segs[1:], x_ranges)}
 
     def layer_module(name: str, seg: Segment) -> tuple[str, int]:
         layer = seg.dense
         shift = check_accumulator(layer, seg.in_t)
-        graph = cmvm.solve(layer.weights, seg.in_t, solver, solver_budget_s)
+        x = ranges_of[layer.name]
+        graph = cmvm.solve(layer.weights, seg.in_t, solver, solver_budget_s, x)
         graphs[layer.name] = graph.to_dict()
-        return dense_module(name, layer, seg.in_t, seg.post, seg.out_t, graph, shift, adder_depth_cut)
+        return dense_module(name, layer, seg.in_t, seg.post, seg.out_t, graph, shift, adder_depth_cut, x)
 
     files, latency = emit_pipeline(ir, top, "shiftadd", layer_module)
     knobs = {"adder_depth_cut": adder_depth_cut, "solver": solver, "solver_budget_s": solver_budget_s}
@@ -135,19 +143,29 @@ def dense_module(
     graph: AdderGraph,
     shift: int,
     cut: int,
+    x_ranges: value_ranges.Ranges | None = None,
 ) -> tuple[str, int]:
-    """One dense layer (plus its elementwise layers) as a module; returns (text, register stages)."""
+    """One dense layer (plus its elementwise layers) as a module; returns (text, register stages).
+
+    ``x_ranges`` (raw, per input; default the whole input type) size the adders; where the accumulator's range
+    cannot wrap it is only as wide as that range (the same value, so the casts see the same number).
+    """
+    n_in, n_out = layer.n_in, layer.n_out
+    x_ranges = x_ranges or value_ranges.type_range(in_t, n_in)
+    acc_ranges = value_ranges.accumulator_ranges(layer, x_ranges, in_t)
     acc_t = layer.accum_t
+    if acc_ranges is not None:  # never wraps: the narrowest two's complement holding every accumulator value
+        aw = min(acc_t.width, max(signed_bits(lo, hi) for lo, hi in acc_ranges) if acc_ranges else 1)
+        acc_t = FixedType(aw, aw - acc_t.frac_bits, True, acc_t.rounding, acc_t.overflow)
     aw = acc_t.width
     cap = aw - shift  # the sum is only needed modulo 2**cap
-    iw, xs_w = in_t.width, signed_width(in_t)
-    n_in, n_out = layer.n_in, layer.n_out
+    iw = in_t.width
     biases = aligned_biases(layer)
     outputs: list[Term | None] = graph.outputs if cap > 0 else [None] * n_out
 
     live = _live_nodes(graph, outputs)
     exp = graph.lsb_exponents()
-    ranges = graph.mantissa_ranges([in_t.min_raw] * n_in, [in_t.max_raw] * n_in)
+    ranges = graph.mantissa_ranges([lo for lo, _ in x_ranges], [hi for _, hi in x_ranges])
     need = graph.needed_bits(exp, cap)
     levels = graph.levels()
     stage = {k: (levels[k] - 1) // cut if cut and levels[k] else 0 for k in live}
@@ -155,10 +173,12 @@ def dense_module(
     width, base = {}, {}
     lines: list[str] = []
     for k in sorted(live):
-        if k < n_in:
+        if k < n_in:  # only the low bits its range needs (two's complement; unsigned inputs get a zero sign)
+            xs_w = min(signed_width(in_t), signed_bits(*x_ranges[k]))
             width[k], base[k] = xs_w, f"x{k}"
-            src = f"x[{k * iw + iw - 1}:{k * iw}]"
-            xs = src if in_t.signed else "{1'b0, " + src + "}"
+            mag_w = xs_w if in_t.signed else xs_w - 1
+            src = f"x[{k * iw + mag_w - 1}:{k * iw}]"
+            xs = src if in_t.signed else ("{1'b0, " + src + "}" if mag_w else "1'b0")
             lines.append(f"    wire [{xs_w - 1}:0] x{k} = {xs};")
         else:
             width[k], base[k] = max(1, min(signed_bits(*ranges[k]), need[k])), f"n{k}"
@@ -212,11 +232,22 @@ def dense_module(
     if sig.regs:
         text += "    always @(posedge clk) begin\n        if (en) begin\n" + "\n".join(sig.regs)
         text += "\n        end\n    end\n"
-    casts, outs = elem_casts("r", accs, False, acc_t, layer.result_t)
-    chain, packed = elementwise_chain("e", layer.result_t, post, outs)
+    res_t = layer.result_t
+    if acc_t.width < layer.accum_t.width and res_t.frac_bits == acc_t.frac_bits and _fits(acc_ranges, res_t):
+        casts, outs, res_t = "", accs, acc_t  # (result_t) acc changes no value: the narrow sum goes on
+    else:
+        casts, outs = elem_casts("r", accs, False, acc_t, res_t)
+    chain, packed = elementwise_chain("e", res_t, post, outs)
+    if not post and res_t is not layer.result_t:  # the port carries result_t: sign-extend the narrow sums
+        packed = "{" + ", ".join(ext(o, res_t.width, layer.result_t.width, True) for o in reversed(outs)) + "}"
     text += casts + chain
     text += f"    always @(posedge clk) begin\n        if (en) y <= {packed};\n    end\nendmodule\n"
     return text, 1 + last
+
+
+def _fits(ranges: value_ranges.Ranges | None, t: FixedType) -> bool:
+    """Whether every range lies within ``t``'s raw values."""
+    return ranges is not None and all(t.min_raw <= lo and hi <= t.max_raw for lo, hi in ranges)
 
 
 def _live_nodes(graph: AdderGraph, outputs: list[Term | None]) -> set[int]:
