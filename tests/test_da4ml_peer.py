@@ -27,7 +27,7 @@ def _cast_ir(result_t: str, name: str = "casts") -> IR:
         ReluLayer("r1", 1, FixedType.parse("ufixed<5,3,RND_CONV,SAT>")),
         ClampLayer("out", 1, FixedType.parse("ufixed<4,3,RND_CONV,SAT>"), 2, 13),
     ]
-    ir = IR(name, Task.REGRESSION, InputSpec(1, in_t), layers)
+    ir = IR(name, Task.REGRESSION, [InputSpec(1, in_t)], layers)
     ir.validate()
     return ir
 

@@ -292,6 +292,7 @@ def test_ctrl_c_in_a_trial_is_one_line(monkeypatch, tmp_path, capsys):
     assert any(isinstance(f, _QuietInterrupt) for f in logging.getLogger("optuna.study._optimize").filters)
 
 
+@pytest.mark.slow  # two processes training 13 trials: minutes on 2 cores
 def test_two_workers_share_one_journal_and_a_killed_search_resumes(env):
     """Two processes on one journal: the budget is spent exactly, no configuration trained twice by accident, and
     a search killed mid-trial (a RUNNING trial of a dead process) resumes to the same complete budget."""

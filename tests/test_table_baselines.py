@@ -94,6 +94,7 @@ def test_grid_rejects_impossible_fraction_bits():
         interp.Grid((4, 4, 4), (1, 1, 1))
 
 
+@pytest.mark.slow  # an Icarus build and run per shape; the off-by-one test below keeps the check honest
 @needs_iverilog
 @pytest.mark.parametrize(
     ("shape", "frac_bits"), [((16, 12), (2, 3)), ((6, 5), (1, 2)), ((8, 12), (0, 2)), ((6, 8), (3, 0)), ((16,), (2,))]

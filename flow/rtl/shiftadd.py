@@ -72,7 +72,7 @@ def emit(
         raise FlowError(f"adder_depth_cut must be an integer >= 0, got {adder_depth_cut!r}")
     cmvm.check_solver(solver, solver_budget_s)
     graphs: dict[str, dict] = {}
-    segs = segments(ir)
+    segs = segments(ir, "shiftadd")
     # Each dense layer's input ranges (raw), propagated from the network input: adders are sized from these.
     x_ranges = [value_ranges.segment_output_ranges(segs[0], value_ranges.type_range(ir.input.type, ir.input.n))]
     for seg in segs[1:-1]:
