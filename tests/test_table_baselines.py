@@ -9,25 +9,15 @@ from fractions import Fraction
 
 import numpy as np
 import pytest
+from _tools import have
 
 from flow import break_even, interp, interp_rtl, table_baselines
 from flow.cost import libs, yosys
 from flow.data.tables import builtin_table
 from flow.errors import FlowError
 
-
-def _have(tool: str) -> bool:
-    from flow.tools import find_tool
-
-    try:
-        find_tool(tool)
-    except FlowError:
-        return False
-    return True
-
-
-needs_iverilog = pytest.mark.skipif(not _have("iverilog"), reason="iverilog not installed")
-needs_yosys = pytest.mark.skipif(not _have("yosys"), reason="yosys not installed")
+needs_iverilog = pytest.mark.skipif(not have("iverilog"), reason="iverilog not installed")
+needs_yosys = pytest.mark.skipif(not have("yosys"), reason="yosys not installed")
 
 
 def _oracle(table: np.ndarray, grid: interp.Grid) -> np.ndarray:

@@ -6,6 +6,7 @@ import json
 from pathlib import Path
 
 import pytest
+from _tools import have
 
 from flow import timing
 from flow.card import load_card
@@ -15,18 +16,8 @@ from flow.errors import FlowError, ToolError
 DATA = Path(__file__).parent / "data" / "timing"
 
 
-def _have(tool: str) -> bool:
-    from flow.tools import find_tool
-
-    try:
-        find_tool(tool)
-    except FlowError:
-        return False
-    return True
-
-
-needs_yosys = pytest.mark.skipif(not _have("yosys"), reason="yosys not installed")
-needs_pnr = pytest.mark.skipif(not (_have("yosys") and _have("nextpnr-ecp5")), reason="yosys/nextpnr-ecp5 missing")
+needs_yosys = pytest.mark.skipif(not have("yosys"), reason="yosys not installed")
+needs_pnr = pytest.mark.skipif(not (have("yosys") and have("nextpnr-ecp5")), reason="yosys/nextpnr-ecp5 missing")
 needs_osu = pytest.mark.skipif(libs.osu018() is None, reason="OSU018 not fetched (python -m flow.cost.libs fetch)")
 
 
