@@ -10,6 +10,7 @@ from pathlib import Path
 
 import numpy as np
 
+from flow import csim_cache
 from flow.card import Hardware
 from flow.errors import FlowError
 from flow.layers import LayerKind
@@ -89,7 +90,7 @@ def convert(
             "output_data_tb": str(output_dir / "tb_data" / "tb_output_predictions.npy"),
         }
     try:
-        return hls4ml.converters.convert_from_keras_model(
+        hls_model = hls4ml.converters.convert_from_keras_model(
             keras_model,
             hls_config=cfg,
             output_dir=str(output_dir),
@@ -103,21 +104,28 @@ def convert(
         )
     except Exception as exc:  # hls4ml raises bare Exceptions for unsupported layers
         raise FlowError(f"hls4ml could not convert the model: {exc}") from exc
+    csim_cache.use_cache(hls_model)
+    return hls_model
 
 
 def write_and_compile(hls_model) -> float:
-    """Write the project and build its C simulation; returns seconds taken."""
+    """Write the project and build (or reuse, :mod:`flow.csim_cache`) its C simulation; returns seconds taken."""
     t0 = time.perf_counter()
     try:
-        hls_model.compile()  # writes the project too
+        reused = csim_cache.compile_cached(hls_model)  # writes the project too
+    except FlowError:
+        raise
     except Exception as exc:
         raise FlowError(f"hls4ml C simulation did not build: {exc}") from exc
+    if reused:
+        info("C simulation: these sources were compiled before; the cached library is used")
     return time.perf_counter() - t0
 
 
 def predict(hls_model, X: np.ndarray) -> np.ndarray:
     """C-simulation outputs for float64 inputs, shape (n, n_outputs)."""
-    y = hls_model.predict(np.ascontiguousarray(X, dtype=np.float64))
+    with csim_cache.in_firmware(hls_model):
+        y = hls_model.predict(np.ascontiguousarray(X, dtype=np.float64))
     return np.asarray(y, dtype=np.float64).reshape(len(X), -1)
 
 

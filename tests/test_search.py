@@ -30,8 +30,8 @@ training: {epochs: 3, batch_size: 64, seed: 3}
 search:
   metric: rmse
   trials: 4
-  epochs_per_trial: 2
-  float_epochs: 3
+  epochs_per_trial: 1
+  float_epochs: 2
   bits:
     input: ['(4,0)', '(6,0)']
     weight: ['(3,1)', '(4,1)', '(6,2)']
@@ -166,35 +166,35 @@ def test_killed_search_resumes_where_it_stopped(env):
     card_path, gen = env
     seen = []
 
-    def kill_after_three(study, trial):
+    def kill_after_two(study, trial):
         seen.append(trial.number)
-        if len(seen) == 3:
+        if len(seen) == 2:
             raise KeyboardInterrupt
 
     with pytest.raises(KeyboardInterrupt):
-        run_search(str(card_path), trials=6, generated_dir=gen, callbacks=[kill_after_three])
+        run_search(str(card_path), trials=4, generated_dir=gen, callbacks=[kill_after_two])
     db = flow.project.PROJECTS_DIR / "tiny_search" / "search"
-    assert len(_trial_states(db)) == 3
+    assert len(_trial_states(db)) == 2
     first = {t: s for t, s in enumerate(_trial_states(db))}
 
     ran = []
-    s = run_search(str(card_path), trials=6, generated_dir=gen, callbacks=[lambda st, t: ran.append(t.number)])
-    assert ran == [3, 4, 5]  # only the remaining budget
+    s = run_search(str(card_path), trials=4, generated_dir=gen, callbacks=[lambda st, t: ran.append(t.number)])
+    assert ran == [2, 3]  # only the remaining budget
     states = _trial_states(db)
-    assert len(states) == 6 and all(states[t] == first[t] for t in first)  # earlier trials kept as they were
-    assert s["resumed_after"] == 3 and s["default"]["trial"] == 0
+    assert len(states) == 4 and all(states[t] == first[t] for t in first)  # earlier trials kept as they were
+    assert s["resumed_after"] == 2 and s["default"]["trial"] == 0
     # A third run with the same budget has nothing left to do.
     again = []
-    run_search(str(card_path), trials=6, generated_dir=gen, callbacks=[lambda st, t: again.append(t.number)])
-    assert again == [] and len(_trial_states(db)) == 6
+    run_search(str(card_path), trials=4, generated_dir=gen, callbacks=[lambda st, t: again.append(t.number)])
+    assert again == [] and len(_trial_states(db)) == 4
 
 
 def test_changed_space_needs_fresh(env):
     card_path, gen = env
     run_search(str(card_path), trials=1, generated_dir=gen)
     with pytest.raises(FlowError, match="--fresh"):
-        run_search(str(card_path), trials=1, epochs=1, generated_dir=gen)
-    s = run_search(str(card_path), trials=1, epochs=1, generated_dir=gen, fresh=True)
+        run_search(str(card_path), trials=1, epochs=2, generated_dir=gen)
+    s = run_search(str(card_path), trials=1, epochs=2, generated_dir=gen, fresh=True)
     assert s["trials"]["complete"] == 1 and s["resumed_after"] == 0
 
 
