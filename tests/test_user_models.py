@@ -177,6 +177,7 @@ def _keras(kind, *args, **kw):
 
 # More of the same kinds (each ~8 s on a quiet core): run with -m slow.
 SLOW = {
+    "jet_tagger",  # the largest: a C simulation of 16 x 64 x 32 x 32 x 5 takes the longest to compile
     "kwarg_bits",
     "int_input_6_5",
     "int_relu",
@@ -214,15 +215,15 @@ def test_user_model_verifies_bit_exact(projects, name):
     assert summary["mismatches"] == 0 and summary["bit_exact"] and summary["qkeras_vs_reference"]["passed"]
 
 
-def test_user_model_rtl_in_verilator(projects):
-    """The integer-input model end to end: its RTL in Verilator equals the reference on every vector."""
+def test_user_model_rtl_in_both_simulators(projects):
+    """The integer-input model end to end: its RTL in both simulators equals the reference on every vector."""
     from flow.sim import run_stage
 
     project = Project.of("int_input_3_2")
     if not project.vectors.exists():
         pytest.skip("verify test did not run")
-    for arch in ("parallel", "folded"):
-        result = run_stage("int_input_3_2", "verilator", arch, 40, projects_dir=projects)
+    for arch, simulator in (("parallel", "icarus"), ("folded", "verilator")):  # one Verilator build is enough
+        result = run_stage("int_input_3_2", simulator, arch, 40, projects_dir=projects)
         assert result.passed and result.mismatches == 0, result.error
 
 
