@@ -10,7 +10,7 @@ import numpy as np
 from flow.card import Card
 from flow.data.dataset import Dataset
 from flow.log import info
-from flow.metrics import primary_metric, score
+from flow.metrics import primary_metric, score, trigger_roc
 from flow.model import build_model
 from flow.project import Project, read_json, write_json
 
@@ -69,21 +69,23 @@ def train(
     seed_everything(seed)  # before building: the initial weights come from the seeded generator
     float_model = build_model(card, ds.n_features, ds.n_outputs, quantized=False)
     float_epochs = fit(float_model, ds, card, seed=seed, label="float")
-    float_metrics = score(ds, float_model.predict(ds.X_test, verbose=0, batch_size=4096))
+    float_test = float_model.predict(ds.X_test, verbose=0, batch_size=4096)
+    float_metrics = score(ds, float_test)
     t1 = time.perf_counter()
     seed_everything(seed)
     qmodel = build_model(card, ds.n_features, ds.n_outputs, quantized=True)
     # Starting QAT from the float weights converges faster and better than from scratch.
     qmodel.set_weights(float_model.get_weights())
     q_epochs = fit(qmodel, ds, card, seed=seed, label="QAT")
-    q_metrics = score(ds, qmodel.predict(ds.X_test, verbose=0, batch_size=4096))
+    q_test = qmodel.predict(ds.X_test, verbose=0, batch_size=4096)
+    q_metrics = score(ds, q_test)
     t2 = time.perf_counter()
 
     project.root.mkdir(parents=True, exist_ok=True)
     tmp = project.keras.with_name(".model.tmp.h5")
     qmodel.save(tmp, save_format="h5")
     tmp.replace(project.keras)
-    metric = primary_metric(ds.task)
+    metric = primary_metric(ds.task, ds.meta)
     summary = {
         "model": card.name,
         "fingerprint": fingerprint,
@@ -97,6 +99,9 @@ def train(
         "n_test": int(len(ds.X_test)),
         "seed": seed,
     }
+    signal = ds.meta.get("signal_class")
+    if signal is not None:  # trigger data: the report's ROC plot
+        summary["roc"] = {k: trigger_roc(p, ds.y_test, signal) for k, p in (("float", float_test), ("qkeras", q_test))}
     # train.json is written last: it is the marker that model.h5 is complete and current.
     write_json(project.train_json, summary)
     info(

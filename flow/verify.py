@@ -11,11 +11,12 @@ from typing import Any
 import numpy as np
 
 from flow import reference, warm
-from flow.build import load_test_data
+from flow.build import load_test_data, signal_class_of
 from flow.errors import FlowError
 from flow.fixed import FixedType
 from flow.ir import IR
 from flow.log import info
+from flow.metrics import classification_metrics, trigger_roc
 from flow.project import Project, read_json, write_json, write_npz
 
 N_RANDOM = 10_000
@@ -166,7 +167,7 @@ def verify(project: Project, *, n_random: int = N_RANDOM, seed: int = 0, force: 
     if not force and _verified(project, inputs):
         warm.say_up_to_date(project.name, "verify", inputs)
         return read_json(project.verify_json)
-    X_test, _, _ = load_test_data(project)
+    X_test, y_test, _ = load_test_data(project)
     t0 = time.perf_counter()
     keras_model, hls_model, tmp = _hls_model_for(project, ir)
     try:
@@ -226,6 +227,12 @@ def verify(project: Project, *, n_random: int = N_RANDOM, seed: int = 0, force: 
         "output_t": np.array(str(ir.output_t)),
         "ir_sha256": np.array(ir.digest()),
     }
+    if ir.task.value == "classification":  # the hardware's metrics: the RTL is checked equal to the reference
+        signal = signal_class_of(project)
+        out_test = ir.output_t.to_float(out_raw[: len(test_raw)])
+        summary["hardware_metrics"] = classification_metrics(out_test, y_test, signal)
+        if signal is not None:
+            summary["roc"] = trigger_roc(out_test, y_test, signal)
     if ir.task.value == "classification":
         arrays["classes"] = np.argmax(out_raw, axis=1).astype(np.int64)
     if summary["passed"]:  # bit-exact and QKeras agrees
