@@ -339,7 +339,9 @@ def _build(source: Source, project: Project, final: Project, *, synth: bool, ret
         from flow.model import build_model
         from flow.quantizers import check_model
 
-        check_model(build_model(card, ds.n_features, ds.n_outputs), str(card.path))
+        check_model(
+            build_model(card, ds.n_features, ds.n_outputs, image_shape=ds.meta.get("image_shape")), str(card.path)
+        )
     trained = obtain_model(source, ds, fingerprint, project, retrain=retrain)
     if source.card is not None and source.card.path is not None:
         project.card.write_text(card_to_yaml(_card_copy(source.card) | {"name": source.name}))

@@ -32,7 +32,10 @@ def fit(model, ds: Dataset, card: Card, *, seed: int | None = None, label: str |
 
     if seed is not None:
         seed_everything(seed)
-    if ds.task == "classification":
+    if ds.task == "classification" and model.output_shape[-1] == 1:  # one logit for two classes
+        loss = tf.keras.losses.BinaryCrossentropy(from_logits=True)
+        metrics = [tf.keras.metrics.BinaryAccuracy(threshold=0.0)]
+    elif ds.task == "classification":
         loss = tf.keras.losses.SparseCategoricalCrossentropy(from_logits=True)
         metrics = ["accuracy"]
     else:
@@ -67,13 +70,14 @@ def train(
     seed = card.training.seed
     t0 = time.perf_counter()
     seed_everything(seed)  # before building: the initial weights come from the seeded generator
-    float_model = build_model(card, ds.n_features, ds.n_outputs, quantized=False)
+    shape = ds.meta.get("image_shape")
+    float_model = build_model(card, ds.n_features, ds.n_outputs, quantized=False, image_shape=shape)
     float_epochs = fit(float_model, ds, card, seed=seed, label="float")
     float_test = float_model.predict(ds.X_test, verbose=0, batch_size=4096)
     float_metrics = score(ds, float_test)
     t1 = time.perf_counter()
     seed_everything(seed)
-    qmodel = build_model(card, ds.n_features, ds.n_outputs, quantized=True)
+    qmodel = build_model(card, ds.n_features, ds.n_outputs, quantized=True, image_shape=shape)
     # Starting QAT from the float weights converges faster and better than from scratch.
     qmodel.set_weights(float_model.get_weights())
     q_epochs = fit(qmodel, ds, card, seed=seed, label="QAT")

@@ -99,6 +99,7 @@ def compare(
         if layer.name not in csim_layers:
             continue
         compared += 1
+        ref_raw = ref_raw.reshape(len(ref_raw), -1)  # image layers: (batch, h, w, c) compared flat
         got = csim_layers[layer.name].reshape(ref_raw.shape)
         bad = ref_raw != got
         count = int(bad.sum())
