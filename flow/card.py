@@ -367,8 +367,6 @@ def _layers(w: Where, items: Any, defaults: dict[str, dict[str, Bits]] | None = 
         elif kind == "flatten":
             layers.append(LayerSpec(type=kind, name=name))
         elif kind == "relu":
-            if "activation" not in item and "relu" not in defaults:
-                raise w.error(f"{fld}.activation", "missing; a relu layer needs its bitwidth, e.g. (8,3)")
             layers.append(
                 LayerSpec(type=kind, name=name, activation=_bits_of(w, fld, item, "activation", "relu", defaults))
             )
