@@ -105,6 +105,28 @@ class Conv2DLayer:
             inputs=self.inputs,
         )
 
+    def as_full_dense(self) -> DenseLayer:
+        """The whole layer as one dense layer ``(h * w * c) -> (out_h * out_w * filters)``: each output pixel's
+        window weights in its column, zeros elsewhere (padding and taps outside the window), the biases repeated.
+        It computes the same values (the extra terms are zero); the fully parallel RTL builds it as is."""
+        (h, w, c), (kh, kw), f = self.in_shape, self.kernel_size, self.filters
+        oh, ow, _ = self.shape
+        (top, _), (left, _) = pad_before_after(kh, self.padding), pad_before_after(kw, self.padding)
+        full = np.zeros((h * w * c, oh * ow * f), dtype=self.weights.dtype)
+        for i in range(oh):
+            for j in range(ow):
+                col = (i * ow + j) * f
+                for di in range(kh):
+                    for dj in range(kw):
+                        r, s = i + di - top, j + dj - left
+                        if 0 <= r < h and 0 <= s < w:
+                            row = (r * w + s) * c
+                            full[row : row + c, col : col + f] = self.weights[di, dj]
+        biases = np.tile(self.biases, oh * ow)
+        return DenseLayer(
+            self.name, self.weight_t, full, self.bias_t, biases, self.accum_t, self.result_t, inputs=self.inputs
+        )
+
     def to_dict(self) -> dict:
         """This node in ``ir.json``."""
         return common_dict(self) | {
