@@ -4,6 +4,7 @@ whole CNN through the reference, and known-wrong answers that the oracles reject
 
 from __future__ import annotations
 
+import dataclasses
 from fractions import Fraction
 
 import numpy as np
@@ -25,6 +26,7 @@ from flow.layers import (
     ReluLayer,
     layer_from_dict,
 )
+from flow.layers.base import LayerKind
 from flow.layers.conv2d import pad_before_after
 
 MODES = [(r, o) for r in (Rounding.TRN, Rounding.RND_CONV, Rounding.RND) for o in (Overflow.WRAP, Overflow.SAT)]
@@ -210,8 +212,8 @@ def test_batchnorm_known_wrong_and_errors() -> None:
         BatchNormLayer("bn", (3,), t, scale_t=t, scale=np.array([1, 2]), bias_t=t, bias=np.zeros(3)).validate()
 
 
-def tiny_cnn() -> IR:
-    """6x6x1 -> conv 3x3x2 same -> relu -> maxpool 2 -> batchnorm -> conv 3x3x2 valid -> flatten -> dense 1."""
+def tiny_cnn(batchnorm: bool = True) -> IR:
+    """6x6x1 -> conv 3x3x2 same -> relu -> maxpool 2 -> [batchnorm] -> conv 3x3x2 valid -> flatten -> dense 1."""
     rng = np.random.default_rng(0)
     t, acc = FixedType(8, 3, True), FixedType(24, 10, True)
     act = FixedType(8, 4, True, Rounding.RND_CONV, Overflow.SAT)
@@ -225,6 +227,8 @@ def tiny_cnn() -> IR:
         FlattenLayer("fl", (1, 1, 2), act),
         DenseLayer("fc", t, raws(rng, t, (2, 1)), t, raws(rng, t, (1,)), acc, act),
     ]
+    if not batchnorm:
+        nodes = [n for n in nodes if n.kind is not LayerKind.BATCHNORM]
     ir = IR(
         "cnn",
         Task.CLASSIFICATION,
@@ -252,3 +256,32 @@ def test_a_wrong_shape_in_the_graph_is_one_line() -> None:
     d["nodes"][4]["in_shape"] = [4, 4, 2]
     with pytest.raises(FlowError, match=r"IR cnn: layer c2 expects an input of shape \[4, 4, 2\], gets \[3, 3, 2\]"):
         IR.from_dict(d)
+
+
+def test_full_dense_form_equals_the_windows() -> None:
+    """The parallel RTL builds each convolution as one dense layer: same outputs as the window kernel."""
+    rng = np.random.default_rng(7)
+    for padding in Padding:
+        layer, in_t = random_conv(rng, padding)
+        x = raws(rng, in_t, (5, *layer.in_shape))
+        full = layer.as_full_dense().kernel([x.reshape(5, -1)], [in_t], exact_loop=True)
+        assert full.tolist() == layer.kernel([x], [in_t], exact_loop=True).reshape(5, -1).tolist()
+
+
+@pytest.mark.parametrize("broken", [False, True])
+def test_parallel_rtl_of_a_cnn_in_icarus(tmp_path, broken) -> None:
+    """conv (same) -> relu -> maxpool -> conv (valid) -> flatten -> dense, bit for bit; a wrong design fails."""
+    from flow.rtl import generate
+    from flow.sim import simulate
+    from tb.irgen import write_vectors
+
+    ir = tiny_cnn(batchnorm=False)
+    design_ir = ir
+    if broken:  # the first convolution flipped (a true convolution, not Keras' correlation) in the RTL only
+        c1 = ir.nodes[0]
+        w = c1.weights[::-1, ::-1].copy()
+        design_ir = IR(ir.name, ir.task, ir.inputs, [dataclasses.replace(c1, weights=w), *ir.nodes[1:]])
+    design = generate(design_ir, "parallel", tmp_path / "rtl")
+    vectors = write_vectors(ir, tmp_path / "vectors.npz", 40, seed=3)
+    r = simulate(design, vectors, "icarus", tmp_path / "sim", seed=3)
+    assert r.passed is not broken and (r.mismatches > 0) is broken, r.error
