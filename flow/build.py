@@ -139,6 +139,8 @@ def _save_data(project: Project, ds: Dataset, fingerprint: str) -> None:
         y_test=ds.y_test,
         fingerprint=np.array(fingerprint),
         task=np.array(ds.task),
+        # trigger data: which class is signal (the metrics of later stages need it); -1: none
+        signal_class=np.array(ds.meta.get("signal_class", -1)),
     )
 
 
@@ -161,7 +163,7 @@ def obtain_model(source: Source, ds: Dataset, fingerprint: str, project: Project
         "model": source.name,
         "source": str(source.keras_path),
         "task": ds.task,
-        "primary_metric": primary_metric(ds.task),
+        "primary_metric": primary_metric(ds.task, ds.meta),
         "qkeras": {"metrics": q_metrics},
         "n_params": int(model.count_params()),
         "input": input_note,
@@ -264,7 +266,7 @@ def build_hls(
     outputs = tuple(n for n in HLS_OUTPUTS if source.card is not None or n != "card.yaml")
     if not (force or retrain) and warm.hls_up_to_date(final, inputs, outputs):
         csim = read_json(final.csim_json)
-        _summary(source.name, csim, primary_metric(csim["task"]))
+        _summary(source.name, csim, csim.get("primary_metric") or primary_metric(csim["task"]))
         return csim
     scratch.remove_dead(final.root.parent, _stage_prefix(final))
     stage = scratch.make(final.root.parent, _stage_prefix(final), STAGE_SUFFIX)
@@ -276,7 +278,7 @@ def build_hls(
         switch_generation(final, stage, hls_command=source.hls_command, **{warm.HLS_FIELD: inputs})
     finally:
         shutil.rmtree(stage, ignore_errors=True)
-    _summary(source.name, csim, primary_metric(csim["task"]))
+    _summary(source.name, csim, csim.get("primary_metric") or primary_metric(csim["task"]))
     return csim
 
 
@@ -337,7 +339,9 @@ def _build(source: Source, project: Project, final: Project, *, synth: bool, ret
         from flow.model import build_model
         from flow.quantizers import check_model
 
-        check_model(build_model(card, ds.n_features, ds.n_outputs), str(card.path))
+        check_model(
+            build_model(card, ds.n_features, ds.n_outputs, image_shape=ds.meta.get("image_shape")), str(card.path)
+        )
     trained = obtain_model(source, ds, fingerprint, project, retrain=retrain)
     if source.card is not None and source.card.path is not None:
         project.card.write_text(card_to_yaml(_card_copy(source.card) | {"name": source.name}))
@@ -366,6 +370,7 @@ def _build(source: Source, project: Project, final: Project, *, synth: bool, ret
         "model": source.name,
         "hls_project": str(final.hls),
         "task": ds.task,
+        "primary_metric": primary_metric(ds.task, ds.meta),
         "float_metrics": trained.get("float", {}).get("metrics"),
         "backend": source.settings.hardware.backend,
         "strategy": source.settings.hardware.strategy,
@@ -388,7 +393,8 @@ def _check_against_qkeras(keras_model, ir, X_test: np.ndarray) -> dict:
     """The reference against QKeras on the quantized test set; a difference beyond float32 rounding is an error."""
     from flow import qkeras_check, reference
 
-    result = qkeras_check.check(keras_model, ir, reference.quantize_input(ir, X_test))
+    # Every layer's outputs are held at once: the first test vectors within the trace budget (the set is shuffled).
+    result = qkeras_check.check(keras_model, ir, reference.quantize_input(ir, X_test[: reference.batch_limit(ir)]))
     qkeras_check.require(result)
     info(f"{ir.name}: {result.message()}")
     return result.to_dict()
@@ -409,6 +415,12 @@ def _summary(name: str, csim: dict, metric: str) -> None:
         f"synthesis  {csim['synthesis']['status']}",
     ]
     print("\n".join(lines))
+
+
+def signal_class_of(project: Project) -> int | None:
+    """The signal class of a trigger project's test set (None for other data)."""
+    signal = int(read_npz(project.require(project.data, "hls")).get("signal_class", -1))
+    return None if signal < 0 else signal
 
 
 def load_test_data(project: Project) -> tuple[np.ndarray, np.ndarray, str]:

@@ -22,12 +22,12 @@ IO_TYPES = ("io_parallel",)
 STRATEGIES = ("Latency", "Resource")
 TASKS = ("classification", "regression")
 # Names flow/model.py gives its own layers (the Input and the input/output quantizers): Keras needs unique names.
-RESERVED_LAYER_NAMES = ("x", "input_q", "output_q")
+RESERVED_LAYER_NAMES = ("x", "input_q", "output_q", "image")
 
 
 @dataclass(frozen=True)
 class LayerSpec:
-    """One layer of the card: ``dense``, ``relu`` or ``dropout``."""
+    """One layer of the card: ``dense``, ``relu``, ``dropout``, ``conv2d``, ``maxpool2d`` or ``flatten``."""
 
     type: str
     name: str
@@ -37,6 +37,10 @@ class LayerSpec:
     activation: Bits | None = None
     rate: float = 0.0
     reuse_factor: int = 1
+    filters: int = 0  # conv2d
+    kernel: int = 0  # conv2d: kernel height = width
+    padding: str = "valid"  # conv2d: valid or same (stride 1)
+    pool: int = 0  # maxpool2d: pool height = width = stride
 
 
 @dataclass(frozen=True)
@@ -116,6 +120,7 @@ _TOP_KEYS = {
     "input",
     "layers",
     "output",
+    "bitwidths",
     "training",
     "hardware",
     "search",
@@ -124,7 +129,16 @@ _LAYER_KEYS = {
     "dense": {"type", "name", "units", "weight", "bias", "reuse_factor"},
     "relu": {"type", "name", "activation"},
     "dropout": {"type", "name", "rate"},
+    "conv2d": {"type", "name", "filters", "kernel", "padding", "weight", "bias"},
+    "maxpool2d": {"type", "name", "pool"},
+    "flatten": {"type", "name"},
 }
+_DEFAULT_NAMES = {"dense": "fc", "relu": "relu", "dropout": "dropout", "conv2d": "conv", "maxpool2d": "pool"}
+_DEFAULT_NAMES["flatten"] = "flatten"
+# ``bitwidths:`` gives each layer type's default; a layer's own field overrides it. Type -> (layer type, fields).
+BITWIDTH_TYPES = {"conv": ("conv2d", ("weight", "bias")), "dense": ("dense", ("weight", "bias"))}
+BITWIDTH_TYPES["activation"] = ("relu", ("activation",))
+PADDINGS = ("valid", "same")
 
 
 def _merge(base: dict, over: dict) -> dict:
@@ -278,42 +292,83 @@ def _layer_name(w: Where, fld: str, name: Any, seen: dict[str, str]) -> str:
     return name
 
 
-def _layers(w: Where, items: Any) -> tuple[LayerSpec, ...]:
+def _bitwidth_defaults(w: Where, given: Any) -> dict[str, dict[str, Bits]]:
+    """``bitwidths:`` as layer type -> field -> Bits (``conv``/``dense``: weight and bias, ``activation``: relu)."""
+    if given is None:
+        return {}
+    if not isinstance(given, dict):
+        raise w.error("bitwidths", "must be a mapping of layer type to (W,I): conv, dense, activation")
+    _unknown(w, "bitwidths.", given, set(BITWIDTH_TYPES))
+    out: dict[str, dict[str, Bits]] = {}
+    for key, value in given.items():
+        layer_type, fields = BITWIDTH_TYPES[key]
+        bits = check_bits(w, f"bitwidths.{key}", value, "relu" if layer_type == "relu" else "bits")
+        out[layer_type] = {f: bits for f in fields}
+    return out
+
+
+def _bits_of(w: Where, fld: str, item: dict, key: str, kind: str, defaults: dict[str, dict[str, Bits]]) -> Bits:
+    """A layer's bitwidth field: its own, else the ``bitwidths:`` default of its type, else a one-line error."""
+    if key in item:
+        return check_bits(w, f"{fld}.{key}", item[key], kind)
+    default = defaults.get(item["type"], {}).get(key)
+    if default is None:
+        source = next(t for t, (lt, _) in BITWIDTH_TYPES.items() if lt == item["type"])
+        raise w.error(f"{fld}.{key}", f"missing; give it here or as bitwidths.{source}, e.g. (12,2)")
+    return default
+
+
+def _layers(w: Where, items: Any, defaults: dict[str, dict[str, Bits]] | None = None) -> tuple[LayerSpec, ...]:
+    defaults = defaults or {}
+    kinds = ", ".join(_LAYER_KEYS)
     if not isinstance(items, list) or not items:
-        raise w.error("layers", "must be a non-empty list of layers (dense, relu, dropout)")
-    counts = {"dense": 0, "relu": 0, "dropout": 0}
+        raise w.error("layers", f"must be a non-empty list of layers ({kinds})")
+    counts = dict.fromkeys(_LAYER_KEYS, 0)
     names: dict[str, str] = {}
     layers = []
     for i, item in enumerate(items):
         fld = f"layers[{i}]"
         if not isinstance(item, dict) or "type" not in item:
-            raise w.error(fld, "each layer is a mapping with a `type` (dense, relu, dropout)")
+            raise w.error(fld, f"each layer is a mapping with a `type` ({kinds})")
         kind = _choice(w, f"{fld}.type", item["type"], tuple(_LAYER_KEYS))
         _unknown(w, f"{fld}.", item, _LAYER_KEYS[kind])
         counts[kind] += 1
-        default_name = {"dense": "fc", "relu": "relu", "dropout": "dropout"}[kind] + str(counts[kind])
-        name = _layer_name(w, f"{fld}.name", item.get("name", default_name), names)
+        name = _layer_name(w, f"{fld}.name", item.get("name", _DEFAULT_NAMES[kind] + str(counts[kind])), names)
         if kind == "dense":
-            for req in ("units", "weight", "bias"):
-                if req not in item:
-                    raise w.error(f"{fld}.{req}", "missing; a dense layer needs units, weight, bias")
+            if "units" not in item:
+                raise w.error(f"{fld}.units", "missing; a dense layer needs units")
             layers.append(
                 LayerSpec(
                     type=kind,
                     name=name,
                     units=_int(w, f"{fld}.units", item["units"], 1, 65536),
-                    weight=check_bits(w, f"{fld}.weight", item["weight"], "bits"),
-                    bias=check_bits(w, f"{fld}.bias", item["bias"], "bits"),
+                    weight=_bits_of(w, fld, item, "weight", "bits", defaults),
+                    bias=_bits_of(w, fld, item, "bias", "bits", defaults),
                     reuse_factor=_int(w, f"{fld}.reuse_factor", item.get("reuse_factor", 1), 1),
                 )
             )
-        elif kind == "relu":
-            if "activation" not in item:
-                raise w.error(f"{fld}.activation", "missing; a relu layer needs its bitwidth, e.g. (8,3)")
+        elif kind == "conv2d":
+            for req in ("filters", "kernel"):
+                if req not in item:
+                    raise w.error(f"{fld}.{req}", "missing; a conv2d layer needs filters and kernel")
             layers.append(
                 LayerSpec(
-                    type=kind, name=name, activation=check_bits(w, f"{fld}.activation", item["activation"], "relu")
+                    type=kind,
+                    name=name,
+                    filters=_int(w, f"{fld}.filters", item["filters"], 1, 1024),
+                    kernel=_int(w, f"{fld}.kernel", item["kernel"], 1, 15),
+                    padding=_choice(w, f"{fld}.padding", item.get("padding", "valid"), PADDINGS),
+                    weight=_bits_of(w, fld, item, "weight", "bits", defaults),
+                    bias=_bits_of(w, fld, item, "bias", "bits", defaults),
                 )
+            )
+        elif kind == "maxpool2d":
+            layers.append(LayerSpec(type=kind, name=name, pool=_int(w, f"{fld}.pool", item.get("pool", 2), 2, 16)))
+        elif kind == "flatten":
+            layers.append(LayerSpec(type=kind, name=name))
+        elif kind == "relu":
+            layers.append(
+                LayerSpec(type=kind, name=name, activation=_bits_of(w, fld, item, "activation", "relu", defaults))
             )
         else:
             layers.append(
@@ -321,7 +376,19 @@ def _layers(w: Where, items: Any) -> tuple[LayerSpec, ...]:
             )
     if layers[-1].type == "relu" or not any(layer.type == "dense" for layer in layers):
         raise w.error("layers", "needs at least one dense layer and must not end in relu (the output is the logits)")
+    _check_image_layers(w, layers)
     return tuple(layers)
+
+
+def _check_image_layers(w: Where, layers: list[LayerSpec]) -> None:
+    """Image layers (conv2d, maxpool2d) come before one flatten, which comes before every dense layer."""
+    flat = [i for i, layer in enumerate(layers) if layer.type == "flatten"]
+    image = [i for i, layer in enumerate(layers) if layer.type in ("conv2d", "maxpool2d")]
+    dense = [i for i, layer in enumerate(layers) if layer.type == "dense"]
+    if image and len(flat) != 1:
+        raise w.error("layers", "a network with conv2d or maxpool2d layers needs one flatten before its dense layers")
+    if flat and (not image or max(image) > flat[0] or min(dense) < flat[0]):
+        raise w.error(f"layers[{flat[0]}]", "flatten goes after the conv2d/maxpool2d layers and before every dense")
 
 
 def _dataset(spec: Any, path: Path | None) -> dict:
@@ -392,7 +459,7 @@ def parse_card(data: dict, path: Path | None = None, origins: dict[str, Path] | 
         description=str(data.get("description", "")),
         dataset=dataset,
         input=check_bits(w, "input", data["input"], "bits"),
-        layers=_layers(w, data["layers"]),
+        layers=_layers(w, data["layers"], _bitwidth_defaults(w, data.get("bitwidths"))),
         output=None if output is None else check_bits(w, "output", output, "bits"),
         training=training,
         hardware=hardware,

@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import numpy as np
 
 from flow.errors import FlowError
 from flow.fixed import FixedType
 from flow.ir import IR, AppliedHardware, CastLayer, DenseLayer, InputSpec, Layer, LayerHardware, ReluLayer, Task
+from flow.layers import Conv2DLayer, FlattenLayer, MaxPool2DLayer, Padding
 
-SUPPORTED = "Input, Dense, Activation(relu), Activation(linear)"
+SUPPORTED = "Input, Dense, Activation(relu), Activation(linear), Conv2D, Pooling2D(max), Reshape"
 
 
 def _type(precision) -> FixedType:
@@ -24,13 +27,13 @@ def _raw(values: np.ndarray, t: FixedType, what: str) -> np.ndarray:
     return raw.astype(np.int64)
 
 
-def _dense(layer, n_out: int, result_t: FixedType) -> DenseLayer:
+def _dense(layer, n_out: int, result_t: FixedType, n_in: int | None = None) -> DenseLayer:
     w_var, b_var = layer.weights["weight"], layer.weights["bias"]
     weight_t, bias_t = _type(w_var.type.precision), _type(b_var.type.precision)
     w = np.asarray(w_var.data)
     if layer.get_attr("_weights_transposed", False):
         w = w.T  # the Resource strategy stores (n_out, n_in)
-    w = w.reshape(int(layer.get_input_variable().size()), n_out)
+    w = w.reshape(int(layer.get_input_variable().size()) if n_in is None else n_in, n_out)
     return DenseLayer(
         name=layer.name,
         weight_t=weight_t,
@@ -39,6 +42,50 @@ def _dense(layer, n_out: int, result_t: FixedType) -> DenseLayer:
         biases=_raw(np.asarray(b_var.data).reshape(n_out), bias_t, f"{layer.name} biases"),
         accum_t=_type(layer.get_attr("accum_t").precision),
         result_t=result_t,
+        inputs=tuple(layer.inputs),
+    )
+
+
+def _conv2d(layer, result_t: FixedType) -> Conv2DLayer:
+    """hls4ml's Conv2D (weights (kh, kw, in_channels, filters)); stride 1, padding none or TensorFlow's 'same'."""
+    a = layer.get_attr
+    in_shape = (int(a("in_height")), int(a("in_width")), int(a("n_chan")))
+    kh, kw, n_filt = int(a("filt_height")), int(a("filt_width")), int(a("n_filt"))
+    pads = (int(a("pad_top")), int(a("pad_bottom")), int(a("pad_left")), int(a("pad_right")))
+    same = (*pad_split(kh), *pad_split(kw))
+    if (int(a("stride_height")), int(a("stride_width"))) != (1, 1) or pads not in ((0, 0, 0, 0), same):
+        raise FlowError(f"layer {layer.name}: Conv2D with strides or padding {pads} other than stride 1, valid or same")
+    dense = _dense(layer, n_filt, result_t, n_in=kh * kw * in_shape[2])
+    return Conv2DLayer(
+        layer.name,
+        in_shape,
+        Padding.SAME if any(pads) else Padding.VALID,
+        dense.weight_t,
+        dense.weights.reshape(kh, kw, in_shape[2], n_filt),
+        dense.bias_t,
+        dense.biases,
+        dense.accum_t,
+        result_t,
+        inputs=tuple(layer.inputs),
+    )
+
+
+def pad_split(kernel: int) -> tuple[int, int]:
+    """TensorFlow's 'same' padding at stride 1: (kernel - 1) // 2 before, the rest after."""
+    return (kernel - 1) // 2, kernel - 1 - (kernel - 1) // 2
+
+
+def _pool2d(layer, result_t: FixedType) -> MaxPool2DLayer:
+    a = layer.get_attr
+    if "max" not in str(a("pool_op", "")).lower() or any(int(a(p)) for p in ("pad_top", "pad_bottom", "pad_left")):
+        raise FlowError(f"layer {layer.name}: only max pooling without padding is supported")
+    return MaxPool2DLayer(
+        layer.name,
+        (int(a("in_height")), int(a("in_width")), int(a("n_filt"))),
+        (int(a("pool_height")), int(a("pool_width"))),
+        (int(a("stride_height")), int(a("stride_width"))),
+        _type(a("accum_t").precision),
+        result_t,
         inputs=tuple(layer.inputs),
     )
 
@@ -65,6 +112,7 @@ def extract_ir(hls_model, name: str, task: str, class_names: list[str] | None = 
     """Walk the hls4ml graph in order and turn each layer into an IR node (named inputs as hls4ml wires them)."""
     nodes: list[Layer] = []
     inputs: list[InputSpec] = []
+    renamed: dict[str, str] = {}  # a layer hls4ml keeps that the IR folds away -> the tensor it passes on
     for layer in hls_model.get_layers():
         cls = layer.class_name
         out_var = layer.get_output_variable()
@@ -74,6 +122,18 @@ def extract_ir(hls_model, name: str, task: str, class_names: list[str] | None = 
             inputs.append(InputSpec(shape, result_t, layer.name))
         elif cls == "Dense":
             nodes.append(_dense(layer, int(np.prod(shape)), result_t))
+        elif cls == "Conv2D":
+            nodes.append(_conv2d(layer, result_t))
+        elif cls == "Pooling2D":
+            nodes.append(_pool2d(layer, result_t))
+        elif cls == "Reshape" and not nodes and len(inputs) == 1 and list(layer.inputs) == [inputs[0].name]:
+            # A reshape of the graph input (the flat data as an image) keeps every value: the input takes its shape.
+            inputs[0] = InputSpec(shape, inputs[0].type, inputs[0].name)
+            renamed[layer.name] = inputs[0].name
+        elif cls == "Reshape" and len(shape) == 1:
+            src = renamed.get(layer.inputs[0], layer.inputs[0])
+            in_shape = nodes[-1].shape if nodes and nodes[-1].name == src else inputs[0].shape
+            nodes.append(FlattenLayer(layer.name, in_shape, result_t, inputs=(src,)))
         elif cls in ("Activation", "ReLU") and str(layer.get_attr("activation", "")).lower() in ("relu", "linear"):
             kind = ReluLayer if str(layer.get_attr("activation")).lower() == "relu" else CastLayer
             nodes.append(kind(layer.name, shape, result_t, inputs=tuple(layer.inputs)))
@@ -85,6 +145,7 @@ def extract_ir(hls_model, name: str, task: str, class_names: list[str] | None = 
             )
     if not inputs:
         raise FlowError("the hls4ml model has no input layer")
+    nodes = [replace(n, inputs=tuple(renamed.get(i, i) for i in n.inputs)) for n in nodes]
     outputs = [str(o) for o in hls_model.outputs]
     hardware = applied_hardware(hls_model, [node.name for node in nodes])
     ir = IR(name, Task(task), inputs, nodes, class_names, outputs, hardware)

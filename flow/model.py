@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
+
 from flow.card import Bits, Card
 from flow.errors import FlowError
 
@@ -15,19 +17,31 @@ def _qbits(bits: Bits):
     return quantized_bits(bits.width, bits.int_bits, alpha=1)
 
 
-def build_model(card: Card, n_features: int, n_outputs: int, *, quantized: bool = True):
-    """The card's network as a Keras model; ``quantized=False`` gives the float baseline."""
+def output_units(n_outputs: int) -> tuple[int, ...]:
+    """The last dense layer's allowed widths: one logit per class, or a single logit for two classes."""
+    return (n_outputs, 1) if n_outputs == 2 else (n_outputs,)
+
+
+def build_model(
+    card: Card, n_features: int, n_outputs: int, *, quantized: bool = True, image_shape: list[int] | None = None
+):
+    """The card's network as a Keras model; ``quantized=False`` gives the float baseline. A card with conv2d layers
+    reshapes its flat input (after the input quantizer) to the dataset's ``image_shape``."""
     import tensorflow as tf
-    from qkeras import QActivation, QDense, quantized_relu
+    from qkeras import QActivation, QConv2D, QDense, quantized_relu
 
     layers = tf.keras.layers
     inp = tf.keras.Input((n_features,), name="x")
     x = QActivation(_qbits(card.input), name="input_q")(inp) if quantized else inp
     last_units = [spec.units for spec in card.layers if spec.type == "dense"][-1]
-    if last_units != n_outputs:
+    if last_units not in output_units(n_outputs):
         raise FlowError(
             f"{card.path}: layers: the last dense layer has {last_units} units; the dataset has {n_outputs} outputs"
         )
+    if any(spec.type == "conv2d" for spec in card.layers):
+        if not image_shape or int(np.prod(image_shape)) != n_features:
+            raise FlowError(f"{card.path}: layers: conv2d layers need image data; dataset has {n_features} features")
+        x = layers.Reshape(tuple(image_shape), name="image")(x)
     for spec in card.layers:
         if spec.type == "dropout":
             x = layers.Dropout(spec.rate, name=spec.name)(x)
@@ -37,6 +51,16 @@ def build_model(card: Card, n_features: int, n_outputs: int, *, quantized: bool 
                 if quantized
                 else layers.ReLU(name=spec.name)(x)
             )
+        elif spec.type == "conv2d":
+            conv = dict(filters=spec.filters, kernel_size=spec.kernel, padding=spec.padding, name=spec.name)
+            if quantized:
+                x = QConv2D(**conv, kernel_quantizer=_qbits(spec.weight), bias_quantizer=_qbits(spec.bias))(x)
+            else:
+                x = layers.Conv2D(**conv)(x)
+        elif spec.type == "maxpool2d":
+            x = layers.MaxPooling2D(spec.pool, name=spec.name)(x)
+        elif spec.type == "flatten":
+            x = layers.Flatten(name=spec.name)(x)
         else:
             if quantized:
                 x = QDense(

@@ -1,5 +1,5 @@
 """PNG plots of the report (matplotlib, Agg backend): metric against cost, per-layer estimates, the summary, and for
-table models the error maps and the break-even sweep."""
+table models the error maps and the break-even sweep; for trigger models the ROC with the 10 kHz line."""
 
 from __future__ import annotations
 
@@ -67,6 +67,8 @@ def model_plots(d: dict, folder: Path) -> list[str]:
     xl = "area, µm² (Yosys, OSU018; macro lines: sky130)" if refs.get("um2") else "area, µm² (Yosys, OSU018)"
     if _scatter(pts, "um2", xl, metric, folder / "metric_vs_area.png", d["model"], refs.get("um2")):
         made.append("metric_vs_area.png")
+    if d.get("roc") and roc_plot(d["roc"], folder / "roc.png", d["model"]):
+        made.append("roc.png")
     layers = d.get("layers")
     if isinstance(layers, list) and layers:
         names = [r["layer"] for r in layers]
@@ -91,6 +93,32 @@ def model_plots(d: dict, folder: Path) -> list[str]:
         plt.close(fig)
         made.append("layers.png")
     return made
+
+
+def roc_plot(curves: dict[str, dict], path: Path, title: str) -> bool:
+    """Signal efficiency against background rate (Hz of 40 MHz) per stage, with the 10 kHz line; False if empty."""
+    from flow.metrics import BUNCH_CROSSING_HZ, TRIGGER_RATE_HZ
+
+    drawn = {k: c for k, c in curves.items() if c and c.get("fpr")}
+    if not drawn:
+        return False
+    fig, ax = plt.subplots(figsize=(5.5, 4), dpi=110)
+    for stage, c in drawn.items():
+        rate = np.asarray(c["fpr"]) * BUNCH_CROSSING_HZ
+        keep = rate > 0
+        ax.plot(rate[keep], np.asarray(c["efficiency"])[keep], label=stage, lw=1.2)
+    ax.axvline(TRIGGER_RATE_HZ, color="k", ls="--", lw=0.8)
+    ax.annotate("10 kHz", (TRIGGER_RATE_HZ, 0.02), fontsize=7, xytext=(3, 0), textcoords="offset points")
+    ax.set_xscale("log")
+    ax.set_xlabel("background rate, Hz (of 40 MHz crossings)")
+    ax.set_ylabel("signal efficiency")
+    ax.set_ylim(0, 1.02)
+    ax.set_title(f"{title}: ROC")
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)
+    return True
 
 
 def summary_plot(points: list[dict], folder: Path) -> str | None:

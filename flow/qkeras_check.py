@@ -29,6 +29,8 @@ from flow.quantizers import QLayer, check_model
 
 _U = 2.0**-24  # float32 unit roundoff
 _STE = 2.0**-23  # x + (xq - x) in float32: two roundings
+_WEIGHTED = {"QDense": LayerKind.DENSE, "QConv2D": LayerKind.CONV2D}  # Keras class -> the IR kind it becomes
+_EXACT = {"MaxPooling2D", "Flatten"}  # no arithmetic: QKeras gives the reference's values exactly
 
 
 @dataclass
@@ -93,9 +95,11 @@ class QKerasCheck:
 def _ir_group(q: QLayer, layers: list, pos: int, is_input_quantizer: bool) -> list[int]:
     """The IR layers (indices from ``pos``) a Keras layer became: a QDense is a dense layer plus its activation,
     unless hls4ml folded that activation into the dense layer's result type."""
-    if q.class_name == "QDense":
+    if q.class_name in _WEIGHTED:
         split = q.output_t is not None and pos + 1 < len(layers) and layers[pos + 1].name == q.hls_name
         return [pos, pos + 1] if split else [pos]
+    if q.class_name in _EXACT:
+        return [pos]
     if q.output_t is not None and not is_input_quantizer:
         return [pos]
     return []
@@ -128,19 +132,28 @@ def check(keras_model, ir: IR, x_raw: np.ndarray, trace: reference.Trace | None 
         group = _ir_group(q, layers, pos, q is input_q and q.class_name == "QActivation")
         if not group:
             continue
-        if group[-1] >= len(layers) or (q.class_name == "QDense") != (layers[group[0]].kind is LayerKind.DENSE):
+        kind = layers[group[0]].kind if group[-1] < len(layers) else None
+        expected = _WEIGHTED.get(q.class_name)  # a weighted layer must meet its kind, any other layer no weighted one
+        if kind is None or (kind is not expected if expected else kind in _WEIGHTED.values()):
             result.problem = f"layer {q.name} ({q.class_name}) has no counterpart in the IR: hls4ml changed the network"
             return result
         pos = group[-1] + 1
-        got = np.asarray(layer(tf.constant(value, dtype=tf.float32), training=False), dtype=np.float64)
+        fed = value.reshape((len(value), *layer.input_shape[1:]))  # image layers take (batch, h, w, c)
+        got = np.asarray(layer(tf.constant(fed, dtype=tf.float32), training=False), dtype=np.float64)
         got = got.reshape(len(value), -1)
         ref_t = trace.types[group[-1]]
-        ref = trace.floats(group[-1])
-        if q.class_name == "QDense":
-            dense = layers[group[0]]
+        ref = trace.floats(group[-1]).reshape(len(value), -1)
+        if q.class_name in _EXACT:
+            allowed = _float32_error(ref)
+        elif q.class_name in _WEIGHTED:
+            node, n = layers[group[0]], len(value)
+            # A convolution is a dense layer per output pixel: the same bound on every pixel's window.
+            dense = node.as_dense() if node.kind is LayerKind.CONV2D else node
+            rows = node.windows(value).reshape(-1, dense.n_in) if node.kind is LayerKind.CONV2D else value
+            value = rows
             w = dense.weight_t.to_float(dense.weights)
             b = dense.bias_t.to_float(dense.biases)
-            kernel = np.abs(np.asarray(layer.kernel, dtype=np.float64))
+            kernel = np.abs(np.asarray(layer.kernel, dtype=np.float64)).reshape(w.shape)
             bias = np.abs(np.asarray(layer.bias, dtype=np.float64)) if layer.use_bias else np.zeros_like(b)
             ax = np.abs(value)
             gamma = (dense.n_in + 1) * _U / (1 - (dense.n_in + 1) * _U)
@@ -151,10 +164,11 @@ def check(keras_model, ir: IR, x_raw: np.ndarray, trace: reference.Trace | None 
                 + _float32_error(value) @ np.abs(w)
             )
             if q.output_t is not None:
-                exact_in = value @ w + b  # the accumulator (float64: exact while below 2**53)
+                exact_in = (value @ w + b).reshape(n, -1)  # the accumulator (float64: exact while below 2**53)
+                err = err.reshape(n, -1)
                 allowed = _tie_flip(exact_in, err, ref_t) * ref_t.lsb + _STE * (np.abs(exact_in) + np.abs(ref))
             else:
-                allowed = err
+                allowed = err.reshape(n, -1)
         else:
             err = _float32_error(value)
             allowed = _tie_flip(value, err, ref_t) * ref_t.lsb + _STE * (np.abs(value) + np.abs(ref))

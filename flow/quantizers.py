@@ -20,7 +20,10 @@ from flow.errors import FlowError
 from flow.fixed import FixedType, Overflow, Rounding
 
 SUPPORTED_QUANTIZERS = "quantized_bits(W,I) and quantized_relu(W,I) with alpha=1, symmetric=0, no stochastic rounding"
-SUPPORTED_LAYERS = "InputLayer, QDense, QActivation, Dropout, Activation('linear')"
+SUPPORTED_LAYERS = (
+    "InputLayer, QDense, QActivation, Dropout, Activation('linear'); for images QConv2D (stride 1, valid or same), "
+    "MaxPooling2D (no padding), Flatten and a Reshape of the input"
+)
 
 
 class Unsupported(Exception):
@@ -153,7 +156,8 @@ def _param_type(where: str, layer, attr: str, noun: str, fix: str) -> FixedType:
     q = getattr(layer, f"{attr}_internal", None) or getattr(layer, attr, None)
     if q is None:
         raise FlowError(
-            f"{where}: layer {layer.name} (QDense) has no {attr}: float {noun} have no exact hardware meaning ({fix})"
+            f"{where}: layer {layer.name} ({type(layer).__name__}) has no {attr}: "
+            f"float {noun} have no exact hardware meaning ({fix})"
         )
     t = _typed(where, layer, attr, q)
     if not t.signed:
@@ -162,6 +166,30 @@ def _param_type(where: str, layer, attr: str, noun: str, fix: str) -> FixedType:
 
 
 def _qdense(where: str, layer) -> QLayer:
+    return _weighted(where, layer, "QDense")
+
+
+def _qconv2d(where: str, layer) -> QLayer:
+    strides, dilation = tuple(layer.strides), tuple(layer.dilation_rate)
+    if strides != (1, 1) or dilation != (1, 1) or layer.data_format != "channels_last":
+        raise FlowError(
+            f"{where}: layer {layer.name} (QConv2D) has strides {strides}, dilation {dilation}, {layer.data_format}; "
+            "qflow converts stride 1, no dilation, channels_last"
+        )
+    return _weighted(where, layer, "QConv2D")
+
+
+def _maxpool2d(where: str, layer) -> QLayer:
+    if layer.padding != "valid" or tuple(layer.strides) != tuple(layer.pool_size):
+        raise FlowError(
+            f"{where}: layer {layer.name} (MaxPooling2D) has padding {layer.padding!r}, strides {layer.strides}; "
+            "qflow converts padding='valid' with strides equal to the pool size"
+        )
+    return _passthrough(where, layer)
+
+
+def _weighted(where: str, layer, class_name: str) -> QLayer:
+    """A QDense or QConv2D: quantized weights and biases, an optional activation quantizer."""
     weight_t = _param_type(where, layer, "kernel_quantizer", "weights", "give it quantized_bits(W,I,alpha=1)")
     bias_t = None
     if layer.use_bias:
@@ -172,7 +200,7 @@ def _qdense(where: str, layer) -> QLayer:
     output_t = _activation_type(where, layer, activation)
     # hls4ml splits a QDense's activation into a layer named after the quantizer's class.
     hls_name = f"{layer.name}_{type(activation).__name__}" if output_t is not None else layer.name
-    return QLayer(layer.name, "QDense", output_t, weight_t, bias_t, hls_name)
+    return QLayer(layer.name, class_name, output_t, weight_t, bias_t, hls_name)
 
 
 def _activation_type(where: str, layer, activation) -> FixedType | None:
@@ -214,6 +242,10 @@ LAYERS: dict[str, Callable[[str, object], QLayer]] = {
     "QActivation": _qactivation,
     "Activation": _activation,
     "Dropout": _passthrough,
+    "QConv2D": _qconv2d,
+    "MaxPooling2D": _maxpool2d,
+    "Flatten": _passthrough,
+    "Reshape": _passthrough,
 }
 
 

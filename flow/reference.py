@@ -13,6 +13,7 @@ import numpy as np
 from flow.errors import FlowError
 from flow.fixed import FixedType, from_float
 from flow.ir import IR
+from flow.layers import size
 
 
 @dataclass
@@ -61,9 +62,22 @@ def run(ir: IR, x_raw: np.ndarray, *, exact_loop: bool = False) -> Trace:
     return trace
 
 
+TRACE_BUDGET = 50_000_000  # values a whole-network trace may hold at once (int64: 400 MB)
+
+
+def batch_limit(ir: IR, budget: int | None = None) -> int:
+    """How many vectors a trace of every node may hold within ``budget`` values (default ``TRACE_BUDGET``)."""
+    budget = TRACE_BUDGET if budget is None else budget
+    return max(1, budget // max(1, sum(size(node.shape) for node in ir.nodes) + ir.input.n))
+
+
 def predict(ir: IR, x_float: np.ndarray) -> np.ndarray:
-    """Float outputs ``(batch, n_outputs)`` for float inputs."""
-    return ir.output_t.to_float(run(ir, quantize_input(ir, x_float)).output_raw)
+    """Float outputs ``(batch, n_outputs)`` for float inputs (in blocks that keep each trace within budget)."""
+    x_raw = quantize_input(ir, x_float)
+    step = batch_limit(ir)
+    blocks = [run(ir, x_raw[i : i + step]).output_raw for i in range(0, len(x_raw), step)]
+    raw = np.concatenate(blocks) if blocks else run(ir, x_raw).output_raw
+    return ir.output_t.to_float(raw)
 
 
 def classify(ir: IR, x_float: np.ndarray) -> np.ndarray:

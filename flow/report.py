@@ -141,7 +141,11 @@ def collect(
         "float": ((train or {}).get("float") or {}).get("metrics"),
         "qkeras": ((train or {}).get("qkeras") or {}).get("metrics"),
         "csim": (csim or {}).get("metrics"),
+        "hardware": (verify or {}).get("hardware_metrics"),  # the reference, which the RTL is checked equal to
     }
+    roc = ((train or {}).get("roc") or {}) | ({"hardware": verify["roc"]} if (verify or {}).get("roc") else {})
+    if roc:
+        d["roc"] = roc
     d["agreement"] = (csim or {}).get("qkeras_vs_csim")
     d["verify"] = verify if verify is not None else NOT_RUN
     d["layers"] = layer_estimates(proj.ir_json) if proj.ir_json.is_file() else NOT_RUN
@@ -380,7 +384,8 @@ def render_md(d: dict) -> str:
             [stage] + [(m.get(stage) or {}).get(n) for n in names]
             if m.get(stage)
             else [stage, NOT_RUN] + [""] * (len(names) - 1)
-            for stage in ("float", "qkeras", "csim")
+            for stage in ("float", "qkeras", "csim", "hardware")
+            if stage != "hardware" or m.get(stage)
         ]
         unit = " (table LSB)" if d.get("table") else ""
         headers = [n if n in ("r2", "accuracy") else f"{n}{unit}" for n in names]

@@ -10,7 +10,7 @@ import numpy as np
 from flow.card import Card
 from flow.data.dataset import Dataset
 from flow.log import info
-from flow.metrics import primary_metric, score
+from flow.metrics import primary_metric, score, trigger_roc
 from flow.model import build_model
 from flow.project import Project, read_json, write_json
 
@@ -32,7 +32,10 @@ def fit(model, ds: Dataset, card: Card, *, seed: int | None = None, label: str |
 
     if seed is not None:
         seed_everything(seed)
-    if ds.task == "classification":
+    if ds.task == "classification" and model.output_shape[-1] == 1:  # one logit for two classes
+        loss = tf.keras.losses.BinaryCrossentropy(from_logits=True)
+        metrics = [tf.keras.metrics.BinaryAccuracy(threshold=0.0)]
+    elif ds.task == "classification":
         loss = tf.keras.losses.SparseCategoricalCrossentropy(from_logits=True)
         metrics = ["accuracy"]
     else:
@@ -67,23 +70,26 @@ def train(
     seed = card.training.seed
     t0 = time.perf_counter()
     seed_everything(seed)  # before building: the initial weights come from the seeded generator
-    float_model = build_model(card, ds.n_features, ds.n_outputs, quantized=False)
+    shape = ds.meta.get("image_shape")
+    float_model = build_model(card, ds.n_features, ds.n_outputs, quantized=False, image_shape=shape)
     float_epochs = fit(float_model, ds, card, seed=seed, label="float")
-    float_metrics = score(ds, float_model.predict(ds.X_test, verbose=0, batch_size=4096))
+    float_test = float_model.predict(ds.X_test, verbose=0, batch_size=4096)
+    float_metrics = score(ds, float_test)
     t1 = time.perf_counter()
     seed_everything(seed)
-    qmodel = build_model(card, ds.n_features, ds.n_outputs, quantized=True)
+    qmodel = build_model(card, ds.n_features, ds.n_outputs, quantized=True, image_shape=shape)
     # Starting QAT from the float weights converges faster and better than from scratch.
     qmodel.set_weights(float_model.get_weights())
     q_epochs = fit(qmodel, ds, card, seed=seed, label="QAT")
-    q_metrics = score(ds, qmodel.predict(ds.X_test, verbose=0, batch_size=4096))
+    q_test = qmodel.predict(ds.X_test, verbose=0, batch_size=4096)
+    q_metrics = score(ds, q_test)
     t2 = time.perf_counter()
 
     project.root.mkdir(parents=True, exist_ok=True)
     tmp = project.keras.with_name(".model.tmp.h5")
     qmodel.save(tmp, save_format="h5")
     tmp.replace(project.keras)
-    metric = primary_metric(ds.task)
+    metric = primary_metric(ds.task, ds.meta)
     summary = {
         "model": card.name,
         "fingerprint": fingerprint,
@@ -97,6 +103,9 @@ def train(
         "n_test": int(len(ds.X_test)),
         "seed": seed,
     }
+    signal = ds.meta.get("signal_class")
+    if signal is not None:  # trigger data: the report's ROC plot
+        summary["roc"] = {k: trigger_roc(p, ds.y_test, signal) for k, p in (("float", float_test), ("qkeras", q_test))}
     # train.json is written last: it is the marker that model.h5 is complete and current.
     write_json(project.train_json, summary)
     info(

@@ -11,11 +11,12 @@ from typing import Any
 import numpy as np
 
 from flow import reference, warm
-from flow.build import load_test_data
+from flow.build import load_test_data, signal_class_of
 from flow.errors import FlowError
 from flow.fixed import FixedType
 from flow.ir import IR
 from flow.log import info
+from flow.metrics import classification_metrics, trigger_roc
 from flow.project import Project, read_json, write_json, write_npz
 
 N_RANDOM = 10_000
@@ -98,6 +99,7 @@ def compare(
         if layer.name not in csim_layers:
             continue
         compared += 1
+        ref_raw = ref_raw.reshape(len(ref_raw), -1)  # image layers: (batch, h, w, c) compared flat
         got = csim_layers[layer.name].reshape(ref_raw.shape)
         bad = ref_raw != got
         count = int(bad.sum())
@@ -166,7 +168,7 @@ def verify(project: Project, *, n_random: int = N_RANDOM, seed: int = 0, force: 
     if not force and _verified(project, inputs):
         warm.say_up_to_date(project.name, "verify", inputs)
         return read_json(project.verify_json)
-    X_test, _, _ = load_test_data(project)
+    X_test, y_test, _ = load_test_data(project)
     t0 = time.perf_counter()
     keras_model, hls_model, tmp = _hls_model_for(project, ir)
     try:
@@ -177,7 +179,10 @@ def verify(project: Project, *, n_random: int = N_RANDOM, seed: int = 0, force: 
             raise FlowError(
                 f"{project.ir_json}: stale; it does not match the trained model (run `{project.hls_command()}`)"
             )
-        test_raw = reference.quantize_input(ir, X_test.astype(np.float64))
+        # Every layer of every vector is held at once: the first test vectors within the trace budget (the test
+        # set is shuffled); the hardware's metrics below use the whole test set.
+        n_traced = max(1, reference.batch_limit(ir) - n_random)
+        test_raw = reference.quantize_input(ir, X_test[:n_traced].astype(np.float64))
         rand_raw, rand_kind = random_vectors(ir, n_random, seed)
         x_raw = np.concatenate([test_raw, rand_raw])
         kinds = np.concatenate([np.array(["test"] * len(test_raw)), rand_kind])
@@ -226,6 +231,13 @@ def verify(project: Project, *, n_random: int = N_RANDOM, seed: int = 0, force: 
         "output_t": np.array(str(ir.output_t)),
         "ir_sha256": np.array(ir.digest()),
     }
+    if ir.task.value == "classification":  # the hardware's metrics: the RTL is checked equal to the reference
+        signal = signal_class_of(project)
+        traced = len(test_raw) == len(X_test)
+        out_test = ir.output_t.to_float(out_raw[: len(test_raw)]) if traced else reference.predict(ir, X_test)
+        summary["hardware_metrics"] = classification_metrics(out_test, y_test, signal)
+        if signal is not None:
+            summary["roc"] = trigger_roc(out_test, y_test, signal)
     if ir.task.value == "classification":
         arrays["classes"] = np.argmax(out_raw, axis=1).astype(np.int64)
     if summary["passed"]:  # bit-exact and QKeras agrees

@@ -12,23 +12,48 @@ from flow import reference, rtl
 from flow.errors import FlowError
 from flow.fixed import FixedType
 from flow.ir import IR, InputSpec, Task
-from flow.layers import KINDS, CastLayer, ClampLayer, DenseLayer, LayerKind, ReluLayer
+from flow.layers import (
+    KINDS,
+    BatchNormLayer,
+    CastLayer,
+    ClampLayer,
+    Conv2DLayer,
+    DenseLayer,
+    FlattenLayer,
+    LayerKind,
+    MaxPool2DLayer,
+    ReluLayer,
+)
 from tb.irgen import mlp_ir
 
 T = FixedType.parse("fixed<8,3,RND_CONV,SAT>")
 
-# One small instance of every kind, on a 1-D input of 3 values: adding a kind adds its example here.
+# One small instance of every kind, on an input of 3 values (1-D, or a 1 x 3 x 1 image for the 2-D kinds): adding a
+# kind adds its example here.
+IMG = (1, 3, 1)
 EXAMPLES = {
     LayerKind.DENSE: DenseLayer("d", T, np.array([[1, -2], [3, 0], [0, 5]]), T, np.array([1, -1]), T, T),
     LayerKind.RELU: ReluLayer("r", 3, T),
     LayerKind.CAST: CastLayer("c", (3,), FixedType.parse("fixed<4,2,RND,SAT>")),
     LayerKind.CLAMP: ClampLayer("k", 3, FixedType.parse("fixed<6,3,RND_CONV,SAT>"), -8, 9),
+    LayerKind.CONV2D: Conv2DLayer(
+        "cv", IMG, "same", T, np.array([[1, -2, 3]]).reshape(1, 3, 1, 1), T, np.array([2]), T, T
+    ),
+    LayerKind.MAXPOOL2D: MaxPool2DLayer("mp", IMG, (1, 2), (1, 1), T, T),
+    LayerKind.FLATTEN: FlattenLayer("f", IMG, T),
+    LayerKind.BATCHNORM: BatchNormLayer(
+        "bn", 3, T, scale_t=T, scale=np.array([3, -4, 5]), bias_t=T, bias=np.array([1, 0, -1])
+    ),
 }
 METHODS = ("to_dict", "from_dict", "out_shape", "validate", "kernel")
 
 
+def in_shape(node) -> tuple[int, ...]:
+    return getattr(node, "in_shape", (3,))
+
+
 def one_node_ir(node) -> IR:
-    ir = IR("one", Task.REGRESSION, [InputSpec((3,), T, "x")], [node])
+    ir = IR("one", Task.REGRESSION, [InputSpec(in_shape(node), T, "x")], [node])
     ir.validate()
     return ir
 
@@ -43,7 +68,7 @@ def test_registry_is_complete():
         ir = one_node_ir(node)
         again = IR.from_dict(json.loads(json.dumps(ir.to_dict())))
         assert again.to_dict() == ir.to_dict() and again.digest() == ir.digest()
-        assert node.out_shape([(3,)]) == node.shape
+        assert node.out_shape([in_shape(node)]) == node.shape
         x = np.array([[-128, 0, 127], [5, -6, 7]], dtype=np.int64)
         assert reference.run(ir, x).output_raw.shape == (2, *node.shape)
 

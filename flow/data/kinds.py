@@ -7,7 +7,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from flow.data import npz, spectra, tables
+from flow.data import npz, spectra, tables, trigger
 from flow.data.dataset import Dataset, Kind, SpecContext
 from flow.errors import FlowError
 
@@ -15,6 +15,7 @@ KINDS: dict[str, Kind] = {
     "spectra": Kind(spectra.check_spec, spectra.build, spectra.GENERATOR_VERSION),
     "table": Kind(tables.check_spec, tables.build, tables.TABLE_VERSION),
     "npz": Kind(npz.check_spec, npz.build, npz.NPZ_VERSION),
+    "trigger": Kind(trigger.check_spec, trigger.build, trigger.GENERATOR_VERSION),
 }
 
 

@@ -14,18 +14,26 @@ from typing import Union
 
 from flow.errors import FlowError
 from flow.layers.base import LayerKind, Shape, size
+from flow.layers.batchnorm import BatchNormLayer
 from flow.layers.cast import CastLayer
 from flow.layers.clamp import ClampLayer
+from flow.layers.conv2d import Conv2DLayer, Padding
 from flow.layers.dense import DenseLayer
+from flow.layers.flatten import FlattenLayer
+from flow.layers.maxpool2d import MaxPool2DLayer
 from flow.layers.relu import ReluLayer
 
-Layer = Union[DenseLayer, ReluLayer, CastLayer, ClampLayer]
+Layer = Union[DenseLayer, ReluLayer, CastLayer, ClampLayer, Conv2DLayer, MaxPool2DLayer, FlattenLayer, BatchNormLayer]
 
 KINDS: dict[LayerKind, type] = {
     LayerKind.DENSE: DenseLayer,
     LayerKind.RELU: ReluLayer,
     LayerKind.CAST: CastLayer,
     LayerKind.CLAMP: ClampLayer,
+    LayerKind.CONV2D: Conv2DLayer,
+    LayerKind.MAXPOOL2D: MaxPool2DLayer,
+    LayerKind.FLATTEN: FlattenLayer,
+    LayerKind.BATCHNORM: BatchNormLayer,
 }
 
 
@@ -44,9 +52,14 @@ def layer_from_dict(d: dict) -> Layer:
 
 __all__ = [
     "KINDS",
+    "BatchNormLayer",
     "CastLayer",
     "ClampLayer",
+    "Conv2DLayer",
     "DenseLayer",
+    "FlattenLayer",
+    "MaxPool2DLayer",
+    "Padding",
     "Layer",
     "LayerKind",
     "ReluLayer",

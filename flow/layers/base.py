@@ -22,6 +22,10 @@ class LayerKind(str, Enum):
     RELU = "relu"
     CAST = "cast"
     CLAMP = "clamp"
+    CONV2D = "conv2d"
+    MAXPOOL2D = "maxpool2d"
+    FLATTEN = "flatten"
+    BATCHNORM = "batchnorm"
 
 
 def as_shape(shape: int | Shape | list[int], what: str) -> Shape:
@@ -40,6 +44,14 @@ def size(shape: Shape) -> int:
 def common_dict(layer) -> dict:
     """The fields every node has in ``ir.json``: kind, name, inputs, shape."""
     return {"kind": layer.kind.value, "name": layer.name, "inputs": list(layer.inputs), "shape": list(layer.shape)}
+
+
+def image_shape(layer, in_shapes: list[Shape]) -> Shape:
+    """The ``(height, width, channels)`` input of a single-input 2-D layer, which must be its declared ``in_shape``."""
+    got = one_input(layer, in_shapes)
+    if got != layer.in_shape:
+        raise FlowError(f"layer {layer.name} expects an input of shape {list(layer.in_shape)}, gets {list(got)}")
+    return got
 
 
 def one_input(layer, in_shapes: list[Shape]) -> Shape:

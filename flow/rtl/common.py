@@ -12,6 +12,7 @@ import numpy as np
 from flow.errors import FlowError
 from flow.fixed import FixedType, Overflow, Rounding
 from flow.ir import IR, CastLayer, ClampLayer, DenseLayer, LayerKind, ReluLayer, Task
+from flow.layers import MaxPool2DLayer, size
 
 SOURCE_DIR = Path(__file__).resolve().parent / "source"
 
@@ -83,6 +84,16 @@ class Segment:
             return self.post[-1].result_t
         return self.dense.result_t if self.dense is not None else self.in_t
 
+    @property
+    def n_out(self) -> int:
+        """Values leaving the segment (max pooling after the dense layer leaves fewer)."""
+        return post_size(self.post, self.dense.n_out if self.dense is not None else 0)
+
+
+def post_size(post: list, n: int) -> int:
+    """Values after the layers ``post`` that follow a layer of ``n`` outputs."""
+    return size(post[-1].shape) if post else n
+
 
 def segments(ir: IR, arch: str) -> list[Segment]:
     """Group a chain: leading elementwise layers (dense None), then each dense layer with the layers after it."""
@@ -91,6 +102,8 @@ def segments(ir: IR, arch: str) -> list[Segment]:
     for layer in ir.chain(f"the {arch} architecture"):
         if layer.kind is LayerKind.DENSE:
             segs.append(Segment(layer, t, []))
+        elif layer.kind is LayerKind.CONV2D:  # only architectures whose KINDS list it get here
+            segs.append(Segment(layer.as_full_dense(), t, []))
         else:
             segs[-1].post.append(layer)
         t = layer.result_t
@@ -202,6 +215,42 @@ ELEMENTWISE_EMITTERS = {
 CHAIN_KINDS = frozenset({LayerKind.DENSE, *ELEMENTWISE_EMITTERS})
 
 
+def elem_maxpool(prefix: str, elems: list[str], src: FixedType, layer: MaxPool2DLayer) -> tuple[str, list[str]]:
+    """Max pooling on the (row, column, channel) elements: a comparison tree per window, then hls4ml's two casts
+    (to ``accum_t``, then to ``result_t``)."""
+    (_, w, c), (ph, pw), (sh, sw) = layer.in_shape, layer.pool, layer.stride
+    oh, ow, _ = layer.shape
+    gt = (lambda a, b: f"$signed({a}) > $signed({b})") if src.signed else (lambda a, b: f"{a} > {b}")
+    text, maxima = "", []
+    for i in range(oh):
+        for j in range(ow):
+            for ch in range(c):
+                window = [elems[((i * sh + di) * w + j * sw + dj) * c + ch] for di in range(ph) for dj in range(pw)]
+                level = 0
+                while len(window) > 1:
+                    nxt = []
+                    for k in range(0, len(window) - 1, 2):
+                        name = f"{prefix}_m{len(maxima)}_{level}_{k // 2}"
+                        a, b = window[k], window[k + 1]
+                        text += f"    wire [{src.width - 1}:0] {name} = ({gt(a, b)}) ? {a} : {b};\n"
+                        nxt.append(name)
+                    window = nxt + window[len(window) - len(window) % 2 :]
+                    level += 1
+                maxima.append(window[0])
+    acc_text, acc = elem_casts(f"{prefix}_a", maxima, False, src, layer.accum_t)
+    res_text, out = elem_casts(f"{prefix}_r", acc, False, layer.accum_t, layer.result_t)
+    return text + acc_text + res_text, out
+
+
+# The image layers after a (lowered) convolution: they may change the number of elements.
+IMAGE_EMITTERS = {
+    LayerKind.MAXPOOL2D: elem_maxpool,
+    LayerKind.FLATTEN: lambda prefix, elems, src, layer: ("", elems),  # (row, column, channel) order is kept
+}
+# What an architecture that lowers each conv2d to its full dense layer (Conv2DLayer.as_full_dense) emits too.
+IMAGE_KINDS = frozenset({LayerKind.CONV2D, *IMAGE_EMITTERS})
+
+
 def pack(elems: list[str]) -> str:
     """A Verilog concatenation with element 0 in the low bits."""
     return "{" + ", ".join(reversed(elems)) + "}"
@@ -223,7 +272,8 @@ def elementwise_chain(
         return "", bus
     text = ""
     for layer in layers:
-        chunk, elems = ELEMENTWISE_EMITTERS[layer.kind](f"{prefix}_{identifier(layer.name)}", elems, t, layer)
+        emitter = ELEMENTWISE_EMITTERS.get(layer.kind) or IMAGE_EMITTERS[layer.kind]
+        chunk, elems = emitter(f"{prefix}_{identifier(layer.name)}", elems, t, layer)
         text += chunk
         t = layer.result_t
     return text, pack(elems)

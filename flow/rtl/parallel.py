@@ -18,6 +18,7 @@ from flow.fixed import FixedType
 from flow.ir import IR, DenseLayer
 from flow.rtl.common import (
     CHAIN_KINDS,
+    IMAGE_KINDS,
     DenseShapeLike,
     Emitted,
     Segment,
@@ -32,6 +33,7 @@ from flow.rtl.common import (
     module_ports,
     no_reuse_knobs,
     output_stage,
+    post_size,
     segments,
     signed_bits,
     signed_width,
@@ -40,7 +42,7 @@ from flow.rtl.common import (
 
 FIXED_BLOCKS = ["qflow_fixed_cast.v", "qflow_argmax.v"]
 KNOBS = {"tree_pipeline": 0}
-KINDS = CHAIN_KINDS
+KINDS = CHAIN_KINDS | IMAGE_KINDS  # a conv2d is built as its full dense layer (Conv2DLayer.as_full_dense)
 
 
 def card_knobs(card_reuse: dict[str, int], override: dict[str, int] | None = None) -> dict:
@@ -93,7 +95,7 @@ def emit_pipeline(ir: IR, top: str, arch: str, layer_module: Callable[[str, Segm
         module, stages = layer_module(name, seg)
         files[f"{name}.v"] = module
         out = f"y_{identifier(layer.name)}"
-        body += f"    wire [{layer.n_out * seg.out_t.width - 1}:0] {out};\n"
+        body += f"    wire [{seg.n_out * seg.out_t.width - 1}:0] {out};\n"
         body += f"    {name} u_{identifier(layer.name)} (.clk(clk), .en(en), .x({cur}), .y({out}));\n"
         cur = out
         latency += stages
@@ -197,7 +199,8 @@ def dense_module(
         text += "/* verilator lint_off UNUSEDSIGNAL */\n"
         text += "// Reason: inputs whose weights are all zero are not connected.\n"
     text += f"module {name} (\n    input wire clk,\n    input wire en,\n"
-    text += f"    input wire [{n_in * iw - 1}:0] x,\n    output reg [{n_out * out_t.width - 1}:0] y\n);\n"
+    n_y = post_size(post, n_out)
+    text += f"    input wire [{n_in * iw - 1}:0] x,\n    output reg [{n_y * out_t.width - 1}:0] y\n);\n"
     if unused:
         text += "/* verilator lint_on UNUSEDSIGNAL */\n"
     text += "/* verilator lint_off UNUSEDSIGNAL */\n"

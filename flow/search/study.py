@@ -69,7 +69,13 @@ class Evaluator:
 
             fcard = dataclasses.replace(cv, training=dataclasses.replace(cv.training, epochs=self.space.float_epochs))
             _clear_keras(self.card.training.seed)
-            model = build_model(fcard, self.ds.n_features, self.ds.n_outputs, quantized=False)
+            model = build_model(
+                fcard,
+                self.ds.n_features,
+                self.ds.n_outputs,
+                quantized=False,
+                image_shape=self.ds.meta.get("image_shape"),
+            )
             t0 = time.perf_counter()
             _fit(model, self.ds, fcard, [])
             weights = model.get_weights()
@@ -92,7 +98,9 @@ class Evaluator:
         cv = variant(self.card, self.space, values, epochs=self.space.epochs_per_trial)
         init = self.warm_weights(cv)
         _clear_keras(self.card.training.seed)
-        model = build_model(cv, self.ds.n_features, self.ds.n_outputs, quantized=True)
+        model = build_model(
+            cv, self.ds.n_features, self.ds.n_outputs, quantized=True, image_shape=self.ds.meta.get("image_shape")
+        )
         if init is not None:
             model.set_weights(init)
         t0 = time.perf_counter()
