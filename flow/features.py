@@ -82,13 +82,21 @@ def _check_count_width(count_width: int) -> None:
         raise FlowError(f"count width must be an integer in 1..63, got {count_width!r}")
 
 
+def round_exact(floor_scaled: np.ndarray, inexact: np.ndarray, guard_frac_bits: int, out: FixedType) -> np.ndarray:
+    """Raw ``out`` mantissas of values known as ``floor(v * 2**guard_frac_bits)`` and whether ``v`` lies above it.
+
+    With ``guard_frac_bits >= out.frac_bits + 2`` (a guard bit and a sticky bit) every rounding mode of ``out``
+    gives the correctly rounded value of ``v``: the tables of the feature and vote nodes are built this way.
+    """
+    sticky = np.asarray(inexact).astype(np.int64).astype(object)
+    return cast((np.asarray(floor_scaled, dtype=object) << 1) | sticky, guard_frac_bits + 1, out).astype(np.int64)
+
+
 def _log1p_raw(counts: np.ndarray, out: FixedType) -> np.ndarray:
     """Exact rounding of log1p(counts) (object array of ints) to ``out`` via a guard bit and a sticky bit."""
     guard = out.frac_bits + 2
-    floor = _floor_scaled(counts, guard)
     # log(c + 1) is irrational for every count c >= 1 (Lindemann), so only c = 0 has nothing below the guard bits.
-    sticky = (counts != 0).astype(np.int64).astype(object)
-    return cast((floor << 1) | sticky, guard + 1, out).astype(np.int64)
+    return round_exact(_floor_scaled(counts, guard), counts != 0, guard, out)
 
 
 def _floor_scaled(counts: np.ndarray, frac_bits: int) -> np.ndarray:

@@ -289,6 +289,7 @@ class IR:
     def validate(self) -> None:
         """Check names, that every node's inputs come before it, the shape rules and that raw values fit."""
         shapes: dict[str, Shape] = {}
+        types = self.types()
         for spec in self.inputs:
             if spec.name in shapes:
                 raise FlowError(f"IR {self.name}: two graph inputs named {spec.name}")
@@ -302,6 +303,10 @@ class IR:
             try:
                 shapes[node.name] = node.out_shape([shapes[i] for i in node.inputs])
                 node.validate()
+                # Kinds whose inputs must have particular types (log1p: counts) check them here.
+                check_types = getattr(node, "check_input_types", None)
+                if check_types is not None:
+                    check_types([types[i] for i in node.inputs])
             except FlowError as exc:
                 raise FlowError(f"IR {self.name}: {exc}") from None
         unknown = [o for o in self.outputs if o not in shapes]

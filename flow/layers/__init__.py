@@ -17,15 +17,21 @@ from flow.layers.base import LayerKind, Shape, size
 from flow.layers.cast import CastLayer
 from flow.layers.clamp import ClampLayer
 from flow.layers.dense import DenseLayer
+from flow.layers.diagonal_difference import DiagonalDifferenceLayer
+from flow.layers.log1p import Log1pLayer
 from flow.layers.relu import ReluLayer
+from flow.layers.vote import VoteLayer
 
-Layer = Union[DenseLayer, ReluLayer, CastLayer, ClampLayer]
+Layer = Union[DenseLayer, ReluLayer, CastLayer, ClampLayer, Log1pLayer, DiagonalDifferenceLayer, VoteLayer]
 
 KINDS: dict[LayerKind, type] = {
     LayerKind.DENSE: DenseLayer,
     LayerKind.RELU: ReluLayer,
     LayerKind.CAST: CastLayer,
     LayerKind.CLAMP: ClampLayer,
+    LayerKind.LOG1P: Log1pLayer,
+    LayerKind.DIAGONAL_DIFFERENCE: DiagonalDifferenceLayer,
+    LayerKind.VOTE: VoteLayer,
 }
 
 
@@ -47,10 +53,13 @@ __all__ = [
     "CastLayer",
     "ClampLayer",
     "DenseLayer",
+    "DiagonalDifferenceLayer",
     "Layer",
     "LayerKind",
+    "Log1pLayer",
     "ReluLayer",
     "Shape",
+    "VoteLayer",
     "layer_class",
     "layer_from_dict",
     "size",

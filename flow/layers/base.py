@@ -22,6 +22,9 @@ class LayerKind(str, Enum):
     RELU = "relu"
     CAST = "cast"
     CLAMP = "clamp"
+    LOG1P = "log1p"
+    DIAGONAL_DIFFERENCE = "diagonal_difference"
+    VOTE = "vote"
 
 
 def as_shape(shape: int | Shape | list[int], what: str) -> Shape:
