@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import decimal
 import functools
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -121,3 +122,41 @@ def _floor_scaled_decimal(count: int, frac_bits: int) -> int:
         ctx.prec = digits
         scaled = decimal.Decimal(count + 1).ln() * (decimal.Decimal(2) ** frac_bits)
         return int(scaled.to_integral_value(rounding=decimal.ROUND_FLOOR))
+
+
+@dataclass(frozen=True)
+class FeatureStage:
+    """The hardware's feature stage: ``count_width``-bit saturating channel counts, log1p to ``log1p_t``."""
+
+    count_width: int = 16
+    log1p_frac_bits: int = 8
+
+    @property
+    def log1p_t(self) -> FixedType:
+        return log1p_type(self.count_width, self.log1p_frac_bits)
+
+    @property
+    def difference_t(self) -> FixedType:
+        return difference_type(self.log1p_t)
+
+    def counts(self, counts: np.ndarray) -> np.ndarray:
+        """Counts as the channel counters hold them: saturated at ``2**count_width - 1`` (int64)."""
+        return np.minimum(np.asarray(counts, dtype=np.int64), (1 << self.count_width) - 1)
+
+    def logs(self, counts: np.ndarray) -> np.ndarray:
+        """Raw ``log1p_t`` mantissas of the saturated counts (int32: the type is at most 31 bits here)."""
+        c = self.counts(counts)
+        if self.count_width <= _TABLE_MAX_WIDTH:
+            raw = log1p_table(self.count_width, self.log1p_t)[c]
+        else:
+            raw = log1p_fixed(c, self.count_width, self.log1p_t)
+        return raw.astype(np.int32 if self.log1p_t.width <= 31 else np.int64)
+
+    def diagonal(self, logs: np.ndarray, k: int, clip: bool = False) -> np.ndarray:
+        """Raw ``difference_t`` mantissas of diagonal ``k`` (clipped at 0 when ``clip``)."""
+        d = diagonal_difference(logs, k)
+        return np.maximum(d, 0) if clip else d
+
+    def features(self, counts: np.ndarray, k: int, clip: bool = False) -> np.ndarray:
+        """The float32 values (exact) of diagonal ``k`` of the raw counts: what a member is trained on."""
+        return self.difference_t.to_float(self.diagonal(self.logs(counts), k, clip)).astype(np.float32)
