@@ -190,8 +190,9 @@ def _with_input_quantizer(model, ds: Dataset, source: Source):
     return add_input_quantizer(model, choice.width, choice.int_bits), choice.describe()
 
 
-HLS_OUTPUTS = ("card.yaml", "data.npz", "model.h5", "train.json", "hls", "ir.json", "csim.json")
-REUSED = ("model.h5", "train.json")  # a trained model is reused when its fingerprint matches
+HLS_OUTPUTS = ("card.yaml", "data.npz", "model.h5", "train.json", "hls", "ir.json", "csim.json", "test_outputs.npz")
+REUSED = ("model.h5", "train.json", "float_test.npz")  # a trained model is reused when its fingerprint matches
+TEST_OUTPUTS = "test_outputs.npz"  # float (when kept), QKeras and C-sim outputs on the test set: ensembles vote them
 DOWNSTREAM = ("verify.json", "vectors.npz", "rtl", "sim", "sim.json", "report")  # describe one IR
 
 
@@ -381,6 +382,9 @@ def _build(source: Source, project: Project, final: Project, *, synth: bool, ret
         else {"status": "not requested"},
     }
     write_json(project.csim_json, csim)
+    float_test = project.root / "float_test.npz"
+    floats = {"float": read_npz(float_test, ("logits",))["logits"]} if float_test.is_file() else {}
+    write_npz(project.root / TEST_OUTPUTS, qkeras=q_test, csim=c_test, **floats)
     return csim
 
 

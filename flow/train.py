@@ -12,7 +12,9 @@ from flow.data.dataset import Dataset
 from flow.log import info
 from flow.metrics import primary_metric, score
 from flow.model import build_model
-from flow.project import Project, read_json, write_json
+from flow.project import Project, read_json, write_json, write_npz
+
+FLOAT_TEST = "float_test.npz"  # the float baseline's test-set outputs, kept with the trained model
 
 
 def seed_everything(seed: int) -> None:
@@ -69,7 +71,8 @@ def train(
     seed_everything(seed)  # before building: the initial weights come from the seeded generator
     float_model = build_model(card, ds.n_features, ds.n_outputs, quantized=False)
     float_epochs = fit(float_model, ds, card, seed=seed, label="float")
-    float_metrics = score(ds, float_model.predict(ds.X_test, verbose=0, batch_size=4096))
+    float_test = float_model.predict(ds.X_test, verbose=0, batch_size=4096)
+    float_metrics = score(ds, float_test)
     t1 = time.perf_counter()
     seed_everything(seed)
     qmodel = build_model(card, ds.n_features, ds.n_outputs, quantized=True)
@@ -83,6 +86,7 @@ def train(
     tmp = project.keras.with_name(".model.tmp.h5")
     qmodel.save(tmp, save_format="h5")
     tmp.replace(project.keras)
+    write_npz(project.root / FLOAT_TEST, logits=float_test)  # the float baseline's test outputs (ensembles vote them)
     metric = primary_metric(ds.task)
     summary = {
         "model": card.name,

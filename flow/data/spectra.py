@@ -324,6 +324,21 @@ def _cached_logs(n: int, seed: int, params: SpectraParams, stage: FeatureStage) 
     return logs
 
 
+def split(checked: dict) -> tuple[slice, slice, slice]:
+    """The train, validation and test rows of a checked spec's spectra."""
+    n = checked["n_spectra"]
+    n_val, n_test = round(n * checked["val_fraction"]), round(n * checked["test_fraction"])
+    n_train = n - n_val - n_test
+    return slice(0, n_train), slice(n_train, n_train + n_val), slice(n_train + n_val, n)
+
+
+def held_out_spectra(checked: dict, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """The raw counts (as the counters hold them: saturated) and labels of the test spectra every diagonal shares."""
+    counts, labels = spectra_of(checked, seed)
+    test = split(checked)[2]
+    return feature_stage(checked).counts(counts[test]), labels[test].copy()
+
+
 def build(checked: dict, seed: int, ctx: SpecContext) -> Dataset:
     """Generate the spectra and cut them into train/val/test features of one diagonal (the hardware's values)."""
     n = checked["n_spectra"]
@@ -331,9 +346,8 @@ def build(checked: dict, seed: int, ctx: SpecContext) -> Dataset:
     stage = feature_stage(checked)
     logs = _cached_logs(n, seed, params_from_spec(checked), stage)
     X = stage.difference_t.to_float(stage.diagonal(logs, checked["diagonal"], checked["clip"])).astype(np.float32)
-    n_val, n_test = round(n * checked["val_fraction"]), round(n * checked["test_fraction"])
-    n_train = n - n_val - n_test
-    cut = (slice(0, n_train), slice(n_train, n_train + n_val), slice(n_train + n_val, n))
+    cut = split(checked)
+    n_train, n_val = cut[0].stop, cut[1].stop - cut[1].start
     y = labels.copy()
     return Dataset(
         name=f"spectra_diag{checked['diagonal']:02d}",
