@@ -10,6 +10,7 @@ import pytest
 from flow import reference
 from flow.ensemble_card import load_ensemble_card
 from flow.ensemble_graph import Member, ensemble_ir, member_node
+from flow.ensemble_verify import check_ensemble, graph_members
 from flow.errors import FlowError
 from flow.features import diagonal_difference, log1p_fixed, log1p_type
 from flow.fixed import cast
@@ -130,3 +131,50 @@ def test_ensemble_card_errors_are_one_line_naming_the_field(tmp_path, old, new, 
         load_ensemble_card(write_card(tmp_path, text))
     assert message in str(exc.value) and "\n" not in str(exc.value)
     assert str(exc.value).startswith(str(tmp_path)) or "no such model card" in str(exc.value)
+
+
+def member_inputs(member: Member, counts: np.ndarray) -> np.ndarray:
+    d = diagonal_difference(log1p_fixed(counts, COUNT_WIDTH, LOG_T), member.diagonal)
+    return cast(np.maximum(d, 0) if member.clip else d, LOG_T.frac_bits, member.ir.input.type)
+
+
+def reference_csim(name: str, ir: IR, x_raw: np.ndarray) -> dict[str, np.ndarray]:
+    """A stand-in for a member's C simulation: its own IR run alone (a correct one)."""
+    trace = reference.run(ir, x_raw)
+    return dict(zip(trace.names, trace.raw))
+
+
+def test_ensemble_check_passes_a_correct_graph(members, counts):
+    ir = graph(members, VoteMethod.SOFT)
+    assert [m.name for m in graph_members(ir)] == [m.name for m in members]
+    features = {m.name: member_inputs(m, counts[:20]) for m in members}
+    result = check_ensemble(ir, counts, 20, features, reference_csim)
+    assert result["mismatches"] == 0 and result["vote"] == 0
+    assert all(v["layers_compared"] == 3 for v in result["members"].values())
+
+
+def test_ensemble_check_catches_wrong_features_members_and_votes(members, counts):
+    """Known wrong: another diagonal's features, a member C-sim one LSB off, logits that change the vote."""
+    ir = graph(members, VoteMethod.HARD)
+    features = {m.name: member_inputs(m, counts[:20]) for m in members}
+    features["m3"] = member_inputs(members[0], counts[:20])
+    assert check_ensemble(ir, counts, 20, features, reference_csim)["features"]["m3"] > 0
+
+    good = {m.name: member_inputs(m, counts[:20]) for m in members}
+
+    def off_by_one(name, member_ir, x):
+        out = reference_csim(name, member_ir, x)
+        if name == "m0":
+            out["fc1"] = out["fc1"].copy()
+            out["fc1"][5, 0] += 1
+        return out
+
+    r = check_ensemble(ir, counts, 20, good, off_by_one)
+    assert r["members"]["m0"]["mismatches"] == 1 and r["first_mismatch"]["layer"] == "fc1"
+
+    def every_member_votes_class_4(name, member_ir, x):
+        out = reference_csim(name, member_ir, x)
+        out["fc2"] = np.where(np.arange(5) == 4, 2047, -2048) + 0 * out["fc2"]
+        return out
+
+    assert check_ensemble(ir, counts, 20, good, every_member_votes_class_4)["vote"] > 0
