@@ -51,6 +51,18 @@ def is_ensemble_card(name_or_path: str | Path) -> bool:
         return False
 
 
+def refuse_ensemble(name: str, stage: str) -> None:
+    """A one-line FlowError when project ``name`` is an ensemble's: ``stage`` (sim, report) does not take one yet."""
+    from flow.project import Project
+
+    card = Project.of(name).card
+    if card.is_file() and is_ensemble_card(card):
+        raise FlowError(
+            f"{name} is an ensemble: `make {stage}` of an ensemble is not built yet (no RTL for log1p, "
+            f"diagonal_difference and vote); `make verify MODEL={name}` checks it bit for bit"
+        )
+
+
 def load_ensemble_card(name_or_path: str | Path) -> EnsembleCard:
     """Load and validate an ensemble card and its members; every error is one line naming file and field."""
     path = resolve_card_path(name_or_path)

@@ -42,6 +42,10 @@ layers) are in :mod:`flow.layers`:
   model's output stage (round to the table's word, clamp to the table's range). hls4ml has no such layer: it
   follows the network and is checked against the reference by the RTL testbench only.
 
+* ``log1p``, ``diagonal_difference``, ``vote``: an ensemble's feature stage and voter (``count_width``; ``diagonal``;
+  ``method``, ``n_classes`` and for soft voting ``softmax`` types); semantics in their modules. A node of one of
+  these kinds checks its input types (``check_input_types``) when the IR is validated.
+
 Version 1 (a flat list of ``layers`` with ``n`` only) is refused with a one-line "rebuild" message.
 """
 

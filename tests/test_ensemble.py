@@ -178,3 +178,16 @@ def test_ensemble_check_catches_wrong_features_members_and_votes(members, counts
         return out
 
     assert check_ensemble(ir, counts, 20, good, every_member_votes_class_4)["vote"] > 0
+
+
+@pytest.mark.parametrize("stage", ["sim", "report"])
+def test_sim_and_report_refuse_an_ensemble_in_one_line(tmp_path, monkeypatch, capsys, stage):
+    import flow.project
+    from flow.cli import main
+
+    monkeypatch.setattr(flow.project, "PROJECTS_DIR", tmp_path)
+    (tmp_path / "ens").mkdir()
+    (tmp_path / "ens" / "card.yaml").write_text(ENSEMBLE.format(name="ens"))
+    assert main([stage, "ens"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("error: ens is an ensemble") and "\n" not in err
