@@ -107,7 +107,8 @@ def _build(card: EnsembleCard, project: Project, projects_dir: Path | None) -> d
         accuracy[method.value] = acc
     member_acc = {m.name: _acc(np.argmax(ref, axis=1), y) for m, ref in zip(members, logits)}
     project.card.write_text(card_to_yaml(_card_data(card)))
-    write_npz(project.data, X_test=counts, y_test=y, task=np.array("classification"))
+    narrow = np.int32 if card.stage.count_width <= 31 else np.int64
+    write_npz(project.data, X_test=counts.astype(narrow), y_test=y, task=np.array("classification"))
     ir.save(project.ir_json)
     csim = {
         "model": card.name,

@@ -151,8 +151,13 @@ def verify_ensemble(
     ir = project.load_ir()
     members = graph_members(ir)
     projects = {m.name: Project.of(m.name, projects_dir) for m in members}
-    for p in projects.values():
-        p.check_owned()
+    for m in members:
+        projects[m.name].check_owned()
+        own = projects[m.name].load_ir()
+        if [n.to_dict() for n in own.nodes] != [n.to_dict() for n in m.ir.nodes]:
+            raise FlowError(
+                f"{project.ir_json}: stale; member {m.name} was rebuilt since (run `make hls MODEL={project.name}`)"
+            )
     inputs = warm.inputs_digest(
         ir=ir.digest(),
         data=warm.file_digest(project.require(project.data, "hls")),
