@@ -298,7 +298,8 @@ def switch_generation(final: Project, stage: Path, **marker: str) -> None:
 
     new_ir = IR.load(stage / "ir.json")
     old_ir = final.ir_json.read_bytes() if final.ir_json.is_file() else None
-    dropped = set(HLS_OUTPUTS) | {MARKER}  # the new generation's own; a card.yaml a --keras build lacks goes too
+    # The new generation's own (a card.yaml a --keras build lacks goes too, and what it reused is in it already).
+    dropped = set(HLS_OUTPUTS) | set(REUSED) | {MARKER}
     if old_ir != (stage / "ir.json").read_bytes():
         dropped |= set(DOWNSTREAM)  # they describe the old IR
     if final.root.is_dir():
