@@ -192,8 +192,9 @@ def _with_input_quantizer(model, ds: Dataset, source: Source):
     return add_input_quantizer(model, choice.width, choice.int_bits), choice.describe()
 
 
-HLS_OUTPUTS = ("card.yaml", "data.npz", "model.h5", "train.json", "hls", "ir.json", "csim.json")
-REUSED = ("model.h5", "train.json")  # a trained model is reused when its fingerprint matches
+HLS_OUTPUTS = ("card.yaml", "data.npz", "model.h5", "train.json", "hls", "ir.json", "csim.json", "test_outputs.npz")
+REUSED = ("model.h5", "train.json", "float_test.npz")  # a trained model is reused when its fingerprint matches
+TEST_OUTPUTS = "test_outputs.npz"  # float (when kept), QKeras and C-sim outputs on the test set: ensembles vote them
 DOWNSTREAM = ("verify.json", "vectors.npz", "rtl", "sim", "sim.json", "report")  # describe one IR
 
 
@@ -299,7 +300,8 @@ def switch_generation(final: Project, stage: Path, **marker: str) -> None:
 
     new_ir = IR.load(stage / "ir.json")
     old_ir = final.ir_json.read_bytes() if final.ir_json.is_file() else None
-    dropped = set(HLS_OUTPUTS) | {MARKER}  # the new generation's own; a card.yaml a --keras build lacks goes too
+    # The new generation's own (a card.yaml a --keras build lacks goes too, and what it reused is in it already).
+    dropped = set(HLS_OUTPUTS) | set(REUSED) | {MARKER}
     if old_ir != (stage / "ir.json").read_bytes():
         dropped |= set(DOWNSTREAM)  # they describe the old IR
     if final.root.is_dir():
@@ -386,6 +388,9 @@ def _build(source: Source, project: Project, final: Project, *, synth: bool, ret
         else {"status": "not requested"},
     }
     write_json(project.csim_json, csim)
+    float_test = project.root / "float_test.npz"
+    floats = {"float": read_npz(float_test, ("logits",))["logits"]} if float_test.is_file() else {}
+    write_npz(project.root / TEST_OUTPUTS, qkeras=q_test, csim=c_test, **floats)
     return csim
 
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import decimal
 import functools
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -82,13 +83,21 @@ def _check_count_width(count_width: int) -> None:
         raise FlowError(f"count width must be an integer in 1..63, got {count_width!r}")
 
 
+def round_exact(floor_scaled: np.ndarray, inexact: np.ndarray, guard_frac_bits: int, out: FixedType) -> np.ndarray:
+    """Raw ``out`` mantissas of values known as ``floor(v * 2**guard_frac_bits)`` and whether ``v`` lies above it.
+
+    With ``guard_frac_bits >= out.frac_bits + 2`` (a guard bit and a sticky bit) every rounding mode of ``out``
+    gives the correctly rounded value of ``v``: the tables of the feature and vote nodes are built this way.
+    """
+    sticky = np.asarray(inexact).astype(np.int64).astype(object)
+    return cast((np.asarray(floor_scaled, dtype=object) << 1) | sticky, guard_frac_bits + 1, out).astype(np.int64)
+
+
 def _log1p_raw(counts: np.ndarray, out: FixedType) -> np.ndarray:
     """Exact rounding of log1p(counts) (object array of ints) to ``out`` via a guard bit and a sticky bit."""
     guard = out.frac_bits + 2
-    floor = _floor_scaled(counts, guard)
     # log(c + 1) is irrational for every count c >= 1 (Lindemann), so only c = 0 has nothing below the guard bits.
-    sticky = (counts != 0).astype(np.int64).astype(object)
-    return cast((floor << 1) | sticky, guard + 1, out).astype(np.int64)
+    return round_exact(_floor_scaled(counts, guard), counts != 0, guard, out)
 
 
 def _floor_scaled(counts: np.ndarray, frac_bits: int) -> np.ndarray:
@@ -113,3 +122,41 @@ def _floor_scaled_decimal(count: int, frac_bits: int) -> int:
         ctx.prec = digits
         scaled = decimal.Decimal(count + 1).ln() * (decimal.Decimal(2) ** frac_bits)
         return int(scaled.to_integral_value(rounding=decimal.ROUND_FLOOR))
+
+
+@dataclass(frozen=True)
+class FeatureStage:
+    """The hardware's feature stage: ``count_width``-bit saturating channel counts, log1p to ``log1p_t``."""
+
+    count_width: int = 16
+    log1p_frac_bits: int = 8
+
+    @property
+    def log1p_t(self) -> FixedType:
+        return log1p_type(self.count_width, self.log1p_frac_bits)
+
+    @property
+    def difference_t(self) -> FixedType:
+        return difference_type(self.log1p_t)
+
+    def counts(self, counts: np.ndarray) -> np.ndarray:
+        """Counts as the channel counters hold them: saturated at ``2**count_width - 1`` (int64)."""
+        return np.minimum(np.asarray(counts, dtype=np.int64), (1 << self.count_width) - 1)
+
+    def logs(self, counts: np.ndarray) -> np.ndarray:
+        """Raw ``log1p_t`` mantissas of the saturated counts (int32: the type is at most 31 bits here)."""
+        c = self.counts(counts)
+        if self.count_width <= _TABLE_MAX_WIDTH:
+            raw = log1p_table(self.count_width, self.log1p_t)[c]
+        else:
+            raw = log1p_fixed(c, self.count_width, self.log1p_t)
+        return raw.astype(np.int32 if self.log1p_t.width <= 31 else np.int64)
+
+    def diagonal(self, logs: np.ndarray, k: int, clip: bool = False) -> np.ndarray:
+        """Raw ``difference_t`` mantissas of diagonal ``k`` (clipped at 0 when ``clip``)."""
+        d = diagonal_difference(logs, k)
+        return np.maximum(d, 0) if clip else d
+
+    def features(self, counts: np.ndarray, k: int, clip: bool = False) -> np.ndarray:
+        """The float32 values (exact) of diagonal ``k`` of the raw counts: what a member is trained on."""
+        return self.difference_t.to_float(self.diagonal(self.logs(counts), k, clip)).astype(np.float32)

@@ -42,6 +42,10 @@ layers) are in :mod:`flow.layers`:
   model's output stage (round to the table's word, clamp to the table's range). hls4ml has no such layer: it
   follows the network and is checked against the reference by the RTL testbench only.
 
+* ``log1p``, ``diagonal_difference``, ``vote``: an ensemble's feature stage and voter (``count_width``; ``diagonal``;
+  ``method``, ``n_classes`` and for soft voting ``softmax`` types); semantics in their modules. A node of one of
+  these kinds checks its input types (``check_input_types``) when the IR is validated.
+
 Version 1 (a flat list of ``layers`` with ``n`` only) is refused with a one-line "rebuild" message.
 """
 
@@ -289,6 +293,7 @@ class IR:
     def validate(self) -> None:
         """Check names, that every node's inputs come before it, the shape rules and that raw values fit."""
         shapes: dict[str, Shape] = {}
+        types = self.types()
         for spec in self.inputs:
             if spec.name in shapes:
                 raise FlowError(f"IR {self.name}: two graph inputs named {spec.name}")
@@ -302,6 +307,10 @@ class IR:
             try:
                 shapes[node.name] = node.out_shape([shapes[i] for i in node.inputs])
                 node.validate()
+                # Kinds whose inputs must have particular types (log1p: counts) check them here.
+                check_types = getattr(node, "check_input_types", None)
+                if check_types is not None:
+                    check_types([types[i] for i in node.inputs])
             except FlowError as exc:
                 raise FlowError(f"IR {self.name}: {exc}") from None
         unknown = [o for o in self.outputs if o not in shapes]

@@ -82,7 +82,14 @@ def predict(ir: IR, x_float: np.ndarray) -> np.ndarray:
 
 def classify(ir: IR, x_float: np.ndarray) -> np.ndarray:
     """The predicted class per sample (ties: lowest index, as numpy's and hls4ml's argmax)."""
-    return np.argmax(run(ir, quantize_input(ir, x_float)).output_raw, axis=1)
+    return classes(ir, run(ir, quantize_input(ir, x_float)).output_raw)
+
+
+def classes(ir: IR, output_raw: np.ndarray) -> np.ndarray:
+    """The class per sample of raw outputs: the argmax of logits, or the index a voting node gives."""
+    if getattr(ir.output, "gives_class", False):
+        return np.asarray(output_raw)[:, 0].astype(np.int64)
+    return np.argmax(output_raw, axis=1)
 
 
 def _check_input(ir: IR, x_raw: np.ndarray) -> np.ndarray:

@@ -12,7 +12,9 @@ from flow.data.dataset import Dataset
 from flow.log import info
 from flow.metrics import primary_metric, score, trigger_roc
 from flow.model import build_model
-from flow.project import Project, read_json, write_json
+from flow.project import Project, read_json, write_json, write_npz
+
+FLOAT_TEST = "float_test.npz"  # the float baseline's test-set outputs, kept with the trained model
 
 
 def seed_everything(seed: int) -> None:
@@ -89,6 +91,7 @@ def train(
     tmp = project.keras.with_name(".model.tmp.h5")
     qmodel.save(tmp, save_format="h5")
     tmp.replace(project.keras)
+    write_npz(project.root / FLOAT_TEST, logits=float_test)  # the float baseline's test outputs (ensembles vote them)
     metric = primary_metric(ds.task, ds.meta)
     summary = {
         "model": card.name,

@@ -38,8 +38,10 @@ def test_every_shipped_card_loads():
     names = list_cards()
     assert {f"diag_{k:02d}" for k in range(20)} <= set(names)
     assert {"lut_charge", "lut_discharge"} <= set(names)
+    from flow.ensemble_card import is_ensemble_card, load_ensemble_card
+
     for name in names:
-        card = load_card(name)
+        card = load_ensemble_card(name) if is_ensemble_card(name) else load_card(name)
         assert card.name == name
 
 

@@ -156,12 +156,28 @@ def test_known_wrong_difference_is_caught():
     assert difference_mismatches(off_by_one, L, 3) > 0
 
 
-def test_features_match_the_float_diagonal_features_within_rounding():
-    from flow.data import diagonal_features, generate_spectra
+def test_features_match_the_float_differences_within_rounding():
+    from flow.data import generate_spectra
 
     counts, _ = generate_spectra(18, seed=3)
     counts = np.minimum(counts, 65535)  # 16-bit channel counters
     out = log1p_type(16, 10)
     raw = diagonal_difference(log1p_fixed(counts, 16, out), 5)
-    want = diagonal_features(counts, 5)
+    logs = np.log1p(counts.astype(np.float64))
+    want = np.zeros_like(raw, dtype=np.float64)
+    want[:, : 1024 - 6] = logs[:, 6:] - logs[:, :-6]
     assert np.abs(raw * out.lsb - want).max() <= out.lsb + 1e-6  # two roundings of at most half an LSB each
+
+
+def test_dataset_features_are_the_feature_stage_values():
+    """What a diag_NN member trains on is the stage's raw difference, exactly; counts saturate at the width."""
+    from flow.data import diagonal_features, generate_spectra
+    from flow.features import FeatureStage
+
+    counts, _ = generate_spectra(18, seed=3)
+    counts[0, 100] = 70000  # beyond a 16-bit counter
+    stage = FeatureStage(16, 8)
+    raw = diagonal_difference(log1p_fixed(np.minimum(counts, 65535), 16, log1p_type(16, 8)), 4)
+    np.testing.assert_array_equal(diagonal_features(counts, 4, stage=stage), raw * 2.0**-8)
+    clipped = diagonal_features(counts, 4, clip=True, stage=stage)
+    np.testing.assert_array_equal(clipped, np.maximum(raw, 0) * 2.0**-8)

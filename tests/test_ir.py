@@ -10,6 +10,7 @@ import pytest
 
 from flow import reference, rtl
 from flow.errors import FlowError
+from flow.features import difference_type
 from flow.fixed import FixedType
 from flow.ir import IR, InputSpec, Task
 from flow.layers import (
@@ -19,11 +20,16 @@ from flow.layers import (
     ClampLayer,
     Conv2DLayer,
     DenseLayer,
+    DiagonalDifferenceLayer,
     FlattenLayer,
     LayerKind,
+    Log1pLayer,
     MaxPool2DLayer,
     ReluLayer,
+    VoteLayer,
 )
+from flow.layers.log1p import count_type
+from flow.layers.vote import VoteMethod, class_index_type
 from tb.irgen import mlp_ir
 
 T = FixedType.parse("fixed<8,3,RND_CONV,SAT>")
@@ -44,7 +50,12 @@ EXAMPLES = {
     LayerKind.BATCHNORM: BatchNormLayer(
         "bn", 3, T, scale_t=T, scale=np.array([3, -4, 5]), bias_t=T, bias=np.array([1, 0, -1])
     ),
+    LayerKind.LOG1P: Log1pLayer("l", (3,), FixedType.parse("ufixed<8,3,RND_CONV,SAT>"), 8),
+    LayerKind.DIAGONAL_DIFFERENCE: DiagonalDifferenceLayer("dd", (2,), difference_type(T), 0),
+    LayerKind.VOTE: VoteLayer("v", VoteMethod.HARD, 3, class_index_type(3)),
 }
+# Kinds that take other inputs than T: the input type and the raw values the registry test feeds them.
+EXAMPLE_INPUTS = {LayerKind.LOG1P: (count_type(8), np.array([[0, 1, 255], [7, 0, 128]]))}
 METHODS = ("to_dict", "from_dict", "out_shape", "validate", "kernel")
 
 
@@ -53,7 +64,8 @@ def in_shape(node) -> tuple[int, ...]:
 
 
 def one_node_ir(node) -> IR:
-    ir = IR("one", Task.REGRESSION, [InputSpec(in_shape(node), T, "x")], [node])
+    in_t = EXAMPLE_INPUTS.get(node.kind, (T,))[0]
+    ir = IR("one", Task.REGRESSION, [InputSpec(in_shape(node), in_t, "x")], [node])
     ir.validate()
     return ir
 
@@ -69,7 +81,7 @@ def test_registry_is_complete():
         again = IR.from_dict(json.loads(json.dumps(ir.to_dict())))
         assert again.to_dict() == ir.to_dict() and again.digest() == ir.digest()
         assert node.out_shape([in_shape(node)]) == node.shape
-        x = np.array([[-128, 0, 127], [5, -6, 7]], dtype=np.int64)
+        x = EXAMPLE_INPUTS.get(kind, (T, np.array([[-128, 0, 127], [5, -6, 7]], dtype=np.int64)))[1]
         assert reference.run(ir, x).output_raw.shape == (2, *node.shape)
 
 

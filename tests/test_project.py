@@ -60,7 +60,7 @@ def fake_build(ir):
     def build(source, project, final, *, synth, retrain):
         (project.root / "model.h5").write_text("new model.h5")
         (project.root / "train.json").write_text("new train.json")
-        for name in ("csim.json", "data.npz"):
+        for name in ("csim.json", "data.npz", "test_outputs.npz"):
             (project.root / name).write_text(f"new {name}")
         (project.hls / "firmware").mkdir(parents=True)
         (project.hls / "firmware" / "f.txt").write_text("new hls")

@@ -55,7 +55,16 @@ def run(args: argparse.Namespace) -> int:
     """Run the stage."""
     from flow.build import build_hls
     from flow.cli import next_step
+    from flow.ensemble_card import is_ensemble_card
 
+    if args.model and not args.keras and is_ensemble_card(args.model):  # members, vote: its own builder
+        from flow.ensemble_build import build_ensemble
+        from flow.ensemble_card import load_ensemble_card
+
+        card = load_ensemble_card(args.model)
+        build_ensemble(card, force=args.force, retrain=args.retrain)
+        next_step(f"make verify MODEL={card.name}  (features, every member and the vote, bit for bit)")
+        return 0
     source = source_from_args(args)
     build_hls(source, synth=args.synth, retrain=args.retrain, force=args.force)
     next_step(f"make verify MODEL={source.name}  (reference vs C simulation, bit for bit)")

@@ -47,7 +47,10 @@ def run(args: argparse.Namespace) -> int:
         return 0
     if not args.model:
         raise FlowError("name a model (e.g. `flow report diag_05`) or give --all")
+    from flow.ensemble_card import refuse_ensemble
+
     name = project_name(args.model)
+    refuse_ensemble(name, "report")
     if args.reuse:
         check_reuse(name, args.reuse)
     out = report.build_report(name, **kw)

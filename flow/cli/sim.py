@@ -73,9 +73,11 @@ def card_arch(model: str) -> str:
 def run(args: argparse.Namespace) -> int:
     """Run the stage; exit code 1 on any mismatch."""
     from flow.cli import next_step, project_name
+    from flow.ensemble_card import refuse_ensemble
     from flow.sim import parse_reuse, run_stage
 
     name = project_name(args.model)
+    refuse_ensemble(name, "sim")
     reuse = parse_reuse(args.reuse)
     arch = args.arch or card_arch(name)
     ensure_verified(name)

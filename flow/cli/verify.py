@@ -41,7 +41,17 @@ def run(args: argparse.Namespace) -> int:
         name = project_name(args.model)
     else:
         raise FlowError("give a model name (e.g. diag_05)")
-    s = verify(Project.of(name), n_random=args.random, seed=args.seed, force=args.force)
+    from flow.ensemble_card import is_ensemble_card
+
+    project = Project.of(name)
+    if project.card.is_file() and is_ensemble_card(project.card):  # features, members and vote
+        from flow.ensemble_verify import N_RANDOM, print_summary, verify_ensemble
+
+        n_random = min(args.random, N_RANDOM)  # every member's C simulation runs them all
+        e = verify_ensemble(project, n_random=n_random, seed=args.seed, force=args.force)
+        print_summary(e)
+        return 0 if e["passed"] else 1
+    s = verify(project, n_random=args.random, seed=args.seed, force=args.force)
     status = "PASS" if s["bit_exact"] else "FAIL"
     print(
         f"{status}  {name}: {s['vectors_checked']} vectors ({s['test_vectors']} test, {s['random_vectors']} random), "

@@ -18,6 +18,7 @@ from flow.data.dataset import (
     check_int,
     check_range,
 )
+from flow.features import FeatureStage
 
 N_CHANNELS = 1024
 N_FEATURES = 1023  # pairs on diagonal 0; longer offsets are zero-padded to this length
@@ -232,16 +233,15 @@ def generate_spectra(n: int, seed: int, params: SpectraParams | None = None) -> 
     return counts, labels
 
 
-def diagonal_features(counts: np.ndarray, k: int, clip: bool = False) -> np.ndarray:
-    """Diagonal k: f_i = log1p(h[i+k+1]) - log1p(h[i]) for i = 0..1022-k, zero-padded to (n, 1023) float32."""
+def diagonal_features(counts: np.ndarray, k: int, clip: bool = False, stage: FeatureStage | None = None) -> np.ndarray:
+    """Diagonal k as the hardware computes it: log1p(h[i+k+1]) - log1p(h[i]) in fixed point, zero-padded.
+
+    ``stage`` (default 16-bit counts, log1p with 8 fraction bits) saturates the counts, rounds log1p exactly
+    and subtracts exactly (:class:`flow.features.FeatureStage`); the float32 values are those raw mantissas.
+    """
     if not 0 <= k < N_DIAGONALS:
         raise ValueError(f"diagonal {k} outside 0..{N_DIAGONALS - 1}")
-    logs = np.log1p(np.asarray(counts, dtype=np.float64))
-    out = np.zeros((logs.shape[0], N_FEATURES), dtype=np.float32)
-    width = N_CHANNELS - (k + 1)
-    diff = logs[:, k + 1 :] - logs[:, :width]
-    out[:, :width] = np.maximum(diff, 0.0) if clip else diff
-    return out
+    return (stage or FeatureStage()).features(counts, k, clip)
 
 
 # ---- the `spectra` dataset kind ----
@@ -266,6 +266,8 @@ FIELDS = {
     "diagonal": REQUIRED,
     "n_spectra": 30000,  # total, split train/val/test
     "clip": False,  # clip features at 0 (all inputs non-negative)
+    "count_width": 16,  # bits of a channel counter (counts saturate there): the feature stage's input
+    "log1p_frac_bits": 8,  # fraction bits of log1p (flow.features.log1p_type); the difference has as many
     "val_fraction": 0.15,
     "test_fraction": 0.15,
     **{name: SpectraParams.__dataclass_fields__[name].default for name in (*_RANGES, *_SCALARS)},
@@ -278,6 +280,8 @@ def check_spec(spec: dict, ctx: SpecContext) -> dict:
     out["diagonal"] = check_int(out["diagonal"], "diagonal", ctx, 0, N_DIAGONALS - 1)
     out["n_spectra"] = check_int(out["n_spectra"], "n_spectra", ctx, 10 * len(CLASS_NAMES), 2_000_000)
     out["clip"] = check_bool(out["clip"], "clip", ctx)
+    out["count_width"] = check_int(out["count_width"], "count_width", ctx, 1, 32)
+    out["log1p_frac_bits"] = check_int(out["log1p_frac_bits"], "log1p_frac_bits", ctx, 0, 24)
     out["val_fraction"] = check_float(out["val_fraction"], "val_fraction", ctx, 0.01, 0.5)
     out["test_fraction"] = check_float(out["test_fraction"], "test_fraction", ctx, 0.01, 0.5)
     for name, (lo, hi) in _RANGES.items():
@@ -307,14 +311,43 @@ def spectra_of(checked: dict, seed: int) -> tuple[np.ndarray, np.ndarray]:
     return _cached_spectra(checked["n_spectra"], seed, params_from_spec(checked))
 
 
-def build(checked: dict, seed: int, ctx: SpecContext) -> Dataset:
-    """Generate the spectra and cut them into train/val/test features of one diagonal."""
+def feature_stage(checked: dict) -> FeatureStage:
+    """The fixed-point feature stage a checked spec describes."""
+    return FeatureStage(checked["count_width"], checked["log1p_frac_bits"])
+
+
+@functools.lru_cache(maxsize=1)
+def _cached_logs(n: int, seed: int, params: SpectraParams, stage: FeatureStage) -> np.ndarray:
+    """Raw log1p of the last spectra: the diagonals of an ensemble share them (read-only)."""
+    logs = stage.logs(_cached_spectra(n, seed, params)[0])
+    logs.setflags(write=False)
+    return logs
+
+
+def split(checked: dict) -> tuple[slice, slice, slice]:
+    """The train, validation and test rows of a checked spec's spectra."""
     n = checked["n_spectra"]
-    counts, labels = spectra_of(checked, seed)
-    X = diagonal_features(counts, checked["diagonal"], checked["clip"])
     n_val, n_test = round(n * checked["val_fraction"]), round(n * checked["test_fraction"])
     n_train = n - n_val - n_test
-    cut = (slice(0, n_train), slice(n_train, n_train + n_val), slice(n_train + n_val, n))
+    return slice(0, n_train), slice(n_train, n_train + n_val), slice(n_train + n_val, n)
+
+
+def held_out_spectra(checked: dict, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """The raw counts (as the counters hold them: saturated) and labels of the test spectra every diagonal shares."""
+    counts, labels = spectra_of(checked, seed)
+    test = split(checked)[2]
+    return feature_stage(checked).counts(counts[test]), labels[test].copy()
+
+
+def build(checked: dict, seed: int, ctx: SpecContext) -> Dataset:
+    """Generate the spectra and cut them into train/val/test features of one diagonal (the hardware's values)."""
+    n = checked["n_spectra"]
+    labels = spectra_of(checked, seed)[1]
+    stage = feature_stage(checked)
+    logs = _cached_logs(n, seed, params_from_spec(checked), stage)
+    X = stage.difference_t.to_float(stage.diagonal(logs, checked["diagonal"], checked["clip"])).astype(np.float32)
+    cut = split(checked)
+    n_train, n_val = cut[0].stop, cut[1].stop - cut[1].start
     y = labels.copy()
     return Dataset(
         name=f"spectra_diag{checked['diagonal']:02d}",

@@ -19,11 +19,26 @@ from flow.layers.cast import CastLayer
 from flow.layers.clamp import ClampLayer
 from flow.layers.conv2d import Conv2DLayer, Padding
 from flow.layers.dense import DenseLayer
+from flow.layers.diagonal_difference import DiagonalDifferenceLayer
 from flow.layers.flatten import FlattenLayer
+from flow.layers.log1p import Log1pLayer
 from flow.layers.maxpool2d import MaxPool2DLayer
 from flow.layers.relu import ReluLayer
+from flow.layers.vote import VoteLayer
 
-Layer = Union[DenseLayer, ReluLayer, CastLayer, ClampLayer, Conv2DLayer, MaxPool2DLayer, FlattenLayer, BatchNormLayer]
+Layer = Union[
+    DenseLayer,
+    ReluLayer,
+    CastLayer,
+    ClampLayer,
+    Conv2DLayer,
+    MaxPool2DLayer,
+    FlattenLayer,
+    BatchNormLayer,
+    Log1pLayer,
+    DiagonalDifferenceLayer,
+    VoteLayer,
+]
 
 KINDS: dict[LayerKind, type] = {
     LayerKind.DENSE: DenseLayer,
@@ -34,6 +49,9 @@ KINDS: dict[LayerKind, type] = {
     LayerKind.MAXPOOL2D: MaxPool2DLayer,
     LayerKind.FLATTEN: FlattenLayer,
     LayerKind.BATCHNORM: BatchNormLayer,
+    LayerKind.LOG1P: Log1pLayer,
+    LayerKind.DIAGONAL_DIFFERENCE: DiagonalDifferenceLayer,
+    LayerKind.VOTE: VoteLayer,
 }
 
 
@@ -60,10 +78,13 @@ __all__ = [
     "FlattenLayer",
     "MaxPool2DLayer",
     "Padding",
+    "DiagonalDifferenceLayer",
     "Layer",
     "LayerKind",
+    "Log1pLayer",
     "ReluLayer",
     "Shape",
+    "VoteLayer",
     "layer_class",
     "layer_from_dict",
     "size",

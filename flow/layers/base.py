@@ -26,6 +26,9 @@ class LayerKind(str, Enum):
     MAXPOOL2D = "maxpool2d"
     FLATTEN = "flatten"
     BATCHNORM = "batchnorm"
+    LOG1P = "log1p"
+    DIAGONAL_DIFFERENCE = "diagonal_difference"
+    VOTE = "vote"
 
 
 def as_shape(shape: int | Shape | list[int], what: str) -> Shape:

@@ -1,0 +1,161 @@
+"""Ensemble cards: ``qmodels/diag_ensemble.yaml`` names member cards, the voting, the feature stage and the
+hardware arrangement (schema: qmodels/README.md, "Ensemble cards").
+
+A card is an ensemble card when it has a ``members`` field. Every member is an ordinary card (``diag_NN``, found
+beside the ensemble card or among the shipped cards) of
+the ``spectra`` dataset kind; the members must share everything in their dataset but the diagonal (one test set
+of spectra for the vote) and compute the ensemble's feature stage.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from flow.card import Card, load_card, load_raw, resolve_card_path
+from flow.card_schema import Where
+from flow.errors import FlowError
+from flow.features import FeatureStage
+from flow.layers.vote import VoteMethod
+
+ARRANGEMENTS = ("parallel_members", "serial_members")  # RTL: all member datapaths side by side, or one reused
+FIELDS = {"name", "description", "members", "voting", "features", "hardware"}
+FEATURE_FIELDS = {"count_width", "log1p_frac_bits"}
+HARDWARE_FIELDS = {"arrangement"}
+MEMBER_FIELDS = ("count_width", "log1p_frac_bits")  # dataset fields of a member the feature stage must match
+
+
+@dataclass(frozen=True)
+class EnsembleCard:
+    """A validated ensemble card and its members' cards."""
+
+    name: str
+    path: Path
+    members: tuple[Card, ...]
+    voting: VoteMethod
+    stage: FeatureStage
+    arrangement: str
+    description: str = ""
+
+    @property
+    def member_names(self) -> tuple[str, ...]:
+        return tuple(m.name for m in self.members)
+
+
+def is_ensemble_card(name_or_path: str | Path) -> bool:
+    """Whether the card (a name or a path) is an ensemble card (it has ``members``)."""
+    try:
+        return "members" in load_raw(resolve_card_path(name_or_path))
+    except FlowError:
+        return False
+
+
+def refuse_ensemble(name: str, stage: str) -> None:
+    """A one-line FlowError when project ``name`` is an ensemble's: ``stage`` (sim, report) does not take one yet."""
+    from flow.project import Project
+
+    card = Project.of(name).card
+    if card.is_file() and is_ensemble_card(card):
+        raise FlowError(
+            f"{name} is an ensemble: `make {stage}` of an ensemble is not built yet (no RTL for log1p, "
+            f"diagonal_difference and vote); `make verify MODEL={name}` checks it bit for bit"
+        )
+
+
+def load_ensemble_card(name_or_path: str | Path) -> EnsembleCard:
+    """Load and validate an ensemble card and its members; every error is one line naming file and field."""
+    path = resolve_card_path(name_or_path)
+    data = load_raw(path)
+    w = Where(path)
+    _unknown(w, "", data, FIELDS)
+    name = data.get("name", path.stem)
+    if name != path.stem:
+        raise w.error("name", f"{name!r} must be the file name {path.stem!r}")
+    members = _members(w, data.get("members"))
+    voting = data.get("voting", VoteMethod.HARD.value)
+    if voting not in {m.value for m in VoteMethod}:
+        raise w.error("voting", f"{voting!r} is not allowed; expected one of {', '.join(m.value for m in VoteMethod)}")
+    features = _mapping(w, "features", data.get("features", {}), FEATURE_FIELDS)
+    stage = FeatureStage(
+        _int(w, "features.count_width", features.get("count_width", 16), 1, 32),
+        _int(w, "features.log1p_frac_bits", features.get("log1p_frac_bits", 8), 0, 24),
+    )
+    hardware = _mapping(w, "hardware", data.get("hardware", {}), HARDWARE_FIELDS)
+    arrangement = hardware.get("arrangement", ARRANGEMENTS[0])
+    if arrangement not in ARRANGEMENTS:
+        raise w.error(
+            "hardware.arrangement", f"{arrangement!r} is not allowed; expected one of {', '.join(ARRANGEMENTS)}"
+        )
+    cards = tuple(load_card(_member_path(path, m)) for m in members)
+    _check_members(w, cards, stage)
+    return EnsembleCard(name, path, cards, VoteMethod(voting), stage, arrangement, str(data.get("description", "")))
+
+
+def _member_path(card_path: Path, name: str) -> Path:
+    """A member card: beside the ensemble card, else a shipped card (qmodels/<name>.yaml)."""
+    beside = card_path.parent / f"{name}.yaml"
+    return beside if beside.is_file() else resolve_card_path(name)
+
+
+def _members(w: Where, value: Any) -> list[str]:
+    if not isinstance(value, list) or not value or not all(isinstance(v, str) for v in value):
+        raise w.error(
+            "members", f"{value!r} is not allowed; expected a list of member card names, e.g. [diag_00, diag_05]"
+        )
+    seen = [v for i, v in enumerate(value) if v in value[:i]]
+    if seen:
+        raise w.error("members", f"{seen[0]} is named twice")
+    for v in value:
+        if "/" in v or v.endswith((".yaml", ".yml")):
+            raise w.error("members", f"{v!r}: name member cards (qmodels/<name>.yaml), not paths")
+        if is_ensemble_card(_member_path(w.path, v)):
+            raise w.error("members", f"{v} is an ensemble card; members are single networks")
+    return value
+
+
+def _check_members(w: Where, cards: tuple[Card, ...], stage: FeatureStage) -> None:
+    """One test set of spectra for every member, each computing the ensemble's feature stage."""
+    from flow.data import check_dataset  # lazy: flow.data pulls in numpy and scipy
+
+    for card in cards:
+        if card.dataset.get("kind") != "spectra":
+            kind = card.dataset.get("kind")
+            raise w.error("members", f"{card.name} has dataset kind {kind!r}; members need kind spectra")
+    checked = [check_dataset(c.dataset, card_path=c.path, files=False) for c in cards]
+    first, first_ds = cards[0], checked[0]
+    for card, ds in zip(cards, checked):
+        for fld in MEMBER_FIELDS:
+            if ds[fld] != getattr(stage, fld):
+                raise w.error(
+                    f"features.{fld}",
+                    f"{getattr(stage, fld)} but member {card.name} trains on dataset.{fld} {ds[fld]}; they must agree",
+                )
+        others = {k: v for k, v in ds.items() if k != "diagonal"}
+        if others != {k: v for k, v in first_ds.items() if k != "diagonal"}:
+            diff = sorted(k for k in others if others[k] != first_ds.get(k))
+            raise w.error("members", f"{card.name} and {first.name} differ in dataset.{diff[0]}; one set of spectra")
+        if card.training.seed != first.training.seed:
+            raise w.error("members", f"{card.name} and {first.name} differ in training.seed (the data seed)")
+    diagonals = [ds["diagonal"] for ds in checked]
+    if len(set(diagonals)) != len(diagonals):
+        raise w.error("members", "two members use the same diagonal")
+
+
+def _mapping(w: Where, fld: str, value: Any, allowed: set[str]) -> dict:
+    if not isinstance(value, dict):
+        raise w.error(fld, f"must be a mapping of {', '.join(sorted(allowed))}")
+    _unknown(w, f"{fld}.", value, allowed)
+    return value
+
+
+def _unknown(w: Where, prefix: str, given: dict, allowed: set[str]) -> None:
+    extra = sorted(set(given) - allowed, key=str)
+    if extra:
+        raise w.error(f"{prefix}{extra[0]}", f"is not a field; allowed: {', '.join(sorted(allowed))}")
+
+
+def _int(w: Where, fld: str, value: Any, lo: int, hi: int) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or not lo <= value <= hi:
+        raise w.error(fld, f"{value!r} is not allowed; expected an integer {lo}..{hi}")
+    return value

@@ -1,0 +1,43 @@
+"""The ensemble end to end through the CLI (slow: two members trained and converted): hls, reuse, verify."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+import flow.project
+from flow.cli import main
+from flow.project import Project
+
+CARDS = Path(__file__).parent / "cards"
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module")
+def tiny_ens(tmp_path_factory):
+    root = tmp_path_factory.mktemp("hls_projects")
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(flow.project, "PROJECTS_DIR", root)
+        assert main(["-q", "hls", str(CARDS / "tiny_ens.yaml")]) == 0
+        yield Project.of("tiny_ens")
+
+
+def test_hls_builds_members_and_one_graph(tiny_ens):
+    csim = json.loads(tiny_ens.csim_json.read_text())
+    assert set(csim["accuracy"]) == {"hard", "soft", "logit_sum"}
+    assert all(set(a) == {"float", "qkeras", "csim", "reference"} for a in csim["accuracy"].values())
+    assert csim["reference_vs_member_csim_mismatches"] == {"tiny_ens_0": 0, "tiny_ens_3": 0}
+    for name in csim["members"]:
+        assert Project.of(name).ir_json.is_file()
+    before = {p: p.stat().st_mtime_ns for p in (tiny_ens.ir_json, Project.of("tiny_ens_0").keras)}
+    assert main(["-q", "hls", str(CARDS / "tiny_ens.yaml")]) == 0  # everything reused: nothing rewritten
+    assert {p: p.stat().st_mtime_ns for p in before} == before
+
+
+def test_verify_features_members_and_vote(tiny_ens):
+    assert main(["-q", "verify", "tiny_ens", "-n", "60"]) == 0
+    v = json.loads(tiny_ens.verify_json.read_text())
+    assert v["passed"] and v["mismatches"] == 0 and v["vote"] == 0
+    assert set(v["features"]) == {"tiny_ens_0", "tiny_ens_3"} and tiny_ens.vectors.is_file()
