@@ -4,6 +4,8 @@
 * diag-sized folded design (1023 -> 40 relu -> 18, R = 1023 and 40): Verilator build, then 2,000 vectors end to
   end with the build warm (target: under 3 minutes).
 * the same folded design with streaming input (``in_beat=1``): Verilator samples/s and latency from the last beat.
+* the default testbench (HDL harness) against the per-clock Python driver (``driver="clock"``) on the lut-sized
+  parallel and both diag-sized folded designs, side by side in one run (wall and CPU samples/s, their ratio).
 * diag-sized parallel design in Verilator: how long the build takes (stopped after ``PARALLEL_BUILD_LIMIT_S``).
 
 Throughput runs drive a sample every cycle the design accepts one and keep ``out_ready`` high.
@@ -33,8 +35,23 @@ DIAG_TYPES = {
 }
 
 
-def _fast(design: Design, vectors: Path, sim: str, work: Path, n: int):
-    return simulate(design, vectors, sim, work, n=n, gap_prob=0.0, ready_prob=1.0)
+def _fast(design: Design, vectors: Path, sim: str, work: Path, n: int, driver: str = "harness"):
+    return simulate(design, vectors, sim, work, n=n, gap_prob=0.0, ready_prob=1.0, driver=driver)
+
+
+def drivers_side_by_side(name: str, design: Design, vectors: Path, work: Path, n: int, n_clock: int) -> dict:
+    """Verilator samples/s of the HDL harness against the per-clock Python driver, in the same run."""
+    new = _fast(design, vectors, "verilator", work, n)
+    old = _fast(design, vectors, "verilator", work, n_clock, driver="clock")
+    return {
+        f"{name}_harness_samples_per_s": round(new.samples_per_second, 1),
+        f"{name}_harness_samples_per_cpu_s": round(new.vectors / new.cpu_seconds, 1),
+        f"{name}_clock_samples_per_s": round(old.samples_per_second, 1),
+        f"{name}_clock_samples_per_cpu_s": round(old.vectors / old.cpu_seconds, 1),
+        f"{name}_harness_over_clock": round(new.samples_per_second / old.samples_per_second, 1),
+        f"{name}_harness_build_s": new.build_seconds,
+        f"{name}_drivers_passed": new.passed and old.passed,
+    }
 
 
 def bench_lut(work: Path) -> dict:
@@ -44,7 +61,7 @@ def bench_lut(work: Path) -> dict:
     vectors = write_vectors(ir, work / "vectors.npz", 20_000)
     v = _fast(design, vectors, "verilator", work / "sim", 20_000)
     i = _fast(design, vectors, "icarus", work / "sim", 5_000)
-    return {
+    return drivers_side_by_side("lut_parallel", design, vectors, work / "sim", 20_000, 5_000) | {
         "lut_parallel_verilator_build_s": v.build_seconds,
         "lut_parallel_verilator_samples_per_s": round(v.samples_per_second),
         "lut_parallel_icarus_samples_per_s": round(i.samples_per_second),
@@ -67,7 +84,9 @@ def bench_diag_folded(work: Path) -> dict:
     i = _fast(design, vectors, "icarus", work / "sim", 10)
     stream = generate(ir, "folded", work / "rtl_stream", reuse_factors={"fc1": 1023, "fc2": 40}, in_beat=1)
     s = _fast(stream, vectors, "verilator", work / "sim_stream", 2000)
-    return {
+    sides = drivers_side_by_side("diag_folded", design, vectors, work / "sim", 2000, 200)
+    sides |= drivers_side_by_side("diag_folded_streaming", stream, vectors, work / "sim_stream", 2000, 100)
+    return sides | {
         "diag_folded_streaming_verilator_build_s": s.build_seconds,
         "diag_folded_streaming_verilator_samples_per_s": round(s.samples_per_second, 1),
         "diag_folded_streaming_latency_cycles": s.latency_cycles,

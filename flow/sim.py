@@ -51,13 +51,19 @@ class SimResult:
     passed: bool
     junit: str
     error: str
+    driver: str = "harness"
+    cycles: int | None = None
+    cpu_seconds: float | None = None  # the simulator process' CPU time over the run (the machine's load aside)
 
     def to_dict(self) -> dict:
         return dict(self.__dict__)
 
 
-def _runner(sim: str):
-    """A cocotb runner whose simulator comes from :mod:`flow.tools` (not whatever is first on PATH)."""
+def _runner(sim: str, public_flat: bool = False):
+    """A cocotb runner whose simulator comes from :mod:`flow.tools` (not whatever is first on PATH).
+
+    ``public_flat``: Verilator keeps cocotb's ``--public-flat-rw`` (a design that is the top level needs it).
+    """
     from cocotb_tools import runner as cr
 
     if sim == "icarus":
@@ -81,11 +87,10 @@ def _runner(sim: str):
             if sim == "verilator":
                 # Only the harness' tb_*/h_* variables are public (metacomments): --public-flat-rw on the whole
                 # design makes Verilator re-evaluate all of its logic on every evaluation.
-                cmds[0] = [a for a in cmds[0] if a != "--public-flat-rw"]
+                cmds[0] = [a for a in cmds[0] if a != "--public-flat-rw" or public_flat]
                 # The PyPI package's verilated.mk lacks GCC's "-include" for precompiled headers, which split
                 # (parallel) builds of larger designs need.
-                # Nor does it know GCC's coroutine flag, which --timing (the harness' clock) needs.
-                cmds[-1] = [*cmds[-1], "CFG_CXXFLAGS_PCH_I=-include", "CFG_CXXFLAGS_COROUTINES=-fcoroutines"]
+                cmds[-1] = [*cmds[-1], "CFG_CXXFLAGS_PCH_I=-include", *VERILATOR_MAKE]
                 restore = _restore_runtime_command(tools[0], self.build_dir)
                 if restore:
                     cmds.insert(1, restore)
@@ -102,12 +107,12 @@ def _runner(sim: str):
 
 
 # Verilator's runtime objects do not depend on the design: compiled once (~25 s of CPU), then copied in.
-_RUNTIME_OBJECTS = ("verilated", "verilated_vpi", "verilated_threads", "verilated_dpi", "verilated_timing")
+_RUNTIME_OBJECTS = ("verilated", "verilated_vpi", "verilated_threads", "verilated_dpi")
 
 
 def _runtime_cache(tool: Tool) -> Path:
     root = Path(os.environ.get("QFLOW_CACHE") or Path.home() / ".cache" / "qflow")
-    return root / f"verilator-{tool.version}-runtime-timing"
+    return root / f"verilator-{tool.version}-runtime"
 
 
 def _restore_runtime_command(tool: Tool, build_dir: Path) -> list[str]:
@@ -139,11 +144,34 @@ def _save_runtime(tool: Tool, build_dir: Path) -> None:
 HARNESS = Path(str(importlib.resources.files(TB_PACKAGE) / "qflow_harness.v"))
 HARNESS_TOP = "qflow_tb_harness"
 BANK_BITS = 65536  # bits per harness bank port (Verilator's default --max-num-width)
-# Verilator: the harness' clock (--timing), an optimised model, X handled the fast way (every design resets
-# what it reads), C++ split into files so make compiles them in parallel.
+BURST_CYCLES = 16384  # the harness' clock cycles between two wake-ups of the testbench
+# Verilator: an optimised model, X handled the fast way (every design resets what it reads), C++ split into
+# files so make compiles them in parallel; no --timing (the harness' clock takes no simulated time), and
+# enough evaluation rounds in one time step for a burst of the harness' clock (3 rounds a cycle).
 VERILATOR_FAST = [
-    *("-Wno-fatal", "--timing", "-O3", "--x-assign", "fast", "--x-initial", "fast", "--output-split", "20000")
+    *("-Wno-fatal", "-O3", "--x-assign", "fast", "--x-initial", "fast", "--output-split", "20000"),
+    *("--converge-limit", str(4 * BURST_CYCLES)),
 ]
+# The C++ compiler's optimisation of the model: verilated.mk's -Os runs the diag-sized design at half the speed
+# of -O2 (-O3 is no faster and compiles longer).
+VERILATOR_MAKE = ["OPT_FAST=-O2"]
+
+
+@dataclass(frozen=True)
+class Driver:
+    """A way to drive a design: the cocotb test module, and whether the design runs inside the HDL harness."""
+
+    module: str
+    in_harness: bool
+
+
+DRIVERS = {
+    # Per-cycle work in HDL (flow/tb/qflow_harness.v, its own zero-time clock); Python fills and drains banks.
+    "harness": Driver(TB_MODULE, True),
+    # Python drives the design's ports every clock with a cocotb clock: the old path, kept to compare against.
+    "clock": Driver(f"{TB_PACKAGE}.qflow_tb_clock", False),
+}
+DEFAULT_DRIVER = "harness"
 
 
 @dataclass(frozen=True)
@@ -173,6 +201,7 @@ class Harness:
             "K_IN": max(1, min(4096, BANK_BITS // stride)),
             "K_OUT": max(1, min(4096, BANK_BITS // entry)),
             "FIFO_AW": max(4, in_flight.bit_length()),
+            "BURST": BURST_CYCLES,
         }
         defines = {"QFLOW_DUT": design.top, **({"QFLOW_STREAM": "1"} if "in_last" in ports else {})}
         return cls(params, defines)
@@ -204,6 +233,12 @@ def _quiet_run(fn, log_path: Path, **kwargs):
         return None
 
 
+def _get_driver(name: str) -> Driver:
+    if name not in DRIVERS:
+        raise FlowError(f"unknown testbench driver {name!r} (choose from: {', '.join(DRIVERS)})")
+    return DRIVERS[name]
+
+
 def simulate(
     design: Design,
     vectors: Path,
@@ -216,16 +251,26 @@ def simulate(
     max_gap: int = 3,
     ready_prob: float = 0.7,
     timeout_cycles: int | None = None,
+    driver: str = DEFAULT_DRIVER,
 ) -> SimResult:
     """Run the testbench on ``design`` with ``vectors`` (npz) in ``sim``; build once per design in ``work_dir``."""
-    runner, tool = _runner(sim)
+    drive = _get_driver(driver)
+    runner, tool = _runner(sim, public_flat=not drive.in_harness)
     work_dir = Path(work_dir).resolve()
-    build_dir = work_dir / f"build_{sim}"
+    tag = sim if driver == DEFAULT_DRIVER else f"{sim}_{driver}"  # file names: one set per simulator and driver
+    build_dir = work_dir / f"build_{tag}"
     stamp = build_dir / "qflow_sources.sha256"
     harness = Harness.for_design(design)
-    bank_bits = max(harness.parameters["K_IN"] * harness.parameters["STRIDE"], BANK_BITS)
-    build_args = [*VERILATOR_FAST, "--max-num-width", str(bank_bits)] if sim == "verilator" else []
-    digest = _digest(design, harness, build_args)
+    ports = design.ports
+    if drive.in_harness:
+        top, sources = HARNESS_TOP, [*design.sources, HARNESS]
+        parameters, defines = harness.parameters, harness.defines
+        widest = harness.parameters["K_IN"] * harness.parameters["STRIDE"]
+    else:
+        top, sources, parameters, defines = design.top, list(design.sources), {}, {}
+        widest = max(ports["in_data"]["width"], ports["out_data"]["width"])
+    build_args = [*VERILATOR_FAST, "--max-num-width", str(max(widest, BANK_BITS))] if sim == "verilator" else []
+    digest = _digest(design, harness, [driver, *build_args, *(VERILATOR_MAKE if sim == "verilator" else [])])
     if build_dir.exists() and (not stamp.exists() or stamp.read_text() != digest):
         shutil.rmtree(build_dir)
     build_dir.mkdir(parents=True, exist_ok=True)
@@ -234,20 +279,18 @@ def simulate(
     n = total if n is None else min(n, total)
     if n < 1:
         raise FlowError(f"{vectors}: no vectors")
-    ports = design.ports
     t0 = time.perf_counter()
-    built = stamp.exists()
-    if not built:
+    if not stamp.exists():
         _quiet_run(
             runner.build,
             build_dir / "build.log",
-            sources=[*design.sources, HARNESS],
-            hdl_toplevel=HARNESS_TOP,
+            sources=sources,
+            hdl_toplevel=top,
             build_dir=build_dir,
             timescale=("1ns", "1ps"),
             build_args=build_args,
-            parameters=harness.parameters,
-            defines=harness.defines,
+            parameters=parameters,
+            defines=defines,
         )
         stamp.write_text(digest)
         if sim == "verilator":
@@ -269,25 +312,27 @@ def simulate(
         "entry_width": harness.parameters["E_W"],
         "k_in": harness.parameters["K_IN"],
         "k_out": harness.parameters["K_OUT"],
+        "burst_cycles": BURST_CYCLES,
         "class_width": ports["out_class"]["width"],
         "n_out": ports["out_data"]["elements"],
         "out_width": ports["out_data"]["element_width"],
         "out_signed": not ports["out_data"]["type"].startswith("u"),
         "latency_expected": latency,
         "timeout_cycles": timeout_cycles or max(10_000, 20 * (latency + design.ii_cycles)),
-        "result": str(work_dir / f"tb_result_{sim}.json"),
+        "result": str(work_dir / f"tb_result_{tag}.json"),
     }
-    cfg_path = work_dir / f"tb_config_{sim}.json"
+    cfg_path = work_dir / f"tb_config_{tag}.json"
     cfg_path.write_text(json.dumps(cfg, indent=2) + "\n")
     result_path = Path(cfg["result"])
     result_path.unlink(missing_ok=True)
-    junit = work_dir / f"results_{sim}.xml"
+    junit = work_dir / f"results_{tag}.xml"
+    sim_log = work_dir / f"sim_{tag}.log"
     t1 = time.perf_counter()
     _quiet_run(
         runner.test,
-        work_dir / f"sim_{sim}.log",
-        test_module=TB_MODULE,
-        hdl_toplevel=HARNESS_TOP,
+        sim_log,
+        test_module=drive.module,
+        hdl_toplevel=top,
         hdl_toplevel_lang="verilog",
         build_dir=build_dir,
         test_dir=work_dir,
@@ -297,8 +342,8 @@ def simulate(
     )
     run_seconds = time.perf_counter() - t1
     if not result_path.exists():
-        tail = (work_dir / f"sim_{sim}.log").read_text(errors="replace").strip().splitlines()[-15:]
-        raise ToolError(f"{sim}: the testbench wrote no result; log {work_dir / f'sim_{sim}.log'}:\n" + "\n".join(tail))
+        tail = sim_log.read_text(errors="replace").strip().splitlines()[-15:]
+        raise ToolError(f"{sim}: the testbench wrote no result; log {sim_log}:\n" + "\n".join(tail))
     res = json.loads(result_path.read_text())
     return SimResult(
         simulator=sim,
@@ -314,6 +359,9 @@ def simulate(
         passed=not res["error"] and res["mismatches"] == 0,
         junit=str(junit),
         error=res["error"],
+        driver=driver,
+        cycles=res.get("cycles"),
+        cpu_seconds=res.get("cpu_seconds"),
     )
 
 
@@ -386,6 +434,7 @@ def run_stage(
     seed: int = 1,
     in_beat: int | None = None,
     force: bool = False,
+    driver: str = DEFAULT_DRIVER,
 ) -> SimResult:
     """``flow sim``: Verilog into ``rtl/<arch>/``, the testbench on ``n`` vectors, the result into ``sim.json``.
 
@@ -393,6 +442,7 @@ def run_stage(
     """
     if sim not in SIMULATORS:
         raise FlowError(f"unknown simulator {sim!r} (choose from: {', '.join(SIMULATORS)})")
+    _get_driver(driver)
     project = Project.of(model, projects_dir)
     project.check_owned()
     ir = project.load_ir()
@@ -407,7 +457,14 @@ def run_stage(
     sim_json = project.root / "sim.json"
     key = f"{arch}/{sim}"
     inputs = warm.inputs_digest(
-        ir=digest, arch=arch, knobs=knobs, sim=sim, n=n, seed=seed, vectors=warm.file_digest(vectors_path)
+        ir=digest,
+        arch=arch,
+        knobs=knobs,
+        sim=sim,
+        n=n,
+        seed=seed,
+        vectors=warm.file_digest(vectors_path),
+        driver=driver,
     )
     done = _simulated(project, sim_json, key, inputs)
     if done is not None and not force:
@@ -422,7 +479,7 @@ def run_stage(
     rows = len(data["inputs"])
     write_npz(subset, **{k: v[idx] for k, v in data.items() if getattr(v, "ndim", 0) >= 1 and len(v) == rows})
     log.info(f"{model}: {sim} on {len(idx)} vectors (progress in {work / f'sim_{sim}.log'})")
-    result = simulate(design, subset, sim, work, seed=seed)
+    result = simulate(design, subset, sim, work, seed=seed, driver=driver)
     record = result.to_dict()
     record["junit"] = str(Path(result.junit).relative_to(project.root))
     record["ir_sha256"] = digest

@@ -480,7 +480,7 @@ def test_the_inputs_digest_moves_with_every_input(monkeypatch):
 def test_a_warm_sim_with_the_same_inputs_only_checks(marked, monkeypatch, capsys):
     calls = []
 
-    def fake_simulate(design, vectors, sim, work, seed=1):
+    def fake_simulate(design, vectors, sim, work, seed=1, **_):
         calls.append(design.knobs)
         junit = work / "results.xml"
         junit.write_text("<testsuites/>")

@@ -164,3 +164,34 @@ def test_flow_sim_stage(tmp_path):
     assert set(sim) == {"folded/icarus", "parallel/icarus"}
     assert sim["folded/icarus"]["ii_cycles"] == 8 + 3 and (root / sim["folded/icarus"]["junit"]).exists()
     assert (root / "rtl" / "folded" / "design.json").exists() and (root / "rtl" / "parallel" / "files.txt").exists()
+
+
+def test_clock_driver_checks_bit_exactly(tmp_path):
+    """The per-clock driver (the old path, kept to compare against): passes a correct design, names a wrong vector."""
+    ir = mlp_ir("clk", [4, 5, 3], seed=6)
+    design = generate(ir, "folded", tmp_path / "rtl", reuse_factors={"fc1": 2}, in_beat=2)
+    vectors = write_vectors(ir, tmp_path / "vectors.npz", 30)
+    r = simulate(design, vectors, "icarus", tmp_path / "sim", driver="clock")
+    assert r.passed, r.error
+    assert r.driver == "clock" and r.latency_cycles == design.latency_cycles_expected
+    data = dict(np.load(vectors))
+    data["outputs"][11, 0] += 1
+    np.savez(vectors, **data)
+    r = simulate(design, vectors, "icarus", tmp_path / "sim", driver="clock")
+    assert not r.passed and r.error.startswith("vector 11 ") and "inputs" in r.error and "actual" in r.error
+    with pytest.raises(FlowError, match="unknown testbench driver"):
+        simulate(design, vectors, "icarus", tmp_path / "sim", driver="python")
+
+
+@pytest.mark.slow  # a Verilator build
+def test_harness_runs_are_cycle_exact_across_simulators(tmp_path):
+    """The harness' clock stops while it waits for Python: the same seed gives the same cycles in both simulators."""
+    ir = mlp_ir("exact", [3, 4, 2], seed=8)
+    design = generate(ir, "parallel", tmp_path / "rtl")
+    vectors = write_vectors(ir, tmp_path / "vectors.npz", 400)
+    runs = [simulate(design, vectors, s, tmp_path / "sim", ready_prob=0.4, gap_prob=0.3, seed=5) for s in SIMS]
+    assert all(r.passed for r in runs), [r.error for r in runs]
+    assert runs[0].cycles == runs[1].cycles and runs[0].latency_cycles == runs[1].latency_cycles
+
+
+SIMS = ("icarus", "verilator")

@@ -11,7 +11,7 @@ from flow.cli import int_at_least
 def add_arguments(p: argparse.ArgumentParser) -> None:
     """Declare the arguments of ``flow sim``."""
     from flow.rtl import ARCHS
-    from flow.sim import SIMULATORS
+    from flow.sim import DEFAULT_DRIVER, DRIVERS, SIMULATORS
 
     p.add_argument(
         "model", help="project name or the card path it was built from (runs verify first unless it passed on this IR)"
@@ -38,6 +38,13 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         "--seed", type=int_at_least(0), default=1, help="seed of the idle gaps and back-pressure (default: 1)"
     )
     p.add_argument("--force", action="store_true", help="simulate again even when a passed run had the same inputs")
+    p.add_argument(
+        "--driver",
+        choices=list(DRIVERS),
+        default=DEFAULT_DRIVER,
+        help="testbench: 'harness' (per-cycle work in HDL, Python fills and drains banks; default) or 'clock' "
+        "(Python drives the ports every clock: the old, slower path, for comparison)",
+    )
 
 
 def ensure_verified(name: str) -> None:
@@ -81,7 +88,9 @@ def run(args: argparse.Namespace) -> int:
     reuse = parse_reuse(args.reuse)
     arch = args.arch or card_arch(name)
     ensure_verified(name)
-    r = run_stage(name, args.sim, arch, args.n, reuse, seed=args.seed, in_beat=args.in_beat, force=args.force)
+    r = run_stage(
+        name, args.sim, arch, args.n, reuse, seed=args.seed, in_beat=args.in_beat, force=args.force, driver=args.driver
+    )
     status = "PASS" if r.passed else "FAIL"
     log.info(
         f"{name} {r.architecture}/{r.simulator}: {status}, {r.vectors} vectors, {r.mismatches} mismatches, "

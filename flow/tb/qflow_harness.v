@@ -1,8 +1,16 @@
-// qflow_tb_harness: the HDL side of the cocotb testbench (tb/qflow_tb.py). Not part of any design.
+// qflow_tb_harness: the HDL side of the cocotb testbench (flow/tb/qflow_tb.py). Not part of any design.
 //
 // It wraps the design under test (module `QFLOW_DUT, with in_last when `QFLOW_STREAM is defined) so that the
 // testbench never works per clock: Python fills two input banks of K_IN samples each and reads two output
-// banks of K_OUT results each, one wide port value per bank; everything per cycle happens here, the clock too.
+// banks of K_OUT results each, one wide value per bank; everything per cycle happens here, the clock too.
+//   * Clock: every edge comes in zero simulated time as soon as the previous one has settled, so a simulator
+//     runs cycles as fast as it evaluates the design (no timer per edge, no Python per edge). The clock stops
+//     while the harness waits for the testbench (no input bank for the next sample, no free output bank),
+//     after BURST cycles (the testbench lets the next burst start: a simulator's evaluation loop stays
+//     bounded, so Verilator's convergence limit still catches a design that never settles) and when it is
+//     done (the last result plus tb_drain cycles, or a timeout): the design never sees how fast the testbench
+//     is, so a run is cycle-exact for a seed whatever the simulator, the bank sizes or the host's load.
+//   * Reset: the first 3 cycles after tb_go.
 //   * Driver: offers the banks' samples in order, split into BEATS beats of BEAT_W bits (in_last on the last);
 //     in_valid stays high until taken (AXI-Stream rule); random idle gaps (1 .. tb_max_gap cycles, starting
 //     with probability tb_gap_thresh / 65536) between beats, from an xorshift32 seeded by tb_seed.
@@ -13,7 +21,7 @@
 //     counts up) when full or when the last expected result arrived.
 // Handshakes are counted by bank numbers: bank b is bank (b % 2); the testbench writes tb_in_filled after
 // filling one (h_in_used counts those fully taken out) and tb_out_ack after reading one (h_out_done counts
-// those handed over); a full output side holds out_ready low (never loses a result).
+// those handed over).
 `timescale 1ns / 1ps
 module qflow_tb_harness #(
     parameter BEAT_W = 8,  // bits of in_data
@@ -24,24 +32,27 @@ module qflow_tb_harness #(
     parameter E_W = 80,  // bits per result in an output bank: data, class, shown cycle, taken cycle (bytes)
     parameter K_IN = 4,
     parameter K_OUT = 4,
-    parameter FIFO_AW = 4  // log2 of the samples that can be in flight
+    parameter FIFO_AW = 4,  // log2 of the samples that can be in flight
+    parameter BURST = 16384  // clock cycles at most between two wake-ups of the testbench
 );
     // The testbench's side: settings and banks it writes (tb_*), state it reads (h_*). Plain variables, not
     // ports (Verilator copies every port on every evaluation), and the only ones visible to the testbench:
     // the build leaves out --public-flat-rw, which would make Verilator re-evaluate the whole design each time.
-    reg rst /* verilator public_flat_rw */;
+    reg tb_go /* verilator public_flat_rw */;  // written last: the clock starts
     reg [31:0] tb_seed /* verilator public_flat_rw */;
     reg [16:0] tb_gap_thresh /* verilator public_flat_rw */;
     reg [7:0] tb_max_gap /* verilator public_flat_rw */;
     reg [16:0] tb_ready_thresh /* verilator public_flat_rw */;
     reg [31:0] tb_total /* verilator public_flat_rw */;
     reg [31:0] tb_timeout /* verilator public_flat_rw */;
+    reg [31:0] tb_drain /* verilator public_flat_rw */;  // cycles to watch for extra outputs after the last one
     reg [K_IN*STRIDE-1:0] tb_in0 /* verilator public_flat_rw */;
     reg [K_IN*STRIDE-1:0] tb_in1 /* verilator public_flat_rw */;
     reg [15:0] tb_in_n0 /* verilator public_flat_rw */;
     reg [15:0] tb_in_n1 /* verilator public_flat_rw */;
     reg [31:0] tb_in_filled /* verilator public_flat_rw */;
     reg [31:0] tb_out_ack /* verilator public_flat_rw */;
+    reg [31:0] tb_burst_at /* verilator public_flat_rw */;  // the cycle at which the current burst started
     reg [31:0] h_in_used /* verilator public_flat_rw */;
     reg [K_OUT*E_W-1:0] h_out0 /* verilator public_flat_rw */;
     reg [K_OUT*E_W-1:0] h_out1 /* verilator public_flat_rw */;
@@ -53,26 +64,56 @@ module qflow_tb_harness #(
     reg [31:0] h_cycle /* verilator public_flat_rw */;
     reg h_timeout /* verilator public_flat_rw */;
     reg h_overflow /* verilator public_flat_rw */;
-    // In reset until the testbench has written its settings (it does so after the first clock edge).
+    reg h_finished /* verilator public_flat_rw */;
+    // The clock waits for tb_go, which the testbench writes after its settings and first banks.
     initial begin
-        rst = 1'b1;
+        tb_go = 1'b0;
         tb_seed = 32'd1;
         tb_gap_thresh = 17'd0;
         tb_max_gap = 8'd1;
         tb_ready_thresh = 17'd65536;
         tb_total = 32'd0;
         tb_timeout = 32'd10000;
+        tb_drain = 32'd16;
         tb_in_filled = 32'd0;
         tb_out_ack = 32'd0;
+        tb_burst_at = 32'd0;
         tb_in_n0 = 16'd0;
         tb_in_n1 = 16'd0;
         tb_in0 = {(K_IN * STRIDE) {1'b0}};
         tb_in1 = {(K_IN * STRIDE) {1'b0}};
+        // What the testbench reads before the first edge (the reset clears them too).
+        h_in_used = 32'd0;
+        h_out_done = 32'd0;
+        h_timeout = 1'b0;
+        h_finished = 1'b0;
     end
 
-    // ---- the clock (10 ns), generated here so that no simulator step involves Python
+    // ---- the clock. ph steps 0 -> 1 (rising edge: the design's registers update) -> 2 (falling edge) -> 0
+    // (one more step: everything the edge changed has settled, so `waiting` reads final values), then the next
+    // rising edge unless the harness waits for the testbench. Only the testbench's writes (tb_go, tb_in_filled,
+    // tb_out_ack, tb_burst_at) restart a stopped clock; `waiting` reads them directly, never through a wire
+    // that may lag.
     reg clk /* verilator public_flat_rw */ = 1'b0;
-    always #5 clk = !clk;
+    reg [1:0] ph = 2'd0;
+    always @(ph or tb_go or tb_in_filled or tb_out_ack or tb_burst_at) begin
+        case (ph)
+            2'd0: if (tb_go && !waiting(tb_in_filled, tb_out_ack, tb_burst_at)) begin
+                clk <= 1'b1;
+                ph <= 2'd1;
+            end
+            2'd1: begin
+                clk <= 1'b0;
+                ph <= 2'd2;
+            end
+            default: ph <= 2'd0;
+        endcase
+    end
+
+    // ---- reset: the first 3 cycles
+    reg [1:0] rst_n_cycles = 2'd0;
+    wire rst = rst_n_cycles != 2'd3;
+    always @(posedge clk) if (rst) rst_n_cycles <= rst_n_cycles + 2'd1;
 
     // ---- the design under test
     reg in_valid_r;
@@ -125,6 +166,7 @@ module qflow_tb_harness #(
     // ---- driver: h_in_used counts banks loaded completely; ni is the next sample's place in bank h_in_used
     reg [7:0] gap;
     reg [15:0] ni;
+    reg [31:0] loaded;  // samples loaded so far
     wire fire = in_valid_r && dut_in_ready;
     wire end_sample = fire && in_last;
     wire need = !cur_ok || end_sample;
@@ -139,6 +181,7 @@ module qflow_tb_harness #(
             rng_in <= tb_seed ^ 32'h9e3779b9;
             h_in_used <= 32'd0;
             ni <= 16'd0;
+            loaded <= 32'd0;
             cur_ok <= 1'b0;
             beat <= 16'd0;
             gap <= 8'd0;
@@ -148,6 +191,7 @@ module qflow_tb_harness #(
             if (fire) beat <= in_last ? 16'd0 : beat + 16'd1;
             if (load) begin
                 cur <= h_in_used[0] ? tb_in1[ni*STRIDE +: STRIDE] : tb_in0[ni*STRIDE +: STRIDE];
+                loaded <= loaded + 32'd1;
                 if (ni == bank_n - 16'd1) begin
                     ni <= 16'd0;
                     h_in_used <= h_in_used + 32'd1;
@@ -191,6 +235,7 @@ module qflow_tb_harness #(
     reg [31:0] shown;
     reg [15:0] wr;
     reg [31:0] idle;
+    reg [31:0] drained;  // cycles since the last expected result
     wire all_done = h_got >= tb_total;
     wire keep = take_out && !all_done;
     wire last_entry = wr == K_OUT - 1 || h_got == tb_total - 32'd1;
@@ -199,7 +244,6 @@ module qflow_tb_harness #(
                             dut_out_data};
     wire [31:0] done_n = h_out_done + {31'd0, keep && last_entry};
     wire [31:0] got_n = h_got + {31'd0, keep};
-    wire space_n = done_n - tb_out_ack < 32'd2;
     wire ready_draw = {1'b0, rng_out[31:16]} < tb_ready_thresh;
     always @(posedge clk) begin
         if (rst) begin
@@ -213,9 +257,11 @@ module qflow_tb_harness #(
             h_got <= 32'd0;
             h_extra <= 32'd0;
             h_out_done <= 32'd0;
-            h_out0 <= {(K_OUT * E_W) {1'b0}};
+            h_out0 <= {(K_OUT * E_W) {1'b0}};  // entries past a bank's count are read too: no X there
             h_out1 <= {(K_OUT * E_W) {1'b0}};
             h_timeout <= 1'b0;
+            drained <= 32'd0;
+            h_finished <= 1'b0;
         end else begin
             rng_out <= xorshift(rng_out);
             h_cycle <= h_cycle + 32'd1;
@@ -239,7 +285,19 @@ module qflow_tb_harness #(
             if (take_out || all_done) idle <= 32'd0;
             else if (idle == tb_timeout) h_timeout <= 1'b1;
             else idle <= idle + 32'd1;
-            out_ready_r <= got_n >= tb_total || (space_n && ready_draw);
+            if (all_done) begin
+                if (drained == tb_drain) h_finished <= 1'b1;
+                else drained <= drained + 32'd1;
+            end
+            out_ready_r <= got_n >= tb_total || ready_draw;
         end
     end
+
+    // The harness needs the testbench before the next edge (or is done): the driver needs a sample and no bank
+    // is filled, or both output banks are handed over and unread, or the burst is over. Nothing to wait for in
+    // reset.
+    function waiting(input [31:0] filled, input [31:0] acked, input [31:0] burst_at);
+        waiting = !rst && (h_finished || h_timeout || h_out_done - acked >= 32'd2 || h_cycle - burst_at >= BURST
+                           || (need && loaded < tb_total && filled == h_in_used));
+    endfunction
 endmodule

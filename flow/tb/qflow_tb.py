@@ -8,12 +8,13 @@ Settings come from the JSON named by ``QFLOW_TB_CONFIG`` (written by :func:`flow
      "latency_expected": 5, "timeout_cycles": 10000, "result": "tb_result.json"}
 
 The vectors file holds ``inputs`` (n, n_in) and ``outputs`` (n, n_out) raw mantissas, optionally ``classes`` (n,)
-and ``kind`` (n,). The design runs inside ``flow/tb/qflow_harness.v``, which does all per-cycle work (driver with
-random idle gaps, random back-pressure, monitor); this side never waits on a clock edge: a feeder writes whole
-banks of samples when the harness has used one, a collector reads whole banks of results when the harness has
-filled one (value-change triggers), and every result is checked here, bit-exactly and in order. Results
-(mismatches, latency, II, wall time, the first failure in words) go to ``result``; the test fails on any
-mismatch, lost or extra output.
+and ``kind`` (n,). The design runs inside ``flow/tb/qflow_harness.v``, which does all per-cycle work (its own
+clock, reset, driver with random idle gaps, random back-pressure, monitor, the drain after the last result) and
+stops its clock while it waits for this side; this side never waits on a clock edge: a feeder writes whole banks
+of samples when the harness has used one, a collector reads whole banks of results when the harness has filled
+one (value-change triggers), and every result is checked here, bit-exactly and in order. Results (mismatches,
+latency, II, wall time, the first failure in words) go to ``result``; the test fails on any mismatch, lost or
+extra output.
 """
 
 from __future__ import annotations
@@ -25,11 +26,15 @@ from pathlib import Path
 
 import cocotb
 import numpy as np
-from cocotb.triggers import ClockCycles, First, RisingEdge, ValueChange
+from cocotb.triggers import First, RisingEdge, Timer, ValueChange
 
 from flow.tb.packing import pack_rows, unpack_bits, unpack_rows
 
 UNRESOLVED_AS_0 = str.maketrans("xXzZuUwW-lLhH", "0" * 11 + "11")  # weak values as their level, the rest as 0
+# The harness runs its cycles in zero simulated time, so a timer fires only when nothing else can happen: at
+# the end of a burst (let the next one start), or when both sides wait for each other (a bug, after a few).
+IDLE_NS = 1
+STALLED_AFTER = 4
 
 
 def load_config() -> dict:
@@ -89,18 +94,21 @@ def split_entries(value: int, count: int, cfg: dict) -> tuple[np.ndarray, ...]:
     return data, field(0, cw), field(cw, 32), field(cw + 32, 32)
 
 
-async def feed(dut, banks: list[tuple[int, int]]) -> None:
-    """Write input banks whenever the harness has one free (it holds two)."""
-    ports = [(dut.tb_in0, dut.tb_in_n0), (dut.tb_in1, dut.tb_in_n1)]
-    filled = 0
+def put_bank(dut, banks: list[tuple[int, int]], k: int) -> None:
+    """Write input bank ``k`` into harness bank ``k % 2`` and hand it over."""
+    value, count = banks[k]
+    data, n_port = (dut.tb_in0, dut.tb_in_n0) if k % 2 == 0 else (dut.tb_in1, dut.tb_in_n1)
+    data.value = value
+    n_port.value = count
+    dut.tb_in_filled.value = k + 1
+
+
+async def feed(dut, banks: list[tuple[int, int]], filled: int) -> None:
+    """Write the input banks from ``filled`` on whenever the harness has one free (it holds two)."""
     while filled < len(banks):
         if filled - int(dut.h_in_used.value) < 2:
-            value, count = banks[filled]
-            data, n_port = ports[filled % 2]
-            data.value = value
-            n_port.value = count
+            put_bank(dut, banks, filled)
             filled += 1
-            dut.tb_in_filled.value = filled
         else:
             await ValueChange(dut.h_in_used)
 
@@ -117,22 +125,24 @@ async def run_vectors(dut) -> None:
     kinds = [str(k) for k in data["kind"][:n]] if "kind" in data.files else ["?"] * n
     banks = input_banks(inputs, cfg)
     timeout = int(cfg.get("timeout_cycles", 100_000))
+    burst = int(cfg["burst_cycles"])
 
-    await RisingEdge(dut.clk)  # after the harness' initial block
+    await Timer(1, unit="ns")  # after the harness' initial block
     dut.tb_seed.value = int(cfg.get("seed", 1)) & 0xFFFFFFFF
     dut.tb_gap_thresh.value = round(float(cfg.get("gap_prob", 0.0)) * 65536)
     dut.tb_max_gap.value = max(1, min(255, int(cfg.get("max_gap", 1))))
     dut.tb_ready_thresh.value = round(float(cfg.get("ready_prob", 1.0)) * 65536)
     dut.tb_total.value = n
     dut.tb_timeout.value = timeout
-    dut.tb_in_filled.value = 0
+    dut.tb_drain.value = int(cfg.get("latency_expected") or 0) + 16  # look for extra outputs for a while
     dut.tb_out_ack.value = 0
-    for _ in range(3):
-        await RisingEdge(dut.clk)
     t0 = time.perf_counter()
     c0 = time.process_time()
-    feeder = cocotb.start_soon(feed(dut, banks))
-    dut.rst.value = 0
+    first = min(2, len(banks))
+    for k in range(first):
+        put_bank(dut, banks, k)
+    dut.tb_go.value = 1  # the clock starts; writes land oldest first, so after the banks
+    feeder = cocotb.start_soon(feed(dut, banks, first))
 
     out_rows: list[np.ndarray] = []
     out_classes: list[np.ndarray] = []
@@ -140,9 +150,10 @@ async def run_vectors(dut) -> None:
     taken: list[np.ndarray] = []
     banks_out = [(dut.h_out0, dut.h_out_n0), (dut.h_out1, dut.h_out_n1)]
     acked = got = 0
+    idle = 0
     error = ""
     progress_every = max(1, n // 10)
-    while got < n:
+    while not error:
         if int(dut.h_out_done.value) > acked:
             value_port, n_port = banks_out[acked % 2]
             count = int(n_port.value)
@@ -165,11 +176,26 @@ async def run_vectors(dut) -> None:
                 dut._log.info(f"{got} of {n} outputs received ({time.perf_counter() - t0:.0f} s)")
         elif int(dut.h_timeout.value):
             error = f"timeout: no output for {timeout} cycles; {got} of {n} outputs received"
+        elif int(dut.h_finished.value):  # every result and the drain after them
             break
         else:
-            await First(ValueChange(dut.h_out_done), RisingEdge(dut.h_timeout))
-    if not error:  # look for extra outputs for a while
-        await ClockCycles(dut.clk, int(cfg.get("latency_expected") or 0) + 16)
+            fired = await First(
+                ValueChange(dut.h_out_done),
+                RisingEdge(dut.h_timeout),
+                RisingEdge(dut.h_finished),
+                Timer(IDLE_NS, unit="ns"),
+            )
+            if not isinstance(fired, Timer):
+                idle = 0
+                continue
+            cycle = int(dut.h_cycle.value)
+            if cycle - int(dut.tb_burst_at.value) >= burst:
+                dut.tb_burst_at.value = cycle  # the next burst
+                idle = 0
+            else:
+                idle += 1
+                if idle >= STALLED_AFTER:
+                    error = f"testbench harness stalled at cycle {cycle}: {got} of {n} outputs received (a bug)"
     wall = time.perf_counter() - t0
     feeder.cancel()
     extra = int(dut.h_extra.value)
