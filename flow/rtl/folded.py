@@ -466,43 +466,13 @@ def whole_vector_control(
         s1_last <= i == {iw_c}'d{steps - 1};
 {q_logic}    end
     // Inputs: loaded on take, rotated one entry per step; entry 0 feeds the multipliers.
+    reg [{steps * lane_w - 1}:0] sr;
     reg [{lane_w - 1}:0] x_q;
-{input_register(steps, lane_w, x_arr, rotate)}"""
-
-
-def input_register(steps: int, lane_w: int, x_arr: str, rotate: str) -> str:
-    """The rotating input register ``sr`` of ``steps`` entries; the same flip-flops in both branches.
-
-    Verilator gets one register per entry: there a step moves one entry instead of shifting the whole vector
-    (5x faster for the diag-sized layer). Icarus and synthesis get the single wide register, which they
-    handle far better than a thousand small processes (Icarus is 100x slower on those, Yosys too).
-    """
-    wide = f"""    reg [{steps * lane_w - 1}:0] sr;
     always @(posedge clk) begin
         if (take) sr <= {x_arr};
         else if (run) sr <= {rotate};
         if (run) x_q <= sr[{lane_w - 1}:0];
     end
-"""
-    if steps == 1:
-        return wide
-    return f"""`ifdef VERILATOR
-    wire [{steps * lane_w - 1}:0] sr_in = {x_arr};
-    wire [{steps * lane_w - 1}:0] sr;
-    genvar e;
-    generate
-        for (e = 0; e < {steps}; e = e + 1) begin : g_sr
-            reg [{lane_w - 1}:0] entry;
-            always @(posedge clk) begin
-                if (take) entry <= sr_in[e*{lane_w} +: {lane_w}];
-                else if (run) entry <= sr[((e + 1) % {steps})*{lane_w} +: {lane_w}];
-            end
-            assign sr[e*{lane_w} +: {lane_w}] = entry;
-        end
-    endgenerate
-    always @(posedge clk) if (run) x_q <= sr[{lane_w - 1}:0];
-`else
-{wide}`endif
 """
 
 
