@@ -22,6 +22,7 @@ from __future__ import annotations
 import json
 import os
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import cocotb
@@ -62,6 +63,63 @@ def most_common(a: np.ndarray) -> int | None:
         return None
     vals, counts = np.unique(a, return_counts=True)
     return int(vals[np.argmax(counts)])
+
+
+@dataclass
+class Outcome:
+    """What one run saw: the vectors, what came out, and when (cycles)."""
+
+    inputs: np.ndarray
+    kinds: list
+    expected: np.ndarray
+    classes: np.ndarray | None
+    actual: np.ndarray  # one row per received output
+    got_classes: np.ndarray | None
+    extra: int  # outputs after the last expected one
+    latency_cycles: np.ndarray
+    accept_gaps_cycles: np.ndarray
+    cycles: int
+
+
+def record_result(cfg: dict, o: Outcome, wall: float, c0: float, error: str | None) -> None:
+    """Compare every output bit for bit, write the run's result file, and fail the test on the first mismatch."""
+    n, got = len(o.expected), len(o.actual)
+    bad = np.flatnonzero((o.actual != o.expected[:got]).any(axis=1)) if got else np.array([], dtype=np.int64)
+    mismatches = int(bad.size)
+    if not error and bad.size:
+        k = int(bad[0])
+        error = describe_failure(k, o.kinds[k], o.inputs[k], o.expected[k], o.actual[k], "output")
+    class_mismatches = 0
+    if o.got_classes is not None:
+        bad_c = np.flatnonzero(o.got_classes != o.classes[: len(o.got_classes)])
+        class_mismatches = int(bad_c.size)
+        if not error and bad_c.size:
+            k = int(bad_c[0])
+            error = describe_failure(
+                k, o.kinds[k], o.inputs[k], o.classes[k : k + 1], o.got_classes[k : k + 1], "out_class (argmax), index"
+            )
+    if not error and o.extra:
+        error = f"{o.extra} extra output(s) after the last expected one (duplicated or spurious)"
+    lat, acc = o.latency_cycles, o.accept_gaps_cycles
+    result = {
+        "vectors": n,
+        "received": got,
+        "mismatches": mismatches + class_mismatches + o.extra + (n - got),
+        "output_mismatches": mismatches,
+        "class_mismatches": class_mismatches,
+        "extra_outputs": o.extra,
+        "latency_cycles": int(lat.min()) if lat.size else None,
+        "latency_cycles_max": int(lat.max()) if lat.size else None,
+        "ii_cycles": most_common(acc),
+        "ii_cycles_min": int(acc.min()) if acc.size else None,
+        "cycles": o.cycles,
+        "wall_seconds": wall,
+        "samples_per_second": n / wall if wall > 0 else None,
+        "error": error,
+        "cpu_seconds": time.process_time() - c0,
+    }
+    Path(cfg["result"]).write_text(json.dumps(result, indent=2) + "\n")
+    assert not error, error
 
 
 def input_banks(inputs: np.ndarray, cfg: dict) -> list[tuple[int, int]]:
@@ -204,42 +262,13 @@ async def run_vectors(dut) -> None:
         error = "testbench harness: more samples in flight than its FIFO holds (raise FIFO_AW)"
 
     actual = np.concatenate(out_rows) if out_rows else np.zeros((0, int(cfg["n_out"])), dtype=np.int64)
-    bad = np.flatnonzero((actual != expected[:got]).any(axis=1)) if got else np.array([], dtype=np.int64)
-    mismatches = int(bad.size)
-    if not error and bad.size:
-        k = int(bad[0])
-        error = describe_failure(k, kinds[k], inputs[k], expected[k], actual[k], "output")
-    class_mismatches = 0
-    if classes is not None and got:
-        got_classes = np.concatenate(out_classes)
-        bad_c = np.flatnonzero(got_classes != classes[:got])
-        class_mismatches = int(bad_c.size)
-        if not error and bad_c.size:
-            k = int(bad_c[0])
-            error = describe_failure(
-                k, kinds[k], inputs[k], classes[k : k + 1], got_classes[k : k + 1], "out_class (argmax), index"
-            )
-    if not error and extra:
-        error = f"{extra} extra output(s) after the last expected one (duplicated or spurious)"
+    got_classes = np.concatenate(out_classes) if classes is not None and got else None
     taken_at = np.concatenate(taken) if taken else np.zeros(0, dtype=np.int64)
     lat = (np.concatenate(shown) - taken_at) if shown else taken_at
-    acc = np.diff(taken_at)
-    result = {
-        "vectors": n,
-        "received": got,
-        "mismatches": mismatches + class_mismatches + extra + (n - got),
-        "output_mismatches": mismatches,
-        "class_mismatches": class_mismatches,
-        "extra_outputs": extra,
-        "latency_cycles": int(lat.min()) if lat.size else None,
-        "latency_cycles_max": int(lat.max()) if lat.size else None,
-        "ii_cycles": most_common(acc),
-        "ii_cycles_min": int(acc.min()) if acc.size else None,
-        "cycles": cycles,
-        "wall_seconds": wall,
-        "samples_per_second": n / wall if wall > 0 else None,
-        "error": error,
-        "cpu_seconds": time.process_time() - c0,
-    }
-    Path(cfg["result"]).write_text(json.dumps(result, indent=2) + "\n")
-    assert not error, error
+    record_result(
+        cfg,
+        Outcome(inputs, kinds, expected, classes, actual, got_classes, extra, lat, np.diff(taken_at), cycles),
+        wall,
+        c0,
+        error,
+    )

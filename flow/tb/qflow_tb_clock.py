@@ -9,10 +9,8 @@ draws come from Python's generator, so its gaps and stalls differ from the harne
 
 from __future__ import annotations
 
-import json
 import random
 import time
-from pathlib import Path
 
 import cocotb
 import numpy as np
@@ -21,7 +19,7 @@ from cocotb.triggers import First, ReadOnly, RisingEdge, Timer
 from cocotb.utils import get_sim_time
 
 from flow.tb.packing import pack_rows, unpack_rows
-from flow.tb.qflow_tb import describe_failure, load_config, most_common
+from flow.tb.qflow_tb import Outcome, load_config, record_result
 
 
 def reader(handle):
@@ -154,41 +152,7 @@ async def run_vectors(dut) -> None:
     wall = time.perf_counter() - t0
 
     actual = unpack_rows(out_words, int(cfg["n_out"]), int(cfg["out_width"]), bool(cfg["out_signed"]))
-    bad = np.flatnonzero((actual != expected[:got]).any(axis=1)) if got else np.array([], dtype=np.int64)
-    mismatches = int(bad.size)
-    if not error and bad.size:
-        k = int(bad[0])
-        error = describe_failure(k, kinds[k], inputs[k], expected[k], actual[k], "output")
-    class_mismatches = 0
-    if classes is not None and got:
-        got_classes = np.asarray(out_classes, dtype=np.int64)
-        bad_c = np.flatnonzero(got_classes != classes[:got])
-        class_mismatches = int(bad_c.size)
-        if not error and bad_c.size:
-            k = int(bad_c[0])
-            error = describe_failure(
-                k, kinds[k], inputs[k], classes[k : k + 1], got_classes[k : k + 1], "out_class (argmax), index"
-            )
-    if not error and extra:
-        error = f"{extra} extra output(s) after the last expected one (duplicated or spurious)"
-    lat = output_cycle[:got] - accept_cycle[:got]
-    acc = np.diff(accept_cycle[:sent])
-    result = {
-        "vectors": n,
-        "received": got,
-        "mismatches": mismatches + class_mismatches + extra + (n - got),
-        "output_mismatches": mismatches,
-        "class_mismatches": class_mismatches,
-        "extra_outputs": extra,
-        "latency_cycles": int(lat.min()) if lat.size else None,
-        "latency_cycles_max": int(lat.max()) if lat.size else None,
-        "ii_cycles": most_common(acc),
-        "ii_cycles_min": int(acc.min()) if acc.size else None,
-        "cycles": cycle,
-        "wall_seconds": wall,
-        "samples_per_second": n / wall if wall > 0 else None,
-        "error": error,
-        "cpu_seconds": time.process_time() - c0,
-    }
-    Path(cfg["result"]).write_text(json.dumps(result, indent=2) + "\n")
-    assert not error, error
+    got_classes = np.asarray(out_classes, dtype=np.int64) if classes is not None and got else None
+    lat, gaps = output_cycle[:got] - accept_cycle[:got], np.diff(accept_cycle[:sent])
+    outcome = Outcome(inputs, kinds, expected, classes, actual, got_classes, extra, lat, gaps, cycle)
+    record_result(cfg, outcome, wall, c0, error)
