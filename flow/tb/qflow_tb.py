@@ -43,6 +43,17 @@ def load_config() -> dict:
     return json.loads(Path(os.environ["QFLOW_TB_CONFIG"]).read_text())
 
 
+def load_vectors(cfg: dict) -> tuple[int, np.ndarray, np.ndarray, np.ndarray | None, list[str]]:
+    """The run's first ``n`` vectors: (n, inputs, expected outputs, expected classes or None, each vector's kind)."""
+    data = np.load(cfg["vectors"])
+    n = int(cfg["n"])
+    inputs = np.asarray(data["inputs"], dtype=np.int64)[:n]
+    expected = np.asarray(data["outputs"], dtype=np.int64)[:n]
+    classes = np.asarray(data["classes"], dtype=np.int64)[:n] if "classes" in data.files else None
+    kinds = [str(k) for k in data["kind"][:n]] if "kind" in data.files else ["?"] * n
+    return n, inputs, expected, classes, kinds
+
+
 def describe_failure(k: int, kind: str, x: np.ndarray, want: np.ndarray, got: np.ndarray, what: str) -> str:
     """A readable message for the first mismatching vector."""
     j = int(np.flatnonzero(want != got)[0])
@@ -175,12 +186,7 @@ async def feed(dut, banks: list[tuple[int, int]], filled: int) -> None:
 async def run_vectors(dut) -> None:
     """Drive every vector, check every output bit-exactly and in order, measure latency and II."""
     cfg = load_config()
-    data = np.load(cfg["vectors"])
-    n = int(cfg["n"])
-    inputs = np.asarray(data["inputs"], dtype=np.int64)[:n]
-    expected = np.asarray(data["outputs"], dtype=np.int64)[:n]
-    classes = np.asarray(data["classes"], dtype=np.int64)[:n] if "classes" in data.files else None
-    kinds = [str(k) for k in data["kind"][:n]] if "kind" in data.files else ["?"] * n
+    n, inputs, expected, classes, kinds = load_vectors(cfg)
     banks = input_banks(inputs, cfg)
     timeout = int(cfg.get("timeout_cycles", 100_000))
     burst = int(cfg["burst_cycles"])

@@ -19,7 +19,7 @@ from cocotb.triggers import First, ReadOnly, RisingEdge, Timer
 from cocotb.utils import get_sim_time
 
 from flow.tb.packing import pack_rows, unpack_rows
-from flow.tb.qflow_tb import Outcome, load_config, record_result
+from flow.tb.qflow_tb import Outcome, load_config, load_vectors, record_result
 
 
 def reader(handle):
@@ -43,12 +43,7 @@ def beat_words(inputs: np.ndarray, cfg: dict) -> list[list[int]]:
 async def run_vectors(dut) -> None:
     """Drive every vector, check every output bit-exactly and in order, measure latency and II."""
     cfg = load_config()
-    data = np.load(cfg["vectors"])
-    n = int(cfg["n"])
-    inputs = np.asarray(data["inputs"], dtype=np.int64)[:n]
-    expected = np.asarray(data["outputs"], dtype=np.int64)[:n]
-    classes = np.asarray(data["classes"], dtype=np.int64)[:n] if "classes" in data.files else None
-    kinds = [str(k) for k in data["kind"][:n]] if "kind" in data.files else ["?"] * n
+    n, inputs, expected, classes, kinds = load_vectors(cfg)
     packed = beat_words(inputs, cfg)
     beats = int(cfg["beats"])
     rng = random.Random(int(cfg.get("seed", 1)))
