@@ -149,6 +149,16 @@ def check_range(value: Any, name: str, ctx: SpecContext, lo: float, hi: float) -
     return [float(value[0]), float(value[1])]
 
 
+def check_knobs(
+    out: dict, ranges: dict[str, tuple[float, float]], scalars: dict[str, tuple[float, float]], ctx: SpecContext
+) -> None:
+    """Check a generator's [low, high] knobs (``ranges``) and float knobs (``scalars``) in ``out``, in place."""
+    for name, (lo, hi) in ranges.items():
+        out[name] = check_range(out[name], name, ctx, lo, hi)
+    for name, (lo, hi) in scalars.items():
+        out[name] = check_float(out[name], name, ctx, lo, hi)
+
+
 def check_path(value: Any, name: str, ctx: SpecContext, suffixes: Sequence[str]) -> Path:
     """An existing file (unless ``ctx.files`` is False) with one of the given suffixes; relative to the card."""
     if not isinstance(value, str) or not value:

@@ -16,7 +16,7 @@ from flow.data.dataset import (
     check_fields,
     check_float,
     check_int,
-    check_range,
+    check_knobs,
 )
 from flow.features import FeatureStage
 
@@ -284,10 +284,7 @@ def check_spec(spec: dict, ctx: SpecContext) -> dict:
     out["log1p_frac_bits"] = check_int(out["log1p_frac_bits"], "log1p_frac_bits", ctx, 0, 24)
     out["val_fraction"] = check_float(out["val_fraction"], "val_fraction", ctx, 0.01, 0.5)
     out["test_fraction"] = check_float(out["test_fraction"], "test_fraction", ctx, 0.01, 0.5)
-    for name, (lo, hi) in _RANGES.items():
-        out[name] = check_range(out[name], name, ctx, lo, hi)
-    for name, (lo, hi) in _SCALARS.items():
-        out[name] = check_float(out[name], name, ctx, lo, hi)
+    check_knobs(out, _RANGES, _SCALARS, ctx)
     return out
 
 

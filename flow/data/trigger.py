@@ -21,7 +21,7 @@ from dataclasses import dataclass
 import numpy as np
 from scipy.special import ndtr
 
-from flow.data.dataset import Dataset, SpecContext, check_fields, check_float, check_int, check_range
+from flow.data.dataset import Dataset, SpecContext, check_fields, check_int, check_knobs
 
 GENERATOR_VERSION = 1  # bump whenever the generated numbers change for the same seed and parameters
 CLASS_NAMES = ["background", "signal"]
@@ -131,10 +131,7 @@ def check_spec(spec: dict, ctx: SpecContext) -> dict:
         out[name] = check_int(out[name], name, ctx, 10, 5_000_000)
     out["size"] = check_int(out["size"], "size", ctx, 3, 64)
     out["bits"] = check_int(out["bits"], "bits", ctx, 1, 16)
-    for name, (lo, hi) in _RANGES.items():
-        out[name] = check_range(out[name], name, ctx, lo, hi)
-    for name, (lo, hi) in _SCALARS.items():
-        out[name] = check_float(out[name], name, ctx, lo, hi)
+    check_knobs(out, _RANGES, _SCALARS, ctx)
     return out
 
 
