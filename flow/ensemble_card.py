@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from flow.card import Card, load_card, load_raw, resolve_card_path
+from flow.card import Card, list_cards, load_card, load_raw, resolve_card_path
 from flow.card_schema import Where
 from flow.errors import FlowError
 from flow.features import FeatureStage
@@ -106,10 +106,17 @@ def _members(w: Where, value: Any) -> list[str]:
     seen = [v for i, v in enumerate(value) if v in value[:i]]
     if seen:
         raise w.error("members", f"{seen[0]} is named twice")
+    known = ", ".join(list_cards()[:8])
     for v in value:
         if "/" in v or v.endswith((".yaml", ".yml")):
             raise w.error("members", f"{v!r}: name member cards (qmodels/<name>.yaml), not paths")
-        if is_ensemble_card(_member_path(w.path, v)):
+        try:
+            path = _member_path(w.path, v)
+        except FlowError:
+            raise w.error(
+                "members", f"{v}.yaml: no such model card beside this card or in qmodels/ (known: {known}, ...)"
+            ) from None
+        if is_ensemble_card(path):
             raise w.error("members", f"{v} is an ensemble card; members are single networks")
     return value
 
