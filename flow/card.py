@@ -6,6 +6,7 @@ import copy
 import hashlib
 import json
 import re
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -27,7 +28,7 @@ RESERVED_LAYER_NAMES = ("x", "input_q", "output_q", "image")
 
 @dataclass(frozen=True)
 class LayerSpec:
-    """One layer of the card: ``dense``, ``relu``, ``dropout``, ``conv2d``, ``maxpool2d`` or ``flatten``."""
+    """One layer of the card (its ``type`` is a key of :data:`CARD_LAYERS`)."""
 
     type: str
     name: str
@@ -41,6 +42,7 @@ class LayerSpec:
     kernel: int = 0  # conv2d: kernel height = width
     padding: str = "valid"  # conv2d: valid or same (stride 1)
     pool: int = 0  # maxpool2d: pool height = width = stride
+    scale: Bits | None = None  # batchnorm: the folded per-channel scale (its shift is ``bias``)
 
 
 @dataclass(frozen=True)
@@ -102,7 +104,7 @@ class Card:
         """Per-layer bitwidths in card notation, for reports."""
         out = {"input": str(self.input)}
         for layer in self.layers:
-            for what in ("weight", "bias", "activation"):
+            for what in ("weight", "bias", "scale", "activation"):
                 bits = getattr(layer, what)
                 if bits is not None:
                     out[f"{layer.name}.{what}"] = str(bits)
@@ -125,19 +127,13 @@ _TOP_KEYS = {
     "hardware",
     "search",
 }
-_LAYER_KEYS = {
-    "dense": {"type", "name", "units", "weight", "bias", "reuse_factor"},
-    "relu": {"type", "name", "activation"},
-    "dropout": {"type", "name", "rate"},
-    "conv2d": {"type", "name", "filters", "kernel", "padding", "weight", "bias"},
-    "maxpool2d": {"type", "name", "pool"},
-    "flatten": {"type", "name"},
+# ``bitwidths:`` gives each layer type's default; a layer's own field overrides it. Key -> (layer type, fields).
+BITWIDTH_TYPES = {
+    "conv": ("conv2d", ("weight", "bias")),
+    "dense": ("dense", ("weight", "bias")),
+    "activation": ("relu", ("activation",)),
+    "batchnorm": ("batchnorm", ("scale", "bias")),
 }
-_DEFAULT_NAMES = {"dense": "fc", "relu": "relu", "dropout": "dropout", "conv2d": "conv", "maxpool2d": "pool"}
-_DEFAULT_NAMES["flatten"] = "flatten"
-# ``bitwidths:`` gives each layer type's default; a layer's own field overrides it. Type -> (layer type, fields).
-BITWIDTH_TYPES = {"conv": ("conv2d", ("weight", "bias")), "dense": ("dense", ("weight", "bias"))}
-BITWIDTH_TYPES["activation"] = ("relu", ("activation",))
 PADDINGS = ("valid", "same")
 
 
@@ -293,11 +289,11 @@ def _layer_name(w: Where, fld: str, name: Any, seen: dict[str, str]) -> str:
 
 
 def _bitwidth_defaults(w: Where, given: Any) -> dict[str, dict[str, Bits]]:
-    """``bitwidths:`` as layer type -> field -> Bits (``conv``/``dense``: weight and bias, ``activation``: relu)."""
+    """``bitwidths:`` as layer type -> field -> Bits (the fields of :data:`BITWIDTH_TYPES`)."""
     if given is None:
         return {}
     if not isinstance(given, dict):
-        raise w.error("bitwidths", "must be a mapping of layer type to (W,I): conv, dense, activation")
+        raise w.error("bitwidths", f"must be a mapping of layer type to (W,I): {', '.join(BITWIDTH_TYPES)}")
     _unknown(w, "bitwidths.", given, set(BITWIDTH_TYPES))
     out: dict[str, dict[str, Bits]] = {}
     for key, value in given.items():
@@ -318,66 +314,103 @@ def _bits_of(w: Where, fld: str, item: dict, key: str, kind: str, defaults: dict
     return default
 
 
-def _layers(w: Where, items: Any, defaults: dict[str, dict[str, Bits]] | None = None) -> tuple[LayerSpec, ...]:
+Defaults = dict[str, dict[str, Bits]]
+
+
+def _dense_fields(w: Where, fld: str, item: dict, defaults: Defaults) -> dict:
+    if "units" not in item:
+        raise w.error(f"{fld}.units", "missing; a dense layer needs units")
+    return {
+        "units": _int(w, f"{fld}.units", item["units"], 1, 65536),
+        "weight": _bits_of(w, fld, item, "weight", "bits", defaults),
+        "bias": _bits_of(w, fld, item, "bias", "bits", defaults),
+        "reuse_factor": _int(w, f"{fld}.reuse_factor", item.get("reuse_factor", 1), 1),
+    }
+
+
+def _conv2d_fields(w: Where, fld: str, item: dict, defaults: Defaults) -> dict:
+    for req in ("filters", "kernel"):
+        if req not in item:
+            raise w.error(f"{fld}.{req}", "missing; a conv2d layer needs filters and kernel")
+    return {
+        "filters": _int(w, f"{fld}.filters", item["filters"], 1, 1024),
+        "kernel": _int(w, f"{fld}.kernel", item["kernel"], 1, 15),
+        "padding": _choice(w, f"{fld}.padding", item.get("padding", "valid"), PADDINGS),
+        "weight": _bits_of(w, fld, item, "weight", "bits", defaults),
+        "bias": _bits_of(w, fld, item, "bias", "bits", defaults),
+    }
+
+
+def _batchnorm_fields(w: Where, fld: str, item: dict, defaults: Defaults) -> dict:
+    return {
+        "scale": _bits_of(w, fld, item, "scale", "bits", defaults),
+        "bias": _bits_of(w, fld, item, "bias", "bits", defaults),
+    }
+
+
+@dataclass(frozen=True)
+class CardLayerType:
+    """One ``layers:`` type: the fields it takes (besides ``type`` and ``name``), its default name and its parser."""
+
+    fields: frozenset[str]
+    default_name: str
+    parse: Callable[[Where, str, dict, Defaults], dict]  # -> the LayerSpec fields it sets
+
+
+# The card's layer types (flow/model.py builds each in Keras; qmodels/README.md documents them).
+CARD_LAYERS: dict[str, CardLayerType] = {
+    "dense": CardLayerType(frozenset({"units", "weight", "bias", "reuse_factor"}), "fc", _dense_fields),
+    "relu": CardLayerType(
+        frozenset({"activation"}),
+        "relu",
+        lambda w, fld, item, d: {"activation": _bits_of(w, fld, item, "activation", "relu", d)},
+    ),
+    "dropout": CardLayerType(
+        frozenset({"rate"}),
+        "dropout",
+        lambda w, fld, item, d: {"rate": _float(w, f"{fld}.rate", item.get("rate", 0.25), 0.0, 0.95)},
+    ),
+    "conv2d": CardLayerType(frozenset({"filters", "kernel", "padding", "weight", "bias"}), "conv", _conv2d_fields),
+    "maxpool2d": CardLayerType(
+        frozenset({"pool"}),
+        "pool",
+        lambda w, fld, item, d: {"pool": _int(w, f"{fld}.pool", item.get("pool", 2), 2, 16)},
+    ),
+    "flatten": CardLayerType(frozenset(), "flatten", lambda w, fld, item, d: {}),
+    "batchnorm": CardLayerType(frozenset({"scale", "bias"}), "bn", _batchnorm_fields),
+}
+
+
+def _layers(w: Where, items: Any, defaults: Defaults | None = None) -> tuple[LayerSpec, ...]:
     defaults = defaults or {}
-    kinds = ", ".join(_LAYER_KEYS)
+    kinds = ", ".join(CARD_LAYERS)
     if not isinstance(items, list) or not items:
         raise w.error("layers", f"must be a non-empty list of layers ({kinds})")
-    counts = dict.fromkeys(_LAYER_KEYS, 0)
+    counts = dict.fromkeys(CARD_LAYERS, 0)
     names: dict[str, str] = {}
     layers = []
     for i, item in enumerate(items):
         fld = f"layers[{i}]"
         if not isinstance(item, dict) or "type" not in item:
             raise w.error(fld, f"each layer is a mapping with a `type` ({kinds})")
-        kind = _choice(w, f"{fld}.type", item["type"], tuple(_LAYER_KEYS))
-        _unknown(w, f"{fld}.", item, _LAYER_KEYS[kind])
+        kind = _choice(w, f"{fld}.type", item["type"], tuple(CARD_LAYERS))
+        layer_type = CARD_LAYERS[kind]
+        _unknown(w, f"{fld}.", item, {"type", "name", *layer_type.fields})
         counts[kind] += 1
-        name = _layer_name(w, f"{fld}.name", item.get("name", _DEFAULT_NAMES[kind] + str(counts[kind])), names)
-        if kind == "dense":
-            if "units" not in item:
-                raise w.error(f"{fld}.units", "missing; a dense layer needs units")
-            layers.append(
-                LayerSpec(
-                    type=kind,
-                    name=name,
-                    units=_int(w, f"{fld}.units", item["units"], 1, 65536),
-                    weight=_bits_of(w, fld, item, "weight", "bits", defaults),
-                    bias=_bits_of(w, fld, item, "bias", "bits", defaults),
-                    reuse_factor=_int(w, f"{fld}.reuse_factor", item.get("reuse_factor", 1), 1),
-                )
-            )
-        elif kind == "conv2d":
-            for req in ("filters", "kernel"):
-                if req not in item:
-                    raise w.error(f"{fld}.{req}", "missing; a conv2d layer needs filters and kernel")
-            layers.append(
-                LayerSpec(
-                    type=kind,
-                    name=name,
-                    filters=_int(w, f"{fld}.filters", item["filters"], 1, 1024),
-                    kernel=_int(w, f"{fld}.kernel", item["kernel"], 1, 15),
-                    padding=_choice(w, f"{fld}.padding", item.get("padding", "valid"), PADDINGS),
-                    weight=_bits_of(w, fld, item, "weight", "bits", defaults),
-                    bias=_bits_of(w, fld, item, "bias", "bits", defaults),
-                )
-            )
-        elif kind == "maxpool2d":
-            layers.append(LayerSpec(type=kind, name=name, pool=_int(w, f"{fld}.pool", item.get("pool", 2), 2, 16)))
-        elif kind == "flatten":
-            layers.append(LayerSpec(type=kind, name=name))
-        elif kind == "relu":
-            layers.append(
-                LayerSpec(type=kind, name=name, activation=_bits_of(w, fld, item, "activation", "relu", defaults))
-            )
-        else:
-            layers.append(
-                LayerSpec(type=kind, name=name, rate=_float(w, f"{fld}.rate", item.get("rate", 0.25), 0.0, 0.95))
-            )
+        name = _layer_name(w, f"{fld}.name", item.get("name", layer_type.default_name + str(counts[kind])), names)
+        layers.append(LayerSpec(type=kind, name=name, **layer_type.parse(w, fld, item, defaults)))
     if layers[-1].type == "relu" or not any(layer.type == "dense" for layer in layers):
         raise w.error("layers", "needs at least one dense layer and must not end in relu (the output is the logits)")
     _check_image_layers(w, layers)
+    _check_batchnorm(w, layers)
     return tuple(layers)
+
+
+def _check_batchnorm(w: Where, layers: list[LayerSpec]) -> None:
+    """A batchnorm follows a dense or conv2d layer directly: it scales that layer's exact outputs per channel."""
+    for i, layer in enumerate(layers):
+        if layer.type == "batchnorm" and (i == 0 or layers[i - 1].type not in ("dense", "conv2d")):
+            raise w.error(f"layers[{i}]", "a batchnorm goes right after a dense or conv2d layer")
 
 
 def _check_image_layers(w: Where, layers: list[LayerSpec]) -> None:

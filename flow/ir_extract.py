@@ -9,9 +9,9 @@ import numpy as np
 from flow.errors import FlowError
 from flow.fixed import FixedType
 from flow.ir import IR, AppliedHardware, CastLayer, DenseLayer, InputSpec, Layer, LayerHardware, ReluLayer, Task
-from flow.layers import Conv2DLayer, FlattenLayer, MaxPool2DLayer, Padding
+from flow.layers import BatchNormLayer, Conv2DLayer, FlattenLayer, MaxPool2DLayer, Padding
 
-SUPPORTED = "Input, Dense, Activation(relu), Activation(linear), Conv2D, Pooling2D(max), Reshape"
+SUPPORTED = "Input, Dense, Activation(relu), Activation(linear), Conv2D, Pooling2D(max), Reshape, BatchNormalization"
 
 
 def _type(precision) -> FixedType:
@@ -70,6 +70,23 @@ def _conv2d(layer, result_t: FixedType) -> Conv2DLayer:
     )
 
 
+def _batchnorm(layer, shape: tuple[int, ...], result_t: FixedType) -> BatchNormLayer:
+    """hls4ml's unfused BatchNormalization (``normalize``): one scale and one bias per channel (the last axis)."""
+    s_var, b_var = layer.weights["scale"], layer.weights["bias"]
+    scale_t, bias_t = _type(s_var.type.precision), _type(b_var.type.precision)
+    channels = shape[-1]
+    return BatchNormLayer(
+        layer.name,
+        shape,
+        result_t,
+        inputs=tuple(layer.inputs),
+        scale_t=scale_t,
+        scale=_raw(np.asarray(s_var.data).reshape(channels), scale_t, f"{layer.name} scale"),
+        bias_t=bias_t,
+        bias=_raw(np.asarray(b_var.data).reshape(channels), bias_t, f"{layer.name} bias"),
+    )
+
+
 def pad_split(kernel: int) -> tuple[int, int]:
     """TensorFlow's 'same' padding at stride 1: (kernel - 1) // 2 before, the rest after."""
     return (kernel - 1) // 2, kernel - 1 - (kernel - 1) // 2
@@ -124,6 +141,8 @@ def extract_ir(hls_model, name: str, task: str, class_names: list[str] | None = 
             nodes.append(_dense(layer, int(np.prod(shape)), result_t))
         elif cls == "Conv2D":
             nodes.append(_conv2d(layer, result_t))
+        elif cls == "BatchNormalization":
+            nodes.append(_batchnorm(layer, shape, result_t))
         elif cls == "Pooling2D":
             nodes.append(_pool2d(layer, result_t))
         elif cls == "Reshape" and not nodes and len(inputs) == 1 and list(layer.inputs) == [inputs[0].name]:

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
 
-from flow.card import Bits, Card
+from flow.card import Bits, Card, LayerSpec
 from flow.errors import FlowError
 
 
@@ -22,13 +23,66 @@ def output_units(n_outputs: int) -> tuple[int, ...]:
     return (n_outputs, 1) if n_outputs == 2 else (n_outputs,)
 
 
+def _dense(spec: LayerSpec, quantized: bool):
+    from qkeras import QDense
+    from tensorflow.keras import layers
+
+    if not quantized:
+        return layers.Dense(spec.units, name=spec.name)
+    return QDense(spec.units, kernel_quantizer=_qbits(spec.weight), bias_quantizer=_qbits(spec.bias), name=spec.name)
+
+
+def _relu(spec: LayerSpec, quantized: bool):
+    from qkeras import QActivation, quantized_relu
+    from tensorflow.keras import layers
+
+    if not quantized:
+        return layers.ReLU(name=spec.name)
+    return QActivation(quantized_relu(spec.activation.width, spec.activation.int_bits), name=spec.name)
+
+
+def _conv2d(spec: LayerSpec, quantized: bool):
+    from qkeras import QConv2D
+    from tensorflow.keras import layers
+
+    conv = dict(filters=spec.filters, kernel_size=spec.kernel, padding=spec.padding, name=spec.name)
+    if not quantized:
+        return layers.Conv2D(**conv)
+    return QConv2D(**conv, kernel_quantizer=_qbits(spec.weight), bias_quantizer=_qbits(spec.bias))
+
+
+def _keras(name: str):
+    """A plain Keras layer class, the same in the float and the quantized model."""
+
+    def build(spec: LayerSpec, quantized: bool):
+        from tensorflow.keras import layers
+
+        args = {"dropout": (spec.rate,), "maxpool2d": (spec.pool,)}.get(spec.type, ())
+        return getattr(layers, name)(*args, name=spec.name)
+
+    return build
+
+
+# Card layer type (flow.card.CARD_LAYERS) -> its Keras layer, quantized or the float twin. A batchnorm trains
+# as Keras' own layer; flow/batchnorm.py folds its statistics into the card's fixed-point scale and shift.
+KERAS_LAYERS: dict[str, Callable[[LayerSpec, bool], object]] = {
+    "dense": _dense,
+    "relu": _relu,
+    "dropout": _keras("Dropout"),
+    "conv2d": _conv2d,
+    "maxpool2d": _keras("MaxPooling2D"),
+    "flatten": _keras("Flatten"),
+    "batchnorm": _keras("BatchNormalization"),
+}
+
+
 def build_model(
     card: Card, n_features: int, n_outputs: int, *, quantized: bool = True, image_shape: list[int] | None = None
 ):
     """The card's network as a Keras model; ``quantized=False`` gives the float baseline. A card with conv2d layers
     reshapes its flat input (after the input quantizer) to the dataset's ``image_shape``."""
     import tensorflow as tf
-    from qkeras import QActivation, QConv2D, QDense, quantized_relu
+    from qkeras import QActivation
 
     layers = tf.keras.layers
     inp = tf.keras.Input((n_features,), name="x")
@@ -43,31 +97,7 @@ def build_model(
             raise FlowError(f"{card.path}: layers: conv2d layers need image data; dataset has {n_features} features")
         x = layers.Reshape(tuple(image_shape), name="image")(x)
     for spec in card.layers:
-        if spec.type == "dropout":
-            x = layers.Dropout(spec.rate, name=spec.name)(x)
-        elif spec.type == "relu":
-            x = (
-                QActivation(quantized_relu(spec.activation.width, spec.activation.int_bits), name=spec.name)(x)
-                if quantized
-                else layers.ReLU(name=spec.name)(x)
-            )
-        elif spec.type == "conv2d":
-            conv = dict(filters=spec.filters, kernel_size=spec.kernel, padding=spec.padding, name=spec.name)
-            if quantized:
-                x = QConv2D(**conv, kernel_quantizer=_qbits(spec.weight), bias_quantizer=_qbits(spec.bias))(x)
-            else:
-                x = layers.Conv2D(**conv)(x)
-        elif spec.type == "maxpool2d":
-            x = layers.MaxPooling2D(spec.pool, name=spec.name)(x)
-        elif spec.type == "flatten":
-            x = layers.Flatten(name=spec.name)(x)
-        else:
-            if quantized:
-                x = QDense(
-                    spec.units, kernel_quantizer=_qbits(spec.weight), bias_quantizer=_qbits(spec.bias), name=spec.name
-                )(x)
-            else:
-                x = layers.Dense(spec.units, name=spec.name)(x)
+        x = KERAS_LAYERS[spec.type](spec, quantized)(x)
     if quantized and card.output is not None:
         x = QActivation(_qbits(card.output), name="output_q")(x)
     return tf.keras.Model(inp, x, name=card.name)

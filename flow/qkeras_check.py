@@ -7,6 +7,8 @@ from the types and the data, per element:
 * a QDense computes ``x @ Wq + bq`` in float32: at most ``gamma(n_in + 1) * (|x| @ |W| + |b|)`` (``gamma(n) =
   n u / (1 - n u)``, ``u = 2**-24``) plus the straight-through estimator's rounding of ``Wq = w + (wq - w)``
   (``2**-23 (|w| + |wq|)`` per weight) and the float32 rounding of its inputs;
+* a BatchNormalization (statistics folded, flow/batchnorm.py) computes ``x * s + b`` in float32: at most
+  ``4 u (|x| |s| + |b|)`` (a few roundings, ``rsqrt`` included) plus the float32 rounding of its input times ``|s|``;
 * a quantizer rounds exactly, so it may differ by one LSB of its type only where its exact input lies within that
   error of a rounding tie, plus its own straight-through rounding (``2**-23 (|x| + |xq|)``).
 
@@ -30,6 +32,7 @@ from flow.quantizers import QLayer, check_model
 _U = 2.0**-24  # float32 unit roundoff
 _STE = 2.0**-23  # x + (xq - x) in float32: two roundings
 _WEIGHTED = {"QDense": LayerKind.DENSE, "QConv2D": LayerKind.CONV2D}  # Keras class -> the IR kind it becomes
+_SCALED = {"BatchNormalization": LayerKind.BATCHNORM}  # Keras class -> the IR kind of its per-channel x * s + b
 _EXACT = {"MaxPooling2D", "Flatten"}  # no arithmetic: QKeras gives the reference's values exactly
 
 
@@ -98,7 +101,7 @@ def _ir_group(q: QLayer, layers: list, pos: int, is_input_quantizer: bool) -> li
     if q.class_name in _WEIGHTED:
         split = q.output_t is not None and pos + 1 < len(layers) and layers[pos + 1].name == q.hls_name
         return [pos, pos + 1] if split else [pos]
-    if q.class_name in _EXACT:
+    if q.class_name in _EXACT or q.class_name in _SCALED:
         return [pos]
     if q.output_t is not None and not is_input_quantizer:
         return [pos]
@@ -133,8 +136,9 @@ def check(keras_model, ir: IR, x_raw: np.ndarray, trace: reference.Trace | None 
         if not group:
             continue
         kind = layers[group[0]].kind if group[-1] < len(layers) else None
-        expected = _WEIGHTED.get(q.class_name)  # a weighted layer must meet its kind, any other layer no weighted one
-        if kind is None or (kind is not expected if expected else kind in _WEIGHTED.values()):
+        # A weighted or scaling layer must meet its kind, any other layer none of theirs.
+        expected = _WEIGHTED.get(q.class_name) or _SCALED.get(q.class_name)
+        if kind is None or (kind is not expected if expected else kind in {*_WEIGHTED.values(), *_SCALED.values()}):
             result.problem = f"layer {q.name} ({q.class_name}) has no counterpart in the IR: hls4ml changed the network"
             return result
         pos = group[-1] + 1
@@ -169,6 +173,12 @@ def check(keras_model, ir: IR, x_raw: np.ndarray, trace: reference.Trace | None 
                 allowed = _tie_flip(exact_in, err, ref_t) * ref_t.lsb + _STE * (np.abs(exact_in) + np.abs(ref))
             else:
                 allowed = err.reshape(n, -1)
+        elif q.class_name in _SCALED:
+            node, n = layers[group[0]], len(value)
+            s = np.abs(node.scale_t.to_float(node.scale))
+            b = np.abs(node.bias_t.to_float(node.bias))
+            v = value.reshape(n, -1, node.channels)
+            allowed = (4 * _U * (np.abs(v) * s + b) + _float32_error(v) * s).reshape(n, -1)
         else:
             err = _float32_error(value)
             allowed = _tie_flip(value, err, ref_t) * ref_t.lsb + _STE * (np.abs(value) + np.abs(ref))

@@ -22,7 +22,7 @@ from flow.fixed import FixedType, Overflow, Rounding
 SUPPORTED_QUANTIZERS = "quantized_bits(W,I) and quantized_relu(W,I) with alpha=1, symmetric=0, no stochastic rounding"
 SUPPORTED_LAYERS = (
     "InputLayer, QDense, QActivation, Dropout, Activation('linear'); for images QConv2D (stride 1, valid or same), "
-    "MaxPooling2D (no padding), Flatten and a Reshape of the input"
+    "MaxPooling2D (no padding), Flatten and a Reshape of the input; BatchNormalization right after a QDense or QConv2D"
 )
 
 
@@ -188,6 +188,16 @@ def _maxpool2d(where: str, layer) -> QLayer:
     return _passthrough(where, layer)
 
 
+def _batchnorm(where: str, layer) -> QLayer:
+    axis = layer.axis if isinstance(layer.axis, int) else (list(layer.axis) or [None])[-1]
+    if axis not in (-1, len(layer.input_shape) - 1):
+        raise FlowError(
+            f"{where}: layer {layer.name} (BatchNormalization) normalises axis {layer.axis}; qflow converts the "
+            "channel (last) axis"
+        )
+    return _passthrough(where, layer)
+
+
 def _weighted(where: str, layer, class_name: str) -> QLayer:
     """A QDense or QConv2D: quantized weights and biases, an optional activation quantizer."""
     weight_t = _param_type(where, layer, "kernel_quantizer", "weights", "give it quantized_bits(W,I,alpha=1)")
@@ -246,6 +256,7 @@ LAYERS: dict[str, Callable[[str, object], QLayer]] = {
     "MaxPooling2D": _maxpool2d,
     "Flatten": _passthrough,
     "Reshape": _passthrough,
+    "BatchNormalization": _batchnorm,
 }
 
 
@@ -282,6 +293,13 @@ def check_model(keras_model, where: str) -> list[QLayer]:
             raise FlowError(
                 f"{where}: layer {layer.name} ({kind}) quantizes the output of {before.name}'s quantizer again; "
                 "hls4ml merges the two and loses the first rounding (keep one quantizer between QDense layers)"
+            )
+        if q.class_name == "BatchNormalization" and (
+            not checked or checked[-1].class_name not in ("QDense", "QConv2D") or checked[-1].quantizes_output
+        ):
+            raise FlowError(
+                f"{where}: layer {layer.name} (BatchNormalization) must follow a QDense or QConv2D without an "
+                "activation: it scales that layer's exact outputs"
             )
         checked.append(q)
         previous = layer

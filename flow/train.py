@@ -7,6 +7,7 @@ from typing import Any
 
 import numpy as np
 
+from flow import batchnorm
 from flow.card import Card
 from flow.data.dataset import Dataset
 from flow.log import info
@@ -83,6 +84,8 @@ def train(
     # Starting QAT from the float weights converges faster and better than from scratch.
     qmodel.set_weights(float_model.get_weights())
     q_epochs = fit(qmodel, ds, card, seed=seed, label="QAT")
+    if batchnorm.fold_all(qmodel, card):  # the fixed-point scale and shift, then the rest fine-tuned around them
+        q_epochs += fit(qmodel, ds, card, seed=seed, label="QAT, batch norm folded")
     q_test = qmodel.predict(ds.X_test, verbose=0, batch_size=4096)
     q_metrics = score(ds, q_test)
     t2 = time.perf_counter()

@@ -216,23 +216,27 @@ def tiny_cnn(batchnorm: bool = True) -> IR:
     """6x6x1 -> conv 3x3x2 same -> relu -> maxpool 2 -> [batchnorm] -> conv 3x3x2 valid -> flatten -> dense 1."""
     rng = np.random.default_rng(0)
     t, acc = FixedType(8, 3, True), FixedType(24, 10, True)
-    act = FixedType(8, 4, True, Rounding.RND_CONV, Overflow.SAT)
-    relu = FixedType(8, 4, False, Rounding.RND_CONV, Overflow.SAT)
+    small = FixedType(6, 1, True)  # weights of |w| <= 1 on t's grid: the activations stay mostly in range
+    pos = FixedType(6, 0, False)  # unsigned batchnorm scales, as hls4ml types all-positive ones
+    act = FixedType(10, 5, True, Rounding.RND_CONV, Overflow.SAT)
+    relu = FixedType(10, 5, False, Rounding.RND_CONV, Overflow.SAT)
     nodes = [
-        Conv2DLayer("c1", (6, 6, 1), "same", t, raws(rng, t, (3, 3, 1, 2)), t, raws(rng, t, (2,)), acc, act),
+        Conv2DLayer("c1", (6, 6, 1), "same", t, raws(rng, small, (3, 3, 1, 2)), t, raws(rng, t, (2,)), acc, act),
         ReluLayer("r1", (6, 6, 2), relu),
         MaxPool2DLayer("p1", (6, 6, 2), (2, 2), (2, 2), relu, relu),
-        BatchNormLayer("bn", (3, 3, 2), act, scale_t=t, scale=raws(rng, t, (2,)), bias_t=t, bias=raws(rng, t, (2,))),
-        Conv2DLayer("c2", (3, 3, 2), "valid", t, raws(rng, t, (3, 3, 2, 2)), t, raws(rng, t, (2,)), acc, act),
+        BatchNormLayer(
+            "bn", (3, 3, 2), act, scale_t=pos, scale=raws(rng, pos, (2,)), bias_t=t, bias=raws(rng, t, (2,))
+        ),
+        Conv2DLayer("c2", (3, 3, 2), "valid", t, raws(rng, small, (3, 3, 2, 2)), t, raws(rng, t, (2,)), acc, act),
         FlattenLayer("fl", (1, 1, 2), act),
-        DenseLayer("fc", t, raws(rng, t, (2, 1)), t, raws(rng, t, (1,)), acc, act),
+        DenseLayer("fc", t, raws(rng, small, (2, 1)), t, raws(rng, t, (1,)), acc, act),
     ]
     if not batchnorm:
         nodes = [n for n in nodes if n.kind is not LayerKind.BATCHNORM]
     ir = IR(
         "cnn",
         Task.CLASSIFICATION,
-        [InputSpec((6, 6, 1), FixedType(9, 9, True, Rounding.RND_CONV, Overflow.SAT))],
+        [InputSpec((6, 6, 1), FixedType(9, 1, True, Rounding.RND_CONV, Overflow.SAT))],
         nodes,
     )
     ir.validate()
@@ -268,20 +272,26 @@ def test_full_dense_form_equals_the_windows() -> None:
         assert full.tolist() == layer.kernel([x], [in_t], exact_loop=True).reshape(5, -1).tolist()
 
 
-@pytest.mark.parametrize("broken", [False, True])
+@pytest.mark.parametrize("broken", ["", "conv", "batchnorm"])
 def test_parallel_rtl_of_a_cnn_in_icarus(tmp_path, broken) -> None:
-    """conv (same) -> relu -> maxpool -> conv (valid) -> flatten -> dense, bit for bit; a wrong design fails."""
+    """conv (same) -> relu -> maxpool -> batchnorm -> conv (valid) -> flatten -> dense, bit for bit; a design
+    with a wrong layer fails."""
     from flow.rtl import generate
     from flow.sim import simulate
     from tb.irgen import write_vectors
 
-    ir = tiny_cnn(batchnorm=False)
-    design_ir = ir
-    if broken:  # the first convolution flipped (a true convolution, not Keras' correlation) in the RTL only
-        c1 = ir.nodes[0]
-        w = c1.weights[::-1, ::-1].copy()
-        design_ir = IR(ir.name, ir.task, ir.inputs, [dataclasses.replace(c1, weights=w), *ir.nodes[1:]])
-    design = generate(design_ir, "parallel", tmp_path / "rtl")
+    ir = tiny_cnn()
+    nodes = list(ir.nodes)
+    if broken == "conv":  # the first convolution flipped (a true convolution, not Keras' correlation) in the RTL
+        nodes[0] = dataclasses.replace(nodes[0], weights=nodes[0].weights[::-1, ::-1].copy())
+    if broken == "batchnorm":  # one channel's shift off by one LSB of the layer's result
+        i = next(i for i, n in enumerate(nodes) if n.kind is LayerKind.BATCHNORM)
+        bn = nodes[i]
+        bias = bn.bias.copy()
+        step = 1 << (bn.bias_t.frac_bits - bn.result_t.frac_bits)
+        bias[1] += step if bias[1] + step <= bn.bias_t.max_raw else -step
+        nodes[i] = dataclasses.replace(bn, bias=bias)
+    design = generate(IR(ir.name, ir.task, ir.inputs, nodes), "parallel", tmp_path / "rtl")
     vectors = write_vectors(ir, tmp_path / "vectors.npz", 40, seed=3)
     r = simulate(design, vectors, "icarus", tmp_path / "sim", seed=3)
-    assert r.passed is not broken and (r.mismatches > 0) is broken, r.error
+    assert r.passed is not bool(broken) and (r.mismatches > 0) is bool(broken), r.error

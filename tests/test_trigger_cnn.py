@@ -77,7 +77,7 @@ def test_per_type_bitwidths_and_overrides(tmp_path):
         (
             BODY,
             CNN.replace("  conv: (12,2)\n", "  pool: (12,2)\n"),
-            "bitwidths.pool: unknown field; allowed: activation, conv, dense",
+            "bitwidths.pool: unknown field; allowed: activation, batchnorm, conv, dense",
         ),
     ],
 )
@@ -134,3 +134,20 @@ def test_tiny_cnn_verifies_on_every_layer(tiny_cnn_project):
     # The reference is the hardware; C-sim and the reference agree bit for bit, so their figures are equal.
     assert v["hardware_metrics"] == csim["metrics"]
     assert v["roc"]["fpr"] and len(v["roc"]["fpr"]) == len(v["roc"]["efficiency"])
+
+
+@pytest.mark.slow
+def test_tiny_cnn_with_batchnorm_verifies_and_simulates(tmp_path, monkeypatch):
+    """Unfused batch normalisation through the chain: folded in training, its own IR node, 0 mismatches in verify
+    and in the parallel RTL (Icarus)."""
+    monkeypatch.setattr(flow.project, "PROJECTS_DIR", tmp_path)
+    assert main(["-q", "hls", str(CARDS / "tiny_cnn_bn.yaml")]) == 0
+    assert main(["-q", "verify", "tiny_cnn_bn"]) == 0
+    p = Project.of("tiny_cnn_bn")
+    ir = IR.load(p.ir_json)
+    bns = [n for n in ir.nodes if n.kind is LayerKind.BATCHNORM]
+    assert [n.name for n in bns] == ["bn1", "bn2"] and ir.nodes[ir.nodes.index(bns[0]) - 1].kind is LayerKind.CONV2D
+    v = json.loads(p.verify_json.read_text())
+    assert v["passed"] and v["mismatches"] == 0 and {"bn1", "bn2"} <= set(v["mismatches_by_layer"])
+    assert v["qkeras_vs_reference"]["passed"]
+    assert main(["-q", "sim", "tiny_cnn_bn", "--sim", "icarus", "--arch", "parallel", "-n", "100"]) == 0

@@ -154,9 +154,9 @@ REFUSED = {
         lambda: [_keras("Dense", 4, name="fc1")],
         "layer fc1 (Dense) is not supported (supported layers: InputLayer, QDense, QActivation, Dropout",
     ),
-    "batchnorm": (
-        lambda: [dense(4, "fc1"), _keras("BatchNormalization", name="bn")],
-        "layer bn (BatchNormalization) is not supported",
+    "batchnorm_after_activation": (
+        lambda: [dense(4, "fc1"), relu(6, 2, "r1"), _keras("BatchNormalization", name="bn")],
+        "layer bn (BatchNormalization) must follow a QDense or QConv2D without an activation",
     ),
     "quantizer_only": (
         lambda: [act(bits(8, 0), "q")],

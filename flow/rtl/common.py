@@ -12,7 +12,7 @@ import numpy as np
 from flow.errors import FlowError
 from flow.fixed import FixedType, Overflow, Rounding
 from flow.ir import IR, CastLayer, ClampLayer, DenseLayer, LayerKind, ReluLayer, Task
-from flow.layers import MaxPool2DLayer, size
+from flow.layers import BatchNormLayer, MaxPool2DLayer, size
 
 SOURCE_DIR = Path(__file__).resolve().parent / "source"
 
@@ -205,11 +205,40 @@ def elem_clamps(prefix: str, elems: list[str], src: FixedType, layer: ClampLayer
     return text, outs
 
 
+def elem_batchnorm(prefix: str, elems: list[str], src: FixedType, layer: BatchNormLayer) -> tuple[str, list[str]]:
+    """Per-channel ``x * scale + bias``, exact (as the reference's kernel), then one ``qflow_fixed_cast``."""
+    x_w = signed_width(src)
+    s_t, b_t = layer.scale_t, layer.bias_t
+    s_w = signed_width(s_t)  # hls4ml types all-positive scales unsigned: one more bit as a signed constant
+    prod_w, prod_f = x_w + s_w, src.frac_bits + s_t.frac_bits
+    frac = max(prod_f, b_t.frac_bits)
+    k_prod, k_bias = frac - prod_f, frac - b_t.frac_bits
+    b_w = signed_width(b_t)
+    total_w = max(prod_w + k_prod, b_w + k_bias) + 1
+
+    def shifted(e: str, w: int, k: int) -> str:  # sign-extended to total_w bits, ``k`` zero bits below
+        return ext(e, w, total_w - k, True) if not k else f"{{{ext(e, w, total_w - k, True)}, {k}'d0}}"
+
+    text, sums = "", []
+    for k, e in enumerate(elems):
+        c = k % layer.channels
+        x = f"{{1'b0, {e}}}" if not src.signed else e
+        p, t = f"{prefix}_p{k}", f"{prefix}_t{k}"
+        text += f"    wire signed [{prod_w - 1}:0] {p} = $signed({x}) * $signed({lit(layer.scale[c], s_w)});\n"
+        bias = f"{prefix}_b{k}"
+        text += f"    wire [{b_w - 1}:0] {bias} = {lit(layer.bias[c], b_w)};\n"
+        text += f"    wire [{total_w - 1}:0] {t} = {shifted(p, prod_w, k_prod)} + {shifted(bias, b_w, k_bias)};\n"
+        sums.append(t)
+    cast_text, outs = elem_casts(prefix, sums, False, FixedType(total_w, total_w - frac, True), layer.result_t)
+    return text + cast_text, outs
+
+
 # How each elementwise layer kind becomes Verilog: (prefix, elements, input type, layer) -> (text, elements).
 ELEMENTWISE_EMITTERS = {
     LayerKind.RELU: lambda prefix, elems, src, layer: elem_casts(prefix, elems, True, src, layer.result_t),
     LayerKind.CAST: lambda prefix, elems, src, layer: elem_casts(prefix, elems, False, src, layer.result_t),
     LayerKind.CLAMP: elem_clamps,
+    LayerKind.BATCHNORM: elem_batchnorm,
 }
 # What the chain-based architectures emit: dense layers (each its own) and the elementwise kinds above.
 CHAIN_KINDS = frozenset({LayerKind.DENSE, *ELEMENTWISE_EMITTERS})

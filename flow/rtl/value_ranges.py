@@ -16,6 +16,7 @@ import numpy as np
 
 from flow.fixed import FixedType, Overflow, cast
 from flow.ir import CastLayer, ClampLayer, DenseLayer, ReluLayer
+from flow.layers import BatchNormLayer
 from flow.rtl.common import Segment, aligned_biases
 
 Ranges = list[tuple[int, int]]
@@ -73,8 +74,25 @@ def _clamp(r: Ranges, src: FixedType, layer: ClampLayer) -> Ranges:
     return out
 
 
+def _batchnorm(r: Ranges, src: FixedType, layer: BatchNormLayer) -> Ranges:
+    prod_f = src.frac_bits + layer.scale_t.frac_bits
+    frac = max(prod_f, layer.bias_t.frac_bits)
+    out = []
+    for k, (lo, hi) in enumerate(r):
+        c = k % layer.channels
+        s, b = int(layer.scale[c]) << (frac - prod_f), int(layer.bias[c]) << (frac - layer.bias_t.frac_bits)
+        ends = sorted((lo * s + b, hi * s + b))
+        out.append(cast_range((ends[0], ends[1]), frac, layer.result_t))
+    return out
+
+
 # Elementwise layer -> its output ranges from its input ranges and input type.
-ELEMENTWISE_RANGES: dict[type, Callable] = {ReluLayer: _relu, CastLayer: _cast, ClampLayer: _clamp}
+ELEMENTWISE_RANGES: dict[type, Callable] = {
+    ReluLayer: _relu,
+    CastLayer: _cast,
+    ClampLayer: _clamp,
+    BatchNormLayer: _batchnorm,
+}
 
 
 def segment_output_ranges(seg: Segment, x: Ranges) -> Ranges:
