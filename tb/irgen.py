@@ -10,6 +10,7 @@ import numpy as np
 from flow import reference
 from flow.fixed import FixedType, Overflow, Rounding
 from flow.ir import IR, CastLayer, DenseLayer, InputSpec, ReluLayer, Task
+from flow.layers import BatchNormLayer
 from flow.project import write_npz
 
 ROUNDINGS = list(Rounding)
@@ -36,13 +37,17 @@ def _bias_type(rng: np.random.Generator) -> FixedType:
     return _random_type(rng, 3, 10)
 
 
-def random_ir(seed: int, *, max_layers: int = 3, max_width: int = 6, mode_offset: int = 0) -> IR:
+def random_ir(
+    seed: int, *, max_layers: int = 3, max_width: int = 6, mode_offset: int = 0, batchnorm: bool = False
+) -> IR:
     """A small random network: 1-3 dense layers with relu/cast layers, random types and every cast mode.
 
     The output casts cycle through the 28 rounding x overflow combinations from ``mode_offset``; accumulators
-    are exact for the products and sometimes narrow enough to wrap.
+    are exact for the products and sometimes narrow enough to wrap. ``batchnorm`` puts a batchnorm after every
+    dense layer (drawn from its own generator, so the rest of the network is the one the seed gives without).
     """
     rng = np.random.default_rng(seed)
+    bn_rng = np.random.default_rng(seed + 7919)
     n = int(rng.integers(1, max_width + 1))
     in_t = _random_type(rng, 3, 10)
     layers: list = []
@@ -67,6 +72,16 @@ def random_ir(seed: int, *, max_layers: int = 3, max_width: int = 6, mode_offset
         mode += 1
         layers.append(DenseLayer(f"fc{d}", w_t, w, b_t, b, acc_t, res_t))
         t = res_t
+        if batchnorm:
+            s_t = FixedType(*[int(v) for v in bn_rng.integers((2, -1), (9, 4))], bool(bn_rng.random() < 0.5))
+            sb_t = _random_type(bn_rng, 2, 8)
+            sb_t = FixedType(sb_t.width, sb_t.int_bits, True)
+            bn_t = _random_type(bn_rng, 3, 12, mode)
+            mode += 1
+            scale = bn_rng.integers(s_t.min_raw, s_t.max_raw + 1, size=n_out)
+            shift = bn_rng.integers(sb_t.min_raw, sb_t.max_raw + 1, size=n_out)
+            layers.append(BatchNormLayer(f"bn{d}", (n_out,), bn_t, scale_t=s_t, scale=scale, bias_t=sb_t, bias=shift))
+            t = bn_t
         for _ in range(int(rng.integers(0, 2))):
             nt = _random_type(rng, 3, 12, mode)
             mode += 1

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from flow.errors import FlowError
-from flow.ir import IR, DenseLayer
+from flow.ir import IR, DenseLayer, LayerKind
 from flow.project import read_json, write_json, write_marker
 from flow.rtl import generate
 from flow.sim import run_stage, simulate
@@ -67,6 +67,18 @@ def test_bit_exact_against_reference(tmp_path, sim, seed, variant):
     assert r.passed, r.error
     assert r.mismatches == 0 and r.vectors == 300
     assert r.latency_cycles == design.latency_cycles_expected
+
+
+@pytest.mark.parametrize("variant", list(VARIANTS))
+def test_batchnorm_after_dense_is_bit_exact(tmp_path, variant):
+    """A batchnorm after every dense layer (random scale/shift types, signed and unsigned scales), each architecture
+    in Icarus."""
+    ir = random_ir(104, mode_offset=7, batchnorm=True)
+    assert sum(layer.kind is LayerKind.BATCHNORM for layer in ir.layers) >= 1
+    arch, knobs_of = VARIANTS[variant]
+    design = generate(ir, arch, tmp_path / "rtl", **knobs_of(ir, 104))
+    r = simulate(design, write_vectors(ir, tmp_path / "vectors.npz", 200, seed=4), "icarus", tmp_path / "sim", seed=4)
+    assert r.passed and r.mismatches == 0, r.error
 
 
 @pytest.mark.slow  # da4ml's numba compilation takes minutes in a new environment
