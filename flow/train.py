@@ -60,6 +60,16 @@ def fit(model, ds: Dataset, card: Card, *, seed: int | None = None, label: str |
     return len(hist.history["loss"])
 
 
+def fit_quantized(model, ds: Dataset, card: Card, *, seed: int | None = None, label: str | None = None, callbacks=()):
+    """Quantization-aware training of the card's QKeras model: :func:`fit`, then, when the card has batchnorm
+    layers, their statistics folded into the fixed-point scale and shift and the rest fine-tuned around them
+    (flow/batchnorm.py); returns the epochs run."""
+    epochs = fit(model, ds, card, seed=seed, label=label, callbacks=callbacks)
+    if batchnorm.fold_all(model, card):
+        epochs += fit(model, ds, card, seed=seed, label=label and f"{label}, batch norm folded", callbacks=callbacks)
+    return epochs
+
+
 def train(
     card: Card, ds: Dataset, project: Project, dataset_fingerprint: str, *, force: bool = False
 ) -> dict[str, Any]:
@@ -83,9 +93,7 @@ def train(
     qmodel = build_model(card, ds.n_features, ds.n_outputs, quantized=True, image_shape=shape)
     # Starting QAT from the float weights converges faster and better than from scratch.
     qmodel.set_weights(float_model.get_weights())
-    q_epochs = fit(qmodel, ds, card, seed=seed, label="QAT")
-    if batchnorm.fold_all(qmodel, card):  # the fixed-point scale and shift, then the rest fine-tuned around them
-        q_epochs += fit(qmodel, ds, card, seed=seed, label="QAT, batch norm folded")
+    q_epochs = fit_quantized(qmodel, ds, card, seed=seed, label="QAT")
     q_test = qmodel.predict(ds.X_test, verbose=0, batch_size=4096)
     q_metrics = score(ds, q_test)
     t2 = time.perf_counter()

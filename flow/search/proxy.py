@@ -78,8 +78,21 @@ def proxy_cost(layers: list[DenseShape], arch: str) -> dict:
     return out
 
 
+def conv_as_dense(name: str, kernel: np.ndarray, bias: np.ndarray, in_shape, padding: str) -> tuple:
+    """A convolution's (quantized float) kernel as its full dense matrix and repeated biases (the form the
+    ``parallel`` RTL builds: Conv2DLayer.as_full_dense)."""
+    from flow.fixed import FixedType
+    from flow.layers import Conv2DLayer, Padding
+
+    t = FixedType(32, 16)  # the proxy needs only which weights are non-zero and their digits
+    conv = Conv2DLayer(name, tuple(in_shape), Padding(padding), t, np.asarray(kernel), t, np.asarray(bias), t, t)
+    full = conv.as_full_dense()
+    return full.weights, full.biases
+
+
 def shapes_from_model(card: Card, model) -> list[DenseShape]:
-    """The dense layers of a trained QKeras model built from ``card``, with their quantized weights."""
+    """The weighted layers of a trained QKeras model built from ``card`` as dense shapes, with their quantized
+    weights: a conv2d as its full dense layer, a batchnorm as a diagonal one (one multiplier per element)."""
     shapes: list[DenseShape] = []
     x_bits = card.input.width
     dense = [layer for layer in card.layers if layer.type == "dense"]
@@ -88,6 +101,23 @@ def shapes_from_model(card: Card, model) -> list[DenseShape]:
             x_bits = spec.activation.width
             if shapes and shapes[-1].out_bits is None:
                 shapes[-1] = _with_out(shapes[-1], spec.activation.width)
+        elif spec.type == "conv2d":
+            layer = model.get_layer(spec.name)
+            kernel, bias = layer.get_weights()
+            wq = np.asarray(layer.kernel_quantizer_internal(kernel)).reshape(kernel.shape)
+            bq = np.asarray(layer.bias_quantizer_internal(bias)).reshape(bias.shape)
+            w, b = conv_as_dense(spec.name, wq, bq, layer.input_shape[1:], spec.padding)
+            shapes.append(DenseShape(spec.name, w, b, x_bits, spec.weight.width))
+            x_bits = shapes[-1].acc_bits
+        elif spec.type == "batchnorm":
+            layer = model.get_layer(spec.name)
+            n = int(np.prod(layer.input_shape[1:]))
+            scale, shift = (np.asarray(v, dtype=np.float64) for v in layer.get_weights()[:2])  # folded (flow.batchnorm)
+            reps = n // len(scale)
+            shapes.append(
+                DenseShape(spec.name, np.diag(np.tile(scale, reps)), np.tile(shift, reps), x_bits, spec.scale.width)
+            )
+            x_bits = shapes[-1].acc_bits
         elif spec.type == "dense":
             layer = model.get_layer(spec.name)
             kernel, bias = layer.get_weights()
@@ -102,28 +132,36 @@ def shapes_from_model(card: Card, model) -> list[DenseShape]:
 
 
 def shapes_from_ir(ir, reuse_factors: dict[str, int] | None = None) -> list[DenseShape]:
-    """The dense layers of a chain IR (raw integer weights; only zero/non-zero and widths matter); reuse factors
-    default to the ones hls4ml applied (the IR's)."""
+    """The weighted layers of a chain IR as dense shapes (raw integer weights; only zero/non-zero and widths
+    matter; a conv2d as its full dense layer, a batchnorm as a diagonal one); reuse factors default to the ones
+    hls4ml applied (the IR's)."""
     from flow.ir import LayerKind
 
     shapes: list[DenseShape] = []
     layers = ir.chain("the cost proxy")
     reuse_factors = ir.reuse_factors() if reuse_factors is None else reuse_factors
+    weighted = (LayerKind.DENSE, LayerKind.CONV2D, LayerKind.BATCHNORM)
     for k, (layer, in_t) in enumerate(zip(layers, ir.input_types())):
-        if layer.kind is not LayerKind.DENSE:
+        if layer.kind not in weighted:
             continue
         out_t = layer.result_t
         for nxt in layers[k + 1 :]:
-            if nxt.kind is LayerKind.DENSE:
+            if nxt.kind in weighted:
                 break
             out_t = nxt.result_t
+        if layer.kind is LayerKind.BATCHNORM:  # one multiplier per element: a diagonal layer
+            reps = int(np.prod(layer.shape)) // layer.channels
+            weights, biases, w_bits = np.diag(np.tile(layer.scale, reps)), np.tile(layer.bias, reps), layer.scale_t
+        else:
+            dense = layer.as_full_dense() if layer.kind is LayerKind.CONV2D else layer
+            weights, biases, w_bits = dense.weights, dense.biases, dense.weight_t
         shapes.append(
             DenseShape(
                 layer.name,
-                np.asarray(layer.weights),
-                np.asarray(layer.biases),
+                np.asarray(weights),
+                np.asarray(biases),
                 in_t.width,
-                layer.weight_t.width,
+                w_bits.width,
                 out_t.width,
                 reuse_factors.get(layer.name, 1),
             )

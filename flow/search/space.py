@@ -22,6 +22,8 @@ if TYPE_CHECKING:
     from flow.card import Card  # the card module checks a card's search: section with this one
 
 SAMPLERS = ("tpe", "nsga2", "random")
+# threshold: at after_epochs, stop a trial far worse than the default; hyperband: optuna's HyperbandPruner
+PRUNE_METHODS = ("threshold", "hyperband")
 _KEYS = {
     "metric",
     "trials",
@@ -33,9 +35,22 @@ _KEYS = {
     "bits",
     "per_layer",
     "units",
+    "filters",
     "dropout",
+    "norm",
 }
-_QUANTITIES = {"weight": "dense", "bias": "dense", "activation": "relu"}  # per-type keys of `bits`
+# Per-type keys of `bits` -> (the card layer type, its field). A layer's own key is `<layer>.<field>`.
+_QUANTITIES = {
+    "weight": ("dense", "weight"),
+    "bias": ("dense", "bias"),
+    "activation": ("relu", "activation"),
+    "conv_weight": ("conv2d", "weight"),
+    "conv_bias": ("conv2d", "bias"),
+    "bn_scale": ("batchnorm", "scale"),
+    "bn_bias": ("batchnorm", "bias"),
+}
+NORMS = ("batchnorm", "dropout")  # what sits in a card's batchnorm slots (`norm:`)
+NORM_DROPOUT_RATE = 0.2  # the rate of the dropout that replaces a batchnorm
 
 
 @dataclass(frozen=True)
@@ -62,6 +77,7 @@ class SearchSpace:
     sampler: str
     prune_after: int
     prune_factor: float
+    prune_method: str = "threshold"  # or "hyperband": optuna's HyperbandPruner on the validation loss per epoch
     raw: dict = field(repr=False, default_factory=dict)
 
     @property
@@ -86,7 +102,11 @@ class SearchSpace:
             "float_epochs": self.float_epochs,
             "seed": self.seed,
             "sampler": self.sampler,
-            "prune": [self.prune_after, self.prune_factor],
+            "prune": [
+                self.prune_after,
+                self.prune_factor,
+                *([self.prune_method] if self.prune_method != "threshold" else []),
+            ],
             "training_fingerprint": card.training_fingerprint(dataset_fp),
         }
         return hashlib.sha256(json.dumps(payload, sort_keys=True, default=str).encode()).hexdigest()[:16]
@@ -158,8 +178,11 @@ def parse_space(card: Card) -> SearchSpace:
     if sampler not in SAMPLERS:
         raise w.error("search.sampler", f"{sampler!r} is not allowed; expected one of {', '.join(SAMPLERS)}")
     prune = s.get("prune", {}) or {}
-    if not isinstance(prune, dict) or set(prune) - {"after_epochs", "factor"}:
-        raise w.error("search.prune", "must be a mapping with after_epochs and/or factor")
+    if not isinstance(prune, dict) or set(prune) - {"after_epochs", "factor", "method"}:
+        raise w.error("search.prune", "must be a mapping with method, after_epochs and/or factor")
+    method = prune.get("method", "threshold")
+    if method not in PRUNE_METHODS:
+        raise w.error("search.prune.method", f"{method!r} is not allowed; expected one of {', '.join(PRUNE_METHODS)}")
     prune_after = prune.get("after_epochs", max(1, epochs // 2))
     if isinstance(prune_after, bool) or not isinstance(prune_after, int) or prune_after < 1:
         raise w.error("search.prune.after_epochs", f"{prune_after!r} is not allowed; expected an integer >= 1")
@@ -185,6 +208,7 @@ def parse_space(card: Card) -> SearchSpace:
         sampler=sampler,
         prune_after=prune_after,
         prune_factor=float(factor),
+        prune_method=method,
         raw=copy.deepcopy(s),
     )
 
@@ -212,33 +236,30 @@ def _bit_params(w: Where, card: Card, bits: Any, per_layer: bool) -> list[Param]
             if lname not in by_name:
                 raise w.error(fld, f"no layer named {lname!r}; layers: {', '.join(by_name)}")
             i, layer = by_name[lname]
-            if _QUANTITIES.get(what) != layer.type:
-                allowed = [q for q, t in _QUANTITIES.items() if t == layer.type]
+            fields = [f for t, f in _QUANTITIES.values() if t == layer.type]
+            if what not in fields:
                 raise w.error(
-                    fld, f"a {layer.type} layer has no bitwidth {what!r}; searchable: {', '.join(allowed) or 'none'}"
+                    fld, f"a {layer.type} layer has no bitwidth {what!r}; searchable: {', '.join(fields) or 'none'}"
                 )
             kind = "relu" if what == "activation" else "bits"
             own[(i, what)] = [_canon_bits(w, fld, v, kind) for v in _choices(w, fld, value)]
         else:
             raise w.error(
-                fld, "unknown key; allowed: input, output, weight, bias, activation, <layer>.<weight|bias|activation>"
+                fld, f"unknown key; allowed: input, output, {', '.join(_QUANTITIES)}, <layer>.<field> (its bitwidths)"
             )
-    for what, choices in per_type.items():
-        layers = [
-            (i, layer)
-            for i, layer in enumerate(card.layers)
-            if layer.type == _QUANTITIES[what] and (i, what) not in own
-        ]
+    for key, choices in per_type.items():
+        ltype, what = _QUANTITIES[key]
+        layers = [(i, layer) for i, layer in enumerate(card.layers) if layer.type == ltype and (i, what) not in own]
         if not per_layer and layers:
             defaults = {str(getattr(layer, what)) for _, layer in layers}
             if len(defaults) > 1:
                 raise w.error(
                     "search.per_layer",
-                    f"false needs every layer's default {what} to be equal; found {', '.join(sorted(defaults))}",
+                    f"false needs every layer's default {key} to be equal; found {', '.join(sorted(defaults))}",
                 )
             default = defaults.pop()
             targets = tuple((i, what) for i, _ in layers)
-            params.append(Param(what, targets, _sorted_choices(choices, default, _bits_key), default))
+            params.append(Param(key, targets, _sorted_choices(choices, default, _bits_key), default))
         else:
             for i, _layer in layers:
                 own[(i, what)] = choices
@@ -254,7 +275,8 @@ def _bit_params(w: Where, card: Card, bits: Any, per_layer: bool) -> list[Param]
 def _arch_params(w: Where, card: Card, s: dict) -> list[Param]:
     params: list[Param] = []
     dense = [i for i, layer in enumerate(card.layers) if layer.type == "dense"]
-    for section, ltype, fld_name in (("units", "dense", "units"), ("dropout", "dropout", "rate")):
+    sections = (("units", "dense", "units"), ("filters", "conv2d", "filters"), ("dropout", "dropout", "rate"))
+    for section, ltype, fld_name in sections:
         items = s.get(section, {}) or {}
         if not isinstance(items, dict):
             raise w.error(f"search.{section}", f"must be a mapping of {ltype} layer name -> list of choices")
@@ -267,20 +289,30 @@ def _arch_params(w: Where, card: Card, s: dict) -> list[Param]:
             if section == "units" and idx == dense[-1]:
                 raise w.error(fld, "the last dense layer's units are the number of outputs; they cannot be searched")
             choices = _choices(w, fld, value)
+            hi = 1024 if section == "filters" else 65536
             for v in choices:
                 ok = (
-                    isinstance(v, int) and 1 <= v <= 65536
-                    if section == "units"
+                    isinstance(v, int) and 1 <= v <= hi
+                    if section != "dropout"
                     else isinstance(v, (int, float)) and 0 <= v <= 0.95
                 )
                 if isinstance(v, bool) or not ok:
-                    expect = "integers 1..65536" if section == "units" else "numbers in [0, 0.95]"
+                    expect = f"integers 1..{hi}" if section != "dropout" else "numbers in [0, 0.95]"
                     raise w.error(fld, f"{v!r} is not allowed; expected {expect}")
             default = getattr(card.layers[idx], fld_name)
             choices = [float(v) for v in choices] if section == "dropout" else choices
             params.append(
                 Param(f"{lname}.{fld_name}", ((idx, fld_name),), _sorted_choices(choices, default, float), default)
             )
+    if "norm" in s:
+        slots = tuple((i, "type") for i, layer in enumerate(card.layers) if layer.type == "batchnorm")
+        if not slots:
+            raise w.error("search.norm", "the card has no batchnorm layer whose place a dropout could take")
+        choices = _choices(w, "search.norm", s["norm"])
+        for v in choices:
+            if v not in NORMS:
+                raise w.error("search.norm", f"{v!r} is not allowed; expected {' or '.join(NORMS)}")
+        params.append(Param("norm", slots, _sorted_choices(choices, "batchnorm", NORMS.index), "batchnorm"))
     return params
 
 
@@ -289,13 +321,19 @@ def variant_data(card: Card, space: SearchSpace, values: dict[str, Any], *, epoc
     data = copy.deepcopy(card.raw)
     data.pop("base", None)
     data.pop("search", None)
+    norm = None
     for p in space.params:
         value = values.get(p.name, p.default)
         for index, fld in p.targets:
             if index is None:
                 data[fld] = value
+            elif fld == "type":
+                norm = (p.targets, value)
             else:
                 data["layers"][index][fld] = value
+    if norm is not None and norm[1] == "dropout":  # last: the batchnorm's own bitwidths go with it
+        for index, _ in norm[0]:
+            data["layers"][index] = {"type": "dropout", "name": card.layers[index].name, "rate": NORM_DROPOUT_RATE}
     _fit_reuse_factors(card, data)
     if epochs is not None:
         data["training"] = dict(data.get("training") or {}) | {"epochs": epochs}

@@ -46,6 +46,7 @@ class Evaluator:
     warm_dir: Path
     dataset_fp: str
     default_badness: float | None = None
+    pruner_study: Any = None  # prune method hyperband: the companion study (open_pruner_study)
     _warm: dict = dataclasses.field(default_factory=dict)
 
     @property
@@ -56,7 +57,7 @@ class Evaluator:
         """Float weights for ``cv``'s architecture (trained once, kept in ``search/warm/``); None if disabled."""
         if self.space.float_epochs == 0:
             return None
-        units = tuple(layer.units for layer in cv.layers if layer.type == "dense")
+        units = weight_shape(cv)
         key = f"{self.dataset_fp[:12]}_{self.space.float_epochs}_{self.card.training.seed}_" + "x".join(map(str, units))
         if key in self._warm:
             return self._warm[key]
@@ -105,7 +106,10 @@ class Evaluator:
             model.set_weights(init)
         t0 = time.perf_counter()
         guard = _PruneGuard(self, model, prune)
-        epochs = _fit(model, self.ds, cv, [guard.callback()])
+        try:
+            epochs = _fit(model, self.ds, cv, [guard.callback()], quantized=True)
+        finally:
+            guard.finish()
         if guard.reason:
             raise optuna.TrialPruned(guard.reason)
         y = model.predict(self.ds.X_test, verbose=0, batch_size=4096)
@@ -127,18 +131,37 @@ class Evaluator:
         }
 
 
+def weight_shape(card: Card) -> tuple:
+    """What decides the float model's weight shapes: each dense layer's units (the historical key, kept so older
+    warm starts stay valid), then, when the card has them, each conv2d's filters and where batchnorms sit."""
+    units: tuple = tuple(layer.units for layer in card.layers if layer.type == "dense")
+    extra = tuple(
+        f"c{layer.filters}" if layer.type == "conv2d" else f"n{i}"
+        for i, layer in enumerate(card.layers)
+        if layer.type in ("conv2d", "batchnorm")
+    )
+    return units + extra
+
+
 class _PruneGuard:
-    """Stops training when the loss diverges, or when at ``prune_after`` epochs the metric is hopeless."""
+    """Stops training when the loss diverges, or when the prune method says the trial is weak: at ``prune_after``
+    epochs its metric is far from the default's (threshold), or optuna's HyperbandPruner, fed the validation loss
+    of every epoch, prunes it in the companion study (hyperband)."""
 
     def __init__(self, ev: Evaluator, model, enabled: bool):
         self.ev, self.model, self.enabled = ev, model, enabled
         self.reason: str | None = None
+        self.companion = ev.pruner_study.ask() if ev.pruner_study is not None else None
+        self.step = 0  # epochs over both QAT phases (flow.train.fit_quantized)
+        self.last_loss: float | None = None
 
     def check(self, epoch: int, logs: dict) -> bool:
         loss = logs.get("loss", 0.0)
         if not math.isfinite(loss):
             self.reason = f"training diverged at epoch {epoch + 1} (loss {loss})"
             return True
+        if self.companion is not None:
+            return self._hyperband(logs.get("val_loss"))
         ev = self.ev
         if not self.enabled or ev.default_badness is None or epoch + 1 != ev.space.prune_after:
             return False
@@ -149,6 +172,32 @@ class _PruneGuard:
             self.reason = f"{ev.space.metric.name} {value:.4g} at epoch {epoch + 1} is far from the default's"
             return True
         return False
+
+    def _hyperband(self, val_loss: float | None) -> bool:
+        self.step += 1
+        if val_loss is None or not math.isfinite(val_loss):
+            return False
+        self.last_loss = float(val_loss)
+        self.companion.report(self.last_loss, self.step)
+        if self.enabled and self.companion.should_prune():
+            self.reason = (
+                f"Hyperband: validation loss {val_loss:.4g} after {self.step} epochs is in its rung's weaker part"
+            )
+            return True
+        return False
+
+    def finish(self) -> None:
+        """Close the companion trial: pruned, complete with its last validation loss, or failed."""
+        from optuna.trial import TrialState
+
+        if self.companion is None:
+            return
+        if self.reason is not None:
+            self.ev.pruner_study.tell(self.companion, state=TrialState.PRUNED)
+        elif self.last_loss is not None:
+            self.ev.pruner_study.tell(self.companion, self.last_loss)
+        else:
+            self.ev.pruner_study.tell(self.companion, state=TrialState.FAIL)
 
     def callback(self):
         import tensorflow as tf
@@ -177,11 +226,12 @@ def _clear_keras(seed: int) -> None:
     seed_everything(seed)
 
 
-def _fit(model, ds: Dataset, card: Card, callbacks: list) -> int:
-    """flow.train's recipe with extra callbacks (the seed is set once per trial by the caller)."""
-    from flow.train import fit
+def _fit(model, ds: Dataset, card: Card, callbacks: list, *, quantized: bool = False) -> int:
+    """flow.train's recipe with extra callbacks (the seed is set once per trial by the caller); ``quantized``: the
+    QKeras model's, batchnorm folding included."""
+    from flow.train import fit, fit_quantized
 
-    return fit(model, ds, card, callbacks=callbacks)
+    return (fit_quantized if quantized else fit)(model, ds, card, callbacks=callbacks)
 
 
 # ---------------------------------------------------------------------------------------------- the study
@@ -253,6 +303,23 @@ def open_study(url: str, name: str, space: SearchSpace, digest: str, *, fresh: b
     return study, n_done
 
 
+def open_pruner_study(url: str, name: str, *, fresh: bool):
+    """The single-objective companion of study ``name`` in which optuna's HyperbandPruner decides (optuna prunes only
+    single-objective studies): one trial per trained trial, reporting its validation loss each epoch. Workers share
+    it through the same storage, so the rungs see every worker's trials."""
+    import optuna
+
+    storage = workers.open_storage(url)
+    companion = f"{name}-prune"
+    if fresh and workers.journal_path(url) is None:  # a fresh journal is a new file already
+        if companion in {s.study_name for s in optuna.get_all_study_summaries(storage)}:
+            optuna.delete_study(study_name=companion, storage=storage)
+    pruner = optuna.pruners.HyperbandPruner(min_resource=1, max_resource="auto", reduction_factor=3)
+    return optuna.create_study(
+        study_name=companion, storage=storage, direction="minimize", pruner=pruner, load_if_exists=True
+    )
+
+
 def _has_default(study) -> bool:
     from optuna.trial import TrialState
 
@@ -302,6 +369,8 @@ def run_study(
         url, f"{card.name}-search", space, digest, fresh=fresh and worker_index == 0, seed_offset=worker_index
     )
     ev = Evaluator(card, space, ds, search_dir / "warm", fp)
+    if space.prune_method == "hyperband":
+        ev.pruner_study = open_pruner_study(url, f"{card.name}-search", fresh=fresh and worker_index == 0)
     if worker_index == 0 and not _has_default(study):
         study.enqueue_trial(space.defaults, user_attrs={"default": True})
     remaining = max(0, space.trials - n_done)
