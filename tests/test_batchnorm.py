@@ -93,7 +93,8 @@ def test_card_batchnorm_takes_its_bitwidths_and_overrides() -> None:
     ],
 )
 def test_card_batchnorm_errors_are_one_line(layers, needle) -> None:
-    data = {k: v for k, v in CARD.items() if k != "layers"} | {"layers": layers, "dataset": {"kind": "spectra", "diagonal": 5}}
+    spectra = {"kind": "spectra", "diagonal": 5}
+    data = {k: v for k, v in CARD.items() if k != "layers"} | {"layers": layers, "dataset": spectra}
     with pytest.raises(FlowError) as err:
         parse_card(data)
     assert needle in str(err.value) and "\n" not in str(err.value)
