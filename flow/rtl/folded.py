@@ -131,36 +131,11 @@ def emit(ir: IR, top: str, reuse_factors: dict[str, int] | None = None, in_beat:
     in_beat = check_beat(ir, first_r, in_beat)
     in_elems = unpack("in_data", in_beat or ir.input.n, ir.input.type.width)
     text, cur = elementwise_chain("s0", ir.input.type, segs[0].post, in_elems, "in_data")
-    body = text
-    valid, ready = "in_valid", "in_ready"
-    latency, ii = 1, 1
-    used: dict[str, int] = {}
-    beat = in_beat
-    for seg in segs[1:]:
-        layer = seg.dense
-        assert layer is not None
-        r = check_reuse(layer.name, layer.n_in, layer.n_out, reuse_factors.get(layer.name, layer.n_in))
-        used[layer.name] = r
-        lname = identifier(layer.name)
-        name = f"{top}_{lname}"
-        files[f"{name}.v"] = dense_module(name, layer, seg.in_t, seg.post, seg.out_t, r, beat)
-        out = f"y_{lname}"
-        last = ".in_last(in_last), " if beat else ""
-        body += f"    wire [{layer.n_out * seg.out_t.width - 1}:0] {out};\n"
-        body += f"    wire v_{lname};\n    wire r_{lname};\n"
-        body += (
-            f"    {name} u_{lname} (.clk(clk), .rst(rst), .in_valid({valid}), .in_ready({ready}), {last}.x({cur}),\n"
-            f"        .out_valid(v_{lname}), .out_ready(r_{lname}), .y({out}));\n"
-        )
-        cur, valid, ready = out, f"v_{lname}", f"r_{lname}"
-        if beat:
-            plan = stream_plan(layer.n_in, r, beat)
-            latency += plan.last_steps + OVERHEAD_CYCLES  # counted from the last beat
-            ii = max(ii, plan.steps + OVERHEAD_CYCLES)
-        else:
-            latency += r + OVERHEAD_CYCLES
-            ii = max(ii, r + OVERHEAD_CYCLES)
-        beat = None
+    chain = layer_chain(segs, top, reuse_factors, Link(cur, "in_valid", "in_ready", "in_last"), in_beat)
+    files.update(chain.files)
+    body = text + chain.body
+    cur, valid, ready = chain.out.data, chain.out.valid, chain.out.ready
+    latency, ii, used = 1 + chain.latency_cycles, chain.ii_cycles, chain.reuse_factors
     knobs = {"reuse_factors": used, **({"in_beat": in_beat} if in_beat else {})}
     top_text = header(ir, top, "folded", latency, ii, in_beat) + module_ports(ir, top, in_beat) + body
     top_text += f"""    // Output register: takes a result when empty or being emptied.
@@ -177,6 +152,64 @@ def emit(ir: IR, top: str, reuse_factors: dict[str, int] | None = None, in_beat:
     top_text += output_stage(ir, cur, "take_out") + "endmodule\n"
     files[f"{top}.v"] = top_text
     return Emitted(files, FIXED_BLOCKS, latency, ii, knobs, in_beat=in_beat)
+
+
+@dataclass(frozen=True)
+class Link:
+    """A valid/ready connection between stages: the data bus, its valid, its ready (and last, streaming)."""
+
+    data: str
+    valid: str
+    ready: str
+    last: str = ""
+
+
+@dataclass(frozen=True)
+class Chain:
+    """The folded dense layers of a chain: their modules, the top's instances, the output link and figures."""
+
+    files: dict[str, str]
+    body: str
+    out: Link
+    latency_cycles: int  # from the edge taking the sample (streaming: its last beat) to the last layer's valid
+    ii_cycles: int
+    reuse_factors: dict[str, int]
+
+
+def layer_chain(segs: list, top: str, reuse_factors: dict[str, int], src: Link, in_beat: int | None) -> Chain:
+    """One module and instance per dense layer of ``segs[1:]``, fed by ``src`` (``in_beat``: streaming input)."""
+    files: dict[str, str] = {}
+    body = ""
+    cur, valid, ready = src.data, src.valid, src.ready
+    latency, ii = 0, 1
+    used: dict[str, int] = {}
+    beat = in_beat
+    for seg in segs[1:]:
+        layer = seg.dense
+        assert layer is not None
+        r = check_reuse(layer.name, layer.n_in, layer.n_out, reuse_factors.get(layer.name, layer.n_in))
+        used[layer.name] = r
+        lname = identifier(layer.name)
+        name = f"{top}_{lname}"
+        files[f"{name}.v"] = dense_module(name, layer, seg.in_t, seg.post, seg.out_t, r, beat)
+        out = f"y_{lname}"
+        last = f".in_last({src.last}), " if beat else ""
+        body += f"    wire [{layer.n_out * seg.out_t.width - 1}:0] {out};\n"
+        body += f"    wire v_{lname};\n    wire r_{lname};\n"
+        body += (
+            f"    {name} u_{lname} (.clk(clk), .rst(rst), .in_valid({valid}), .in_ready({ready}), {last}.x({cur}),\n"
+            f"        .out_valid(v_{lname}), .out_ready(r_{lname}), .y({out}));\n"
+        )
+        cur, valid, ready = out, f"v_{lname}", f"r_{lname}"
+        if beat:
+            plan = stream_plan(layer.n_in, r, beat)
+            latency += plan.last_steps + OVERHEAD_CYCLES  # counted from the last beat
+            ii = max(ii, plan.steps + OVERHEAD_CYCLES)
+        else:
+            latency += r + OVERHEAD_CYCLES
+            ii = max(ii, r + OVERHEAD_CYCLES)
+        beat = None
+    return Chain(files, body, Link(cur, valid, ready), latency, ii, used)
 
 
 @dataclass(frozen=True)
