@@ -47,7 +47,8 @@ def test_sim_raw_spectra_to_class_in_both_simulators(tiny_ens):
     """`flow sim` of the ensemble (its card's arrangement): every member's logits and the vote, 0 mismatches."""
     for sim, n in (("icarus", 20), ("verilator", 500)):
         assert main(["-q", "sim", "tiny_ens", "--sim", sim, "-n", str(n)]) == 0
+    assert main(["-q", "sim", "tiny_ens", "--sim", "icarus", "-n", "20", "--arch", "serial_members"]) == 0
     runs = json.loads((tiny_ens.root / "sim.json").read_text())
-    for sim in ("icarus", "verilator"):
-        r = runs[f"parallel_members/{sim}"]
+    for key in ("parallel_members/icarus", "parallel_members/verilator", "serial_members/icarus"):
+        r = runs[key]
         assert r["passed"] and r["mismatches"] == 0 and r["vectors"] >= 20

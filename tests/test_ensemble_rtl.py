@@ -219,3 +219,49 @@ def test_later_member_layers_fold_by_their_reuse_factor(tmp_path):
     design, r = run(tiny_ensemble("soft"), tmp_path, "icarus", n=20, reuse_factors={"fc2": 6})
     assert r.passed, r.error
     assert design.knobs["reuse_factors"] == {"fc1": 15, "fc2": 6}
+
+
+# ----------------------------------------------------------------------------------------- serial_members
+
+
+@pytest.mark.parametrize(
+    "sim,method",
+    [("icarus", "hard"), pytest.param("icarus", "soft", marks=pytest.mark.slow)]
+    + [pytest.param("verilator", "logit_sum", marks=pytest.mark.slow)],
+)
+def test_serial_members_is_bit_exact(tmp_path, sim, method):
+    """One datapath for the three members (weight banks), one feature pass per member: bit-exact."""
+    ir = tiny_ensemble(method)
+    design = generate(ir, "serial_members", tmp_path / "rtl")
+    vectors = write_ensemble_vectors(ir, tmp_path / "vectors.npz", spectra(40))
+    r = simulate(design, vectors, sim, tmp_path / f"sim_{sim}")
+    assert r.passed, r.error
+    assert r.mismatches == 0 and r.latency_cycles == design.latency_cycles_expected
+    assert design.details["weight_banks"] == 3
+    assert sum(f.endswith("_fc1.v") for f in design.files) == 1  # one shared first layer
+
+
+def test_serial_members_wrong_bank_fails(tmp_path, monkeypatch):
+    """Known-wrong shared datapath: the members' weight banks in reverse order; the logits differ."""
+    good = ensemble.shared_chain
+
+    def reversed_banks(p):
+        chain, banks = good(p)
+        return chain, {name: layers[::-1] for name, layers in banks.items()}
+
+    monkeypatch.setattr(ensemble, "shared_chain", reversed_banks)
+    ir = tiny_ensemble("hard")
+    design = generate(ir, "serial_members", tmp_path / "rtl")
+    r = simulate(design, write_ensemble_vectors(ir, tmp_path / "v.npz", spectra(10)), "icarus", tmp_path / "sim")
+    assert not r.passed and r.mismatches > 0
+
+
+def test_serial_members_refuses_members_of_another_structure(tmp_path):
+    members = [
+        Member("a", 0, mlp_ir("a", [N_CHANNELS - 1, 3, 4], seed=1)),
+        Member("b", 2, mlp_ir("b", [N_CHANNELS - 1, 5, 4], seed=2)),
+    ]
+    ir = ensemble_ir("ens", members, count_width=COUNT_WIDTH, log1p_t=log1p_type(COUNT_WIDTH, 8), method="hard")
+    with pytest.raises(FlowError, match=r"^serial_members: member b differs from a at fc1 .*use parallel_members\)$"):
+        generate(ir, "serial_members", tmp_path / "rtl")
+    assert not (tmp_path / "rtl").exists()

@@ -20,7 +20,10 @@ from flow.rtl.common import SOURCE_DIR, ports_doc, top_name
 
 ARCHS: dict[str, ModuleType] = {"parallel": parallel, "folded": folded, "shiftadd": shiftadd}
 # An ensemble graph's arrangements (flow/rtl/ensemble.py): the same sibling interface, for ensemble IRs only.
-ENSEMBLE_ARCHS: dict[str, ensemble.Arrangement] = {"parallel_members": ensemble.PARALLEL_MEMBERS}
+ENSEMBLE_ARCHS: dict[str, ensemble.Arrangement] = {
+    "parallel_members": ensemble.PARALLEL_MEMBERS,
+    "serial_members": ensemble.SERIAL_MEMBERS,
+}
 CARD_DEFAULT_ARCH = "parallel"  # a card's hardware.arch when it names none
 NO_CARD_ARCH = "folded"  # a user's saved model (no card): folding fits a network of any size
 

@@ -7,6 +7,10 @@ first layer taking one input per step as the stage streams it) and the voter (:m
 
 * ``parallel_members``: one datapath per member side by side, one shared spectrum buffer and feature stage that
   streams every member's inputs in one pass; the voter takes the members' results together.
+* ``serial_members``: one datapath reused over the members (their weights and biases in its ROMs, one bank per
+  member, picked by the member index that travels with each sample); the feature stage streams one member's
+  inputs per pass, the members' logits are kept until the last one's arrive, then the voter takes them. The
+  members must agree in every shape and type (only weights, biases, diagonals and clipping differ).
 
 Ports are every qflow design's, with ``out_data`` holding every member's logits (member order of the vote's
 inputs, member 0 low) and ``out_class`` the vote.
@@ -14,7 +18,7 @@ inputs, member 0 low) and ``out_class`` the vote.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from flow.errors import FlowError
 from flow.features import difference_type
@@ -168,9 +172,11 @@ def module_ports(top: str, p: EnsemblePlan) -> str:
 """
 
 
-def member_chain(m: MemberPlan, top: str, reuse_factors: dict[str, int], src: folded.Link) -> folded.Chain:
-    """A member's folded datapath; its first layer takes one input per step (R = n_in)."""
-    segs = segments(m.chain, "folded")
+def member_chain(
+    chain: IR, top: str, reuse_factors: dict[str, int], src: folded.Link, banks: dict | None = None
+) -> folded.Chain:
+    """A member's folded datapath (``banks``: shared by several); its first layer takes one input per step."""
+    segs = segments(chain, "folded")
     first = segs[1].dense
     own = {seg.dense.name: reuse_factors.get(seg.dense.name.split("/", 1)[-1]) for seg in segs[1:]}
     own = {k: v for k, v in own.items() if v is not None}
@@ -179,7 +185,43 @@ def member_chain(m: MemberPlan, top: str, reuse_factors: dict[str, int], src: fo
             f"reuse_factors: the first layer of each member takes one input per step from the feature stage "
             f"(R = n_in = {first.n_in}), not {own[first.name]}"
         )
-    return folded.layer_chain(segs, top, own, src, 1)
+    return folded.layer_chain(segs, top, own, src, 1, banks)
+
+
+def own_name(name: str) -> str:
+    """A member node's name without the member prefix (``m3/fc1`` -> ``fc1``)."""
+    return name.split("/", 1)[-1]
+
+
+def shape_of(node) -> tuple:
+    """What a shared datapath needs equal across members: kind, shape and every type of a node."""
+    types = ("result_t", "weight_t", "bias_t", "accum_t")
+    return (node.kind, tuple(node.shape), *(str(getattr(node, t, "")) for t in types))
+
+
+def shared_chain(p: EnsemblePlan) -> tuple[IR, dict[str, list]]:
+    """Member 0's chain under member-less names, and per dense layer every member's (the weight banks)."""
+    ref = p.members[0]
+    for m in p.members[1:]:
+        a, b = [shape_of(n) for n in ref.chain.nodes], [shape_of(n) for n in m.chain.nodes]
+        bad = next(
+            (i for i, (x, y) in enumerate(zip(a, b)) if x != y), None if len(a) == len(b) else min(len(a), len(b))
+        )
+        if bad is not None or str(m.lane.out_t) != str(ref.lane.out_t):
+            where = ref.chain.nodes[bad].name if bad is not None and bad < len(ref.chain.nodes) else "its input"
+            raise FlowError(
+                f"serial_members: member {m.chain.name} differs from {ref.chain.name} at {own_name(where)} (shape or "
+                "types); one shared datapath needs members of one structure (use parallel_members)"
+            )
+    spec = ref.chain.input
+    nodes = [replace(n, name=own_name(n.name), inputs=tuple(own_name(i) for i in n.inputs)) for n in ref.chain.nodes]
+    chain = IR("shared", Task.CLASSIFICATION, [InputSpec(spec.shape, spec.type, own_name(spec.name))], nodes)
+    banks = {
+        own_name(n.name): [m.chain.nodes[i] for m in p.members]
+        for i, n in enumerate(ref.chain.nodes)
+        if n.kind is LayerKind.DENSE
+    }
+    return chain, banks
 
 
 def check_reuse_names(p: EnsemblePlan, reuse_factors: dict[str, int]) -> None:
@@ -228,7 +270,7 @@ def emit_parallel(ir: IR, top: str, reuse_factors: dict[str, int] | None = None,
     outs = []
     n = p.n_channels
     for i, m in enumerate(p.members):
-        chain = member_chain(m, top, reuse_factors, folded.Link(f"fx{i}", f"fv{i}", f"fr{i}", f"fl{i}"))
+        chain = member_chain(m.chain, top, reuse_factors, folded.Link(f"fx{i}", f"fv{i}", f"fr{i}", f"fl{i}"))
         files.update(chain.files)
         body += chain.body
         outs.append(chain.out)
@@ -273,6 +315,74 @@ endmodule
     return Emitted(files, FIXED_BLOCKS, latency, ii, knobs, details, ports=ports(ir, p))
 
 
+def emit_serial(ir: IR, top: str, reuse_factors: dict[str, int] | None = None, log1p: str = "auto") -> Emitted:
+    """``serial_members``: the feature stage (one pass per member), one folded datapath for all, the voter."""
+    reuse_factors = dict(reuse_factors or {})
+    p = plan(ir)
+    check_reuse_names(p, reuse_factors)
+    rom = log1p_rom(p.count_width, p.log1p_t, log1p)
+    m_count, n = len(p.members), p.n_channels
+    chain_ir, banks = shared_chain(p)
+    files: dict[str, str] = {}
+    feat = f"{top}_features"
+    lanes = [m.lane for m in p.members]
+    files[f"{feat}.v"] = feature_module(feat, n, rom, lanes, [[i] for i in range(m_count)], 1)
+    sw = max(1, (m_count - 1).bit_length())
+    body = f"    wire fv0;\n    wire fr0;\n    wire fl0;\n    wire [{lanes[0].out_t.width - 1}:0] fx0;\n"
+    body += f"    wire [{sw - 1}:0] fpass;\n"
+    body += (
+        f"    {feat} u_features (.clk(clk), .rst(rst), .in_valid(in_valid), .in_ready(in_ready), .in_data(in_data),\n"
+        "        .o0_valid(fv0), .o0_ready(fr0), .o0_last(fl0), .o0_data(fx0), .pass_o(fpass));\n"
+    )
+    chain = member_chain(chain_ir, top, reuse_factors, folded.Link("fx0", "fv0", "fr0", "fl0", sel="fpass"), banks)
+    files.update(chain.files)
+    body += chain.body
+    out = chain.out
+    t = out_element_t(p)
+    cw = p.vote.result_t.width
+    row = p.vote.n_classes * t.width
+    is_last = f"{out.sel} == {sw}'d{m_count - 1}" if m_count > 1 else "1'b1"
+    kept = "".join(f"    reg [{row - 1}:0] lb{i};\n" for i in range(m_count - 1))
+    keep = "".join(
+        f"        if ({out.valid} && !last_member && {out.sel} == {sw}'d{i}) lb{i} <= {out.data};\n"
+        for i in range(m_count - 1)
+    )
+    logits = "{" + ", ".join([out.data, *(f"lb{i}" for i in reversed(range(m_count - 1)))]) + "}"
+    body += f"""    // The members' logits arrive one member after the other; the last one's complete the vote's set.
+    wire last_member = {is_last};
+{kept}    wire [{m_count * row - 1}:0] logits = {logits};
+    wire [{cw - 1}:0] vote_cls;
+    {top}_vote u_vote (.logits(logits), .cls(vote_cls));
+    reg out_valid_r;
+    reg [{m_count * row - 1}:0] out_data_r;
+    reg [{cw - 1}:0] out_class_r;
+    assign {out.ready} = !last_member || !out_valid_r || out_ready;
+    wire take_out = {out.valid} && last_member && (!out_valid_r || out_ready);
+    always @(posedge clk) begin
+{keep}        if (rst) out_valid_r <= 1'b0;
+        else if (take_out) out_valid_r <= 1'b1;
+        else if (out_ready) out_valid_r <= 1'b0;
+        if (take_out) begin
+            out_data_r <= logits;
+            out_class_r <= vote_cls;
+        end
+    end
+    assign out_valid = out_valid_r;
+    assign out_data = out_data_r;
+    assign out_class = out_class_r;
+endmodule
+"""
+    files[f"{top}_vote.v"] = vote_module(f"{top}_vote", p.vote, [m.logits_t for m in p.members])
+    steps = sum(m.lane.diagonal + n for m in p.members)  # every pass, without stalls
+    latency = steps + 1 + chain.latency_cycles
+    ii = max(steps + 1, chain.ii_cycles)
+    text = header(ir, top, "serial_members", p, latency, ii) + module_ports(top, p) + body
+    files[f"{top}.v"] = text
+    knobs = {"reuse_factors": {own_name(k): v for k, v in chain.reuse_factors.items()}, "log1p": log1p}
+    details = {"log1p": rom.details(), "members": m_count, "vote": p.vote.method.value, "weight_banks": m_count}
+    return Emitted(files, FIXED_BLOCKS, latency, ii, knobs, details, ports=ports(ir, p))
+
+
 @dataclass(frozen=True)
 class Arrangement:
     """An ensemble arrangement in the RTL registry: the sibling interface of the chain architectures."""
@@ -285,3 +395,4 @@ class Arrangement:
 
 
 PARALLEL_MEMBERS = Arrangement(emit_parallel, KNOBS, KINDS)
+SERIAL_MEMBERS = Arrangement(emit_serial, KNOBS, KINDS)
