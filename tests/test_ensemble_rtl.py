@@ -178,6 +178,7 @@ def test_wrong_diagonal_fails(tmp_path, monkeypatch):
     assert not r.passed and r.mismatches > 0
 
 
+@pytest.mark.slow
 def test_wrong_vote_fails(tmp_path, monkeypatch):
     """Known-wrong voter: the class scores in reverse order; the logits agree, the vote does not."""
     hard = ensemble_vote.VOTE_EMITTERS[VoteMethod.HARD]
@@ -241,6 +242,7 @@ def test_serial_members_is_bit_exact(tmp_path, sim, method):
     assert sum(f.endswith("_fc1.v") for f in design.files) == 1  # one shared first layer
 
 
+@pytest.mark.slow
 def test_serial_members_wrong_bank_fails(tmp_path, monkeypatch):
     """Known-wrong shared datapath: the members' weight banks in reverse order; the logits differ."""
     good = ensemble.shared_chain
