@@ -19,7 +19,7 @@ from flow.errors import FlowError
 from flow.features import FeatureStage
 from flow.layers.vote import VoteMethod
 
-ARRANGEMENTS = ("parallel_members", "serial_members")  # RTL: all member datapaths side by side, or one reused
+ARRANGEMENTS = ("parallel_members", "serial_members")  # flow.rtl.ENSEMBLE_ARCHS generates them
 FIELDS = {"name", "description", "members", "voting", "features", "hardware"}
 FEATURE_FIELDS = {"count_width", "log1p_frac_bits"}
 HARDWARE_FIELDS = {"arrangement"}
@@ -58,9 +58,20 @@ def refuse_ensemble(name: str, stage: str) -> None:
     card = Project.of(name).card
     if card.is_file() and is_ensemble_card(card):
         raise FlowError(
-            f"{name} is an ensemble: `make {stage}` of an ensemble is not built yet (no RTL for log1p, "
-            f"diagonal_difference and vote); `make verify MODEL={name}` checks it bit for bit"
+            f"{name} is an ensemble: `make {stage}` of an ensemble is not built yet; `make verify MODEL={name}` and "
+            f"`make sim MODEL={name}` check it bit for bit"
         )
+
+
+def card_arrangement(path: Path) -> str:
+    """The hardware arrangement a project's copy of its ensemble card names (the default when it names none)."""
+    hardware = load_raw(path).get("hardware") or {}
+    arrangement = hardware.get("arrangement", ARRANGEMENTS[0]) if isinstance(hardware, dict) else None
+    if arrangement not in ARRANGEMENTS:
+        raise Where(path).error(
+            "hardware.arrangement", f"{arrangement!r} is not allowed; expected one of {', '.join(ARRANGEMENTS)}"
+        )
+    return arrangement
 
 
 def load_ensemble_card(name_or_path: str | Path) -> EnsembleCard:

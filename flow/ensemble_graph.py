@@ -10,6 +10,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, replace
 
+import numpy as np
+
 from flow.errors import FlowError
 from flow.features import difference_type
 from flow.fixed import FixedType
@@ -78,3 +80,11 @@ def ensemble_ir(
     ir = IR(name, Task.CLASSIFICATION, [spectrum], nodes, members[0].ir.class_names, [VOTE], None)
     ir.validate()
     return ir
+
+
+def observed_outputs(ir: IR, trace) -> tuple[np.ndarray, np.ndarray]:
+    """What an ensemble design shows (``flow/rtl/ensemble.py``): every member's logits side by side (the vote's
+    input order) and the vote's class, from a reference trace."""
+    rows = len(trace.output_raw)
+    logits = np.concatenate([np.asarray(trace.of(name)).reshape(rows, -1) for name in ir.output.inputs], axis=1)
+    return logits.astype(np.int64), np.asarray(trace.output_raw)[:, 0].astype(np.int64)

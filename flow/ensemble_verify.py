@@ -8,6 +8,9 @@ Then, bit for bit:
 * members: every layer of each member in the graph equals that member's hls4ml C simulation fed the graph's
   member input (the member's own project, converted again with the settings its IR records);
 * vote: the graph's class equals the vote kernel applied to the members' C-simulated logits.
+
+``vectors.npz`` (when it passed) holds what an ensemble design shows: ``outputs`` every member's logits side by side
+(:func:`flow.ensemble_graph.observed_outputs`), ``classes`` the vote.
 """
 
 from __future__ import annotations
@@ -22,7 +25,7 @@ import numpy as np
 
 from flow import reference, warm
 from flow.build import load_test_data
-from flow.ensemble_graph import member_node
+from flow.ensemble_graph import member_node, observed_outputs
 from flow.errors import FlowError
 from flow.ir import IR, CastLayer
 from flow.log import info
@@ -93,9 +96,10 @@ def check_ensemble(
     types = ir.types()
     keep = {m.name: [m.input_node, *(member_node(m.name, n.name) for n in m.ir.nodes)] for m in members}
     stored: dict[str, list[list[np.ndarray]]] = {m.name: [[] for _ in keep[m.name]] for m in members}
-    votes = []
+    votes, logits = [], []
     for start in range(0, len(counts), BATCH):
         trace = reference.run(ir, counts[start : start + BATCH])
+        logits.append(observed_outputs(ir, trace)[0])
         for m in members:
             for i, name in enumerate(keep[m.name]):
                 stored[m.name][i].append(trace.of(name))
@@ -125,6 +129,7 @@ def check_ensemble(
         sum(result["features"].values()) + sum(v["mismatches"] for v in result["members"].values()) + result["vote"]
     )
     result["classes"] = vote
+    result["logits"] = np.concatenate(logits)  # what the RTL shows beside the vote (flow/rtl/ensemble.py)
     return result
 
 
@@ -182,6 +187,7 @@ def verify_ensemble(
     info(f"{project.name}: ensemble graph on {len(counts)} spectra ({len(test)} test, {n_random} random)")
     result = check_ensemble(ir, counts, len(test), features, hls_csim(projects))
     classes = result.pop("classes")
+    logits = result.pop("logits")
     summary = {
         "model": project.name,
         "ir_sha256": ir.digest(),
@@ -199,7 +205,7 @@ def verify_ensemble(
         write_npz(
             project.vectors,
             inputs=counts,
-            outputs=classes[:, None],
+            outputs=logits,
             classes=classes,
             kind=kinds,
             input_t=np.array(str(spectrum.type)),

@@ -153,3 +153,13 @@ def write_vectors(ir: IR, path: Path, n: int, seed: int = 0) -> Path:
         arrays["classes"] = np.argmax(y, axis=1).astype(np.int64)
     write_npz(Path(path), **arrays)
     return Path(path)
+
+
+def write_ensemble_vectors(ir: IR, path: Path, counts: np.ndarray) -> Path:
+    """An ensemble's vectors file as ``flow verify`` writes it: raw spectra, the members' logits, the vote."""
+    from flow.ensemble_graph import observed_outputs
+
+    logits, classes = observed_outputs(ir, reference.run(ir, counts))
+    kinds = np.array(["random"] * len(counts))
+    write_npz(Path(path), inputs=counts, outputs=logits, classes=classes, kind=kinds, ir_sha256=np.array(ir.digest()))
+    return Path(path)

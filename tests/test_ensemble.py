@@ -180,8 +180,8 @@ def test_ensemble_check_catches_wrong_features_members_and_votes(members, counts
     assert check_ensemble(ir, counts, 20, good, every_member_votes_class_4)["vote"] > 0
 
 
-@pytest.mark.parametrize("stage", ["sim", "report"])
-def test_sim_and_report_refuse_an_ensemble_in_one_line(tmp_path, monkeypatch, capsys, stage):
+@pytest.mark.parametrize("stage", ["report"])
+def test_report_refuses_an_ensemble_in_one_line(tmp_path, monkeypatch, capsys, stage):
     import flow.project
     from flow.cli import main
 

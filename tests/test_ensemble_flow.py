@@ -41,3 +41,14 @@ def test_verify_features_members_and_vote(tiny_ens):
     v = json.loads(tiny_ens.verify_json.read_text())
     assert v["passed"] and v["mismatches"] == 0 and v["vote"] == 0
     assert set(v["features"]) == {"tiny_ens_0", "tiny_ens_3"} and tiny_ens.vectors.is_file()
+
+
+def test_sim_raw_spectra_to_class_in_both_simulators(tiny_ens):
+    """`flow sim` of the ensemble (its card's arrangement): every member's logits and the vote, 0 mismatches."""
+    for sim, n in (("icarus", 20), ("verilator", 500)):
+        assert main(["-q", "sim", "tiny_ens", "--sim", sim, "-n", str(n)]) == 0
+    assert main(["-q", "sim", "tiny_ens", "--sim", "icarus", "-n", "20", "--arch", "serial_members"]) == 0
+    runs = json.loads((tiny_ens.root / "sim.json").read_text())
+    for key in ("parallel_members/icarus", "parallel_members/verilator", "serial_members/icarus"):
+        r = runs[key]
+        assert r["passed"] and r["mismatches"] == 0 and r["vectors"] >= 20

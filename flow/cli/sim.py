@@ -10,7 +10,7 @@ from flow.cli import int_at_least
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     """Declare the arguments of ``flow sim``."""
-    from flow.rtl import ARCHS
+    from flow.rtl import ARCHS, ENSEMBLE_ARCHS
     from flow.sim import DEFAULT_DRIVER, DRIVERS, SIMULATORS
 
     p.add_argument(
@@ -18,7 +18,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     )
     p.add_argument("--sim", choices=SIMULATORS, default="verilator", help="simulator (default: verilator)")
     p.add_argument(
-        "--arch", choices=list(ARCHS), default=None, help="RTL architecture (default: the card's hardware.arch)"
+        "--arch",
+        choices=[*ARCHS, *ENSEMBLE_ARCHS],
+        default=None,
+        help="RTL architecture, or an ensemble's arrangement (default: the card's hardware.arch / arrangement)",
     )
     p.add_argument("-n", type=int_at_least(1), default=2000, help="number of vectors (default: 2000)")
     p.add_argument(
@@ -49,6 +52,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 def ensure_verified(name: str) -> None:
     """Run ``flow verify`` unless verify.json is of the current ir.json (passed, with vectors.npz, or failed)."""
+    from flow.ensemble_card import is_ensemble_card
+    from flow.ensemble_verify import verify_ensemble
     from flow.errors import FlowError
     from flow.project import Project, read_json
     from flow.verify import verify
@@ -59,7 +64,7 @@ def ensure_verified(name: str) -> None:
     if done.get("ir_sha256") == ir.digest() and (done.get("passed") is False or project.vectors.is_file()):
         return  # passed, or failed for this very IR: the stage refuses that in one line (verify is deterministic)
     log.info(f"{name}: no passing verify for this IR yet: running verify first")
-    s = verify(project)
+    s = verify_ensemble(project) if project.card.is_file() and is_ensemble_card(project.card) else verify(project)
     if not s["passed"]:
         raise FlowError(
             f"{project.verify_json}: verify failed ({s['mismatches']} mismatches); see `make verify MODEL={name}`"
@@ -69,22 +74,25 @@ def ensure_verified(name: str) -> None:
 def card_arch(model: str) -> str:
     """The architecture the project's card asks for (the RTL registry's choice for a model without a card)."""
     from flow.card import load_card
+    from flow.ensemble_card import card_arrangement, is_ensemble_card
     from flow.project import Project
     from flow.rtl import NO_CARD_ARCH
 
     project = Project.of(model)
     project.check_owned()  # before reading anything in it: a link or a user's folder is refused
-    return load_card(project.card).hardware.arch if project.card.exists() else NO_CARD_ARCH
+    if not project.card.exists():
+        return NO_CARD_ARCH
+    if is_ensemble_card(project.card):
+        return card_arrangement(project.card)
+    return load_card(project.card).hardware.arch
 
 
 def run(args: argparse.Namespace) -> int:
     """Run the stage; exit code 1 on any mismatch."""
     from flow.cli import next_step, project_name
-    from flow.ensemble_card import refuse_ensemble
     from flow.sim import parse_reuse, run_stage
 
     name = project_name(args.model)
-    refuse_ensemble(name, "sim")
     reuse = parse_reuse(args.reuse)
     arch = args.arch or card_arch(name)
     ensure_verified(name)

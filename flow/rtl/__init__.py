@@ -15,10 +15,15 @@ from types import ModuleType
 from flow.errors import FlowError
 from flow.ir import IR
 from flow.project import atomic_dir, read_json, write_json
-from flow.rtl import folded, parallel, shiftadd
+from flow.rtl import ensemble, folded, parallel, shiftadd
 from flow.rtl.common import SOURCE_DIR, ports_doc, top_name
 
 ARCHS: dict[str, ModuleType] = {"parallel": parallel, "folded": folded, "shiftadd": shiftadd}
+# An ensemble graph's arrangements (flow/rtl/ensemble.py): the same sibling interface, for ensemble IRs only.
+ENSEMBLE_ARCHS: dict[str, ensemble.Arrangement] = {
+    "parallel_members": ensemble.PARALLEL_MEMBERS,
+    "serial_members": ensemble.SERIAL_MEMBERS,
+}
 CARD_DEFAULT_ARCH = "parallel"  # a card's hardware.arch when it names none
 NO_CARD_ARCH = "folded"  # a user's saved model (no card): folding fits a network of any size
 
@@ -80,12 +85,13 @@ def ir_sha256(ir: IR) -> str:
     return ir.digest()
 
 
-def get_arch(arch: str) -> ModuleType:
-    """The generator module of ``arch``; a FlowError lists the valid names."""
+def get_arch(arch: str) -> ModuleType | ensemble.Arrangement:
+    """The generator of ``arch`` (an architecture or an ensemble arrangement); a FlowError lists the valid names."""
+    every = {**ARCHS, **ENSEMBLE_ARCHS}
     try:
-        return ARCHS[arch]
+        return every[arch]
     except KeyError:
-        raise FlowError(f"unknown architecture {arch!r} (choose from: {', '.join(ARCHS)})") from None
+        raise FlowError(f"unknown architecture {arch!r} (choose from: {', '.join(every)})") from None
 
 
 def check_kinds(ir: IR, arch: str) -> None:
@@ -131,7 +137,7 @@ def generate(ir: IR, arch: str, out_dir: Path, **knobs) -> Design:
             latency_cycles_expected=emitted.latency_cycles,
             ii_cycles=emitted.ii_cycles,
             knobs=emitted.knobs,
-            ports=ports_doc(ir, top, emitted.in_beat),
+            ports=emitted.ports or ports_doc(ir, top, emitted.in_beat),
             details=emitted.details,
         )
         (tmp / "files.txt").write_text("".join(f"{n}\n" for n in names))

@@ -68,6 +68,7 @@ class Emitted:
     knobs: dict = field(default_factory=dict)
     details: dict = field(default_factory=dict)  # what the generator decided (design.json "details")
     in_beat: int | None = None  # elements per input beat (streaming input); None: the whole vector at once
+    ports: dict | None = None  # design.json's ports when they are not ports_doc's (an ensemble's)
 
 
 @dataclass

@@ -131,36 +131,11 @@ def emit(ir: IR, top: str, reuse_factors: dict[str, int] | None = None, in_beat:
     in_beat = check_beat(ir, first_r, in_beat)
     in_elems = unpack("in_data", in_beat or ir.input.n, ir.input.type.width)
     text, cur = elementwise_chain("s0", ir.input.type, segs[0].post, in_elems, "in_data")
-    body = text
-    valid, ready = "in_valid", "in_ready"
-    latency, ii = 1, 1
-    used: dict[str, int] = {}
-    beat = in_beat
-    for seg in segs[1:]:
-        layer = seg.dense
-        assert layer is not None
-        r = check_reuse(layer.name, layer.n_in, layer.n_out, reuse_factors.get(layer.name, layer.n_in))
-        used[layer.name] = r
-        lname = identifier(layer.name)
-        name = f"{top}_{lname}"
-        files[f"{name}.v"] = dense_module(name, layer, seg.in_t, seg.post, seg.out_t, r, beat)
-        out = f"y_{lname}"
-        last = ".in_last(in_last), " if beat else ""
-        body += f"    wire [{layer.n_out * seg.out_t.width - 1}:0] {out};\n"
-        body += f"    wire v_{lname};\n    wire r_{lname};\n"
-        body += (
-            f"    {name} u_{lname} (.clk(clk), .rst(rst), .in_valid({valid}), .in_ready({ready}), {last}.x({cur}),\n"
-            f"        .out_valid(v_{lname}), .out_ready(r_{lname}), .y({out}));\n"
-        )
-        cur, valid, ready = out, f"v_{lname}", f"r_{lname}"
-        if beat:
-            plan = stream_plan(layer.n_in, r, beat)
-            latency += plan.last_steps + OVERHEAD_CYCLES  # counted from the last beat
-            ii = max(ii, plan.steps + OVERHEAD_CYCLES)
-        else:
-            latency += r + OVERHEAD_CYCLES
-            ii = max(ii, r + OVERHEAD_CYCLES)
-        beat = None
+    chain = layer_chain(segs, top, reuse_factors, Link(cur, "in_valid", "in_ready", "in_last"), in_beat)
+    files.update(chain.files)
+    body = text + chain.body
+    cur, valid, ready = chain.out.data, chain.out.valid, chain.out.ready
+    latency, ii, used = 1 + chain.latency_cycles, chain.ii_cycles, chain.reuse_factors
     knobs = {"reuse_factors": used, **({"in_beat": in_beat} if in_beat else {})}
     top_text = header(ir, top, "folded", latency, ii, in_beat) + module_ports(ir, top, in_beat) + body
     top_text += f"""    // Output register: takes a result when empty or being emptied.
@@ -177,6 +152,81 @@ def emit(ir: IR, top: str, reuse_factors: dict[str, int] | None = None, in_beat:
     top_text += output_stage(ir, cur, "take_out") + "endmodule\n"
     files[f"{top}.v"] = top_text
     return Emitted(files, FIXED_BLOCKS, latency, ii, knobs, in_beat=in_beat)
+
+
+@dataclass(frozen=True)
+class Link:
+    """A valid/ready connection between stages: the data bus, its valid, its ready (and last, streaming)."""
+
+    data: str
+    valid: str
+    ready: str
+    last: str = ""
+    sel: str = ""  # the weight bank of the sample (shared datapaths)
+
+
+@dataclass(frozen=True)
+class Chain:
+    """The folded dense layers of a chain: their modules, the top's instances, the output link and figures."""
+
+    files: dict[str, str]
+    body: str
+    out: Link
+    latency_cycles: int  # from the edge taking the sample (streaming: its last beat) to the last layer's valid
+    ii_cycles: int
+    reuse_factors: dict[str, int]
+
+
+def layer_chain(
+    segs: list,
+    top: str,
+    reuse_factors: dict[str, int],
+    src: Link,
+    in_beat: int | None,
+    banks: dict[str, list[DenseLayer]] | None = None,
+) -> Chain:
+    """One module and instance per dense layer of ``segs[1:]``, fed by ``src`` (``in_beat``: streaming input).
+
+    ``banks``: per layer name, the layers whose weights share it (picked by ``src.sel``, carried along).
+    """
+    files: dict[str, str] = {}
+    body = ""
+    cur, valid, ready, sel = src.data, src.valid, src.ready, src.sel
+    latency, ii = 0, 1
+    used: dict[str, int] = {}
+    beat = in_beat
+    for seg in segs[1:]:
+        layer = seg.dense
+        assert layer is not None
+        r = check_reuse(layer.name, layer.n_in, layer.n_out, reuse_factors.get(layer.name, layer.n_in))
+        used[layer.name] = r
+        lname = identifier(layer.name)
+        name = f"{top}_{lname}"
+        bank = (banks or {}).get(layer.name)
+        files[f"{name}.v"] = dense_module(name, layer, seg.in_t, seg.post, seg.out_t, r, beat, bank)
+        out = f"y_{lname}"
+        last = f".in_last({src.last}), " if beat else ""
+        body += f"    wire [{layer.n_out * seg.out_t.width - 1}:0] {out};\n"
+        body += f"    wire v_{lname};\n    wire r_{lname};\n"
+        sel_ports = ""
+        if bank and len(bank) > 1:
+            body += f"    wire [{clog2(len(bank)) - 1}:0] s_{lname};\n"
+            sel_ports = f", .sel({sel}), .sel_o(s_{lname})"
+            sel = f"s_{lname}"
+        body += (
+            f"    {name} u_{lname} (.clk(clk), .rst(rst), .in_valid({valid}), .in_ready({ready}), {last}.x({cur}),\n"
+            f"        .out_valid(v_{lname}), .out_ready(r_{lname}), .y({out}){sel_ports});\n"
+        )
+        cur, valid, ready = out, f"v_{lname}", f"r_{lname}"
+        if beat:
+            plan = stream_plan(layer.n_in, r, beat)
+            latency += plan.last_steps + OVERHEAD_CYCLES  # counted from the last beat
+            ii = max(ii, plan.steps + OVERHEAD_CYCLES)
+        else:
+            latency += r + OVERHEAD_CYCLES
+            ii = max(ii, r + OVERHEAD_CYCLES)
+        beat = None
+    return Chain(files, body, Link(cur, valid, ready, sel=sel), latency, ii, used)
 
 
 @dataclass(frozen=True)
@@ -241,13 +291,25 @@ def schedule(layer: DenseLayer, r: int, contiguous: bool = False) -> tuple[int, 
 
 
 def dense_module(
-    name: str, layer: DenseLayer, in_t: FixedType, post: list, out_t: FixedType, r: int, in_beat: int | None = None
+    name: str,
+    layer: DenseLayer,
+    in_t: FixedType,
+    post: list,
+    out_t: FixedType,
+    r: int,
+    in_beat: int | None = None,
+    banks: list[DenseLayer] | None = None,
 ) -> str:
     """One folded dense layer (plus its elementwise layers) with valid/ready on both sides.
 
     ``in_beat``: the input arrives in beats of that many elements (``in_last`` on the last) and is consumed
     step by step as it arrives (contiguous schedule); otherwise the whole vector is taken at once.
+    ``banks``: layers of the same shape and types whose weights and biases share the datapath (one ensemble
+    member each): a sample's ``sel`` (taken with it) picks its bank and comes out as ``sel_o`` with its result.
     """
+    banks = banks or [layer]
+    nb = len(banks)
+    sw = clog2(nb)
     shift = check_accumulator(layer, in_t)
     acc_t, w_t = layer.accum_t, layer.weight_t
     aw, iw, ww, ow = acc_t.width, in_t.width, w_t.width, out_t.width
@@ -255,7 +317,8 @@ def dense_module(
     n_in, n_out = layer.n_in, layer.n_out
     steps, nq, nparts, ngroups, idx_in, idx_out = schedule(layer, r, contiguous=in_beat is not None)
     n_steps = steps * nq  # ROM words: R, or S steps of a streaming layer
-    biases = aligned_biases(layer)
+    bank_biases = [aligned_biases(b) for b in banks]
+    biases = bank_biases[0]
     xs_w, ws_w = signed_width(in_t), signed_width(w_t)
     pw = xs_w + ws_w
     sum_w = pw + clog2(nparts) if nparts > 1 else pw
@@ -276,18 +339,21 @@ def dense_module(
     rotate = f"{{sr[{lane_w - 1}:0], sr[{steps * lane_w - 1}:{lane_w}]}}" if steps > 1 else "sr"
 
     # ROM rows: multiplier (g, p)'s weight at bits [(g*nparts + p)*ww +: ww].
-    wmat = np.asarray(layer.weights, dtype=object)
     mask = (1 << ww) - 1
     rom_lines = []
-    for c in range(n_steps):
-        word = 0
-        for g in range(ngroups):
-            for p in range(nparts):
-                i, j = int(idx_in[c, g, p]), int(idx_out[c, g, p])
-                if i >= 0 and j >= 0:
-                    word |= (int(wmat[i, j]) & mask) << ((g * nparts + p) * ww)
-        rom_lines.append(f"        rom[{c}] = {row_w}'h{word:x};")
-    rom_lines += [f"        rom[{c}] = {row_w}'h0;" for c in range(n_steps, depth)]
+    for b, bank in enumerate(banks):  # bank b at words b * depth ..
+        wmat = np.asarray(bank.weights, dtype=object)
+        for c in range(n_steps):
+            word = 0
+            for g in range(ngroups):
+                for p in range(nparts):
+                    i, j = int(idx_in[c, g, p]), int(idx_out[c, g, p])
+                    if i >= 0 and j >= 0:
+                        word |= (int(wmat[i, j]) & mask) << ((g * nparts + p) * ww)
+            rom_lines.append(f"        rom[{b * depth + c}] = {row_w}'h{word:x};")
+        rom_lines += [f"        rom[{b * depth + c}] = {row_w}'h0;" for c in range(n_steps, depth)]
+    words = (1 << sw) * depth if nb > 1 else depth
+    rom_lines += [f"        rom[{k}] = {row_w}'h0;" for k in range(nb * depth, words)]
 
     lines = []
     for p in range(nparts):
@@ -310,7 +376,22 @@ def dense_module(
         else:
             term = f"{aw}'d0"
         lines.append(f"    wire [{aw - 1}:0] term{g} = {term};")
-        if nq == 1:
+        if nb > 1:  # the bank's bias: by sel_q (and the output pass)
+            lines.append(f"    reg [{aw - 1}:0] bias{g};")
+            kw = sw + (qw if nq > 1 else 0)
+            key = "{sel_q, s1_q}" if nq > 1 else "sel_q"
+            cases = "".join(
+                f"            {kw}'d{(b << qw if nq > 1 else b) + q}: "
+                f"bias{g} = {lit(bank_biases[b][g * nq + q], aw)};\n"
+                for b in range(nb)
+                for q in range(nq)
+                if g * nq + q < n_out and bank_biases[b][g * nq + q]
+            )
+            lines.append(
+                f"    always @* begin\n        case ({key})\n{cases}            default: bias{g} = {aw}'d0;\n"
+                "        endcase\n    end"
+            )
+        elif nq == 1:
             lines.append(f"    wire [{aw - 1}:0] bias{g} = {lit(biases[g], aw)};")
         else:
             lines.append(f"    reg [{aw - 1}:0] bias{g};")
@@ -361,7 +442,18 @@ def dense_module(
         plan = stream_plan(n_in, r, in_beat)
         control = stream_control(plan, cw, in_beat * iw, lane_w)
         x_port, last_port = f"[{in_beat * iw - 1}:0] x", "    input wire in_last,\n"
-    text = f"""// {name}: dense layer {layer.name} ({n_in} -> {n_out}) folded by R = {r}:
+    sel_ports, sel_logic = "", ""
+    if nb > 1:
+        sel_ports = f",\n    input wire [{sw - 1}:0] sel,\n    output reg [{sw - 1}:0] sel_o"
+        sel_logic = f"""    // The bank (ensemble member) of the sample: taken with it, shown with its result.
+    reg [{sw - 1}:0] sel_q;
+    always @(posedge clk) begin
+        if (take) sel_q <= sel;
+        if (s2_final) sel_o <= sel_q;
+    end
+"""
+    banks_doc = f", {nb} weight banks" if nb > 1 else ""
+    text = f"""// {name}: dense layer {layer.name} ({n_in} -> {n_out}) folded by R = {r}{banks_doc}:
 // {ngroups * nparts} multiplier(s), {steps} step(s) per output pass, {nq} pass(es). Generated by qflow. Do not edit.
 // x: {n_in} x {in_t}{f" in beats of {in_beat}" if in_beat else ""}; acc: {acc_t};
 // y: {n_out} x {out_t}, held until taken (out_valid/out_ready).
@@ -374,16 +466,16 @@ module {name} (
 {last_port}    input wire {x_port},
     output reg out_valid,
     input wire out_ready,
-    output reg [{n_out * ow - 1}:0] y
+    output reg [{n_out * ow - 1}:0] y{sel_ports}
 );
-{control}    // Weights: one ROM word per step, read synchronously.
-    reg [{row_w - 1}:0] rom [0:{depth - 1}];
+{control}{sel_logic}    // Weights: one ROM word per step, read synchronously.
+    reg [{row_w - 1}:0] rom [0:{words - 1}];
     reg [{row_w - 1}:0] w_q;
     initial begin
 {chr(10).join(rom_lines)}
     end
     always @(posedge clk) begin
-        if (step) w_q <= rom[c];
+        if (step) w_q <= rom[{"{sel_q, c}" if nb > 1 else "c"}];
     end
     // Multiply, accumulate in accum_t (modulo 2**{aw}), starting from (accum_t) bias.
 /* verilator lint_off UNUSEDSIGNAL */
