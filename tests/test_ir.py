@@ -150,3 +150,16 @@ def test_a_graph_runs_in_the_reference_and_chain_architectures_refuse_it(tmp_pat
     with pytest.raises(FlowError, match="node half takes x, not only the node before it; the folded architecture"):
         rtl.generate(ir, "folded", tmp_path / "rtl")
     assert not (tmp_path / "rtl").exists()
+
+
+def test_every_kind_has_one_registered_class_and_a_second_is_refused():
+    import dataclasses
+
+    from flow.layers import KINDS, LayerKind, ReluLayer
+    from flow.layers.base import register
+
+    assert set(KINDS) == set(LayerKind) and KINDS[LayerKind.RELU] is ReluLayer
+    impostor = dataclasses.make_dataclass("Impostor", [], bases=(ReluLayer,), frozen=True)
+    with pytest.raises(FlowError, match="layer kind relu registered twice"):
+        register(impostor)
+    assert KINDS[LayerKind.RELU] is ReluLayer

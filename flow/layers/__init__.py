@@ -4,16 +4,19 @@ Each kind is a frozen dataclass in its own module that owns its fields, ``valida
 types), ``to_dict()``/``from_dict()`` (its node in ``ir.json``), ``out_shape(in_shapes)`` (the shape rule) and
 ``kernel(xs, in_types)`` (the bit-exact NumPy reference on raw mantissas). Every node also has ``name``,
 ``inputs`` (node or graph-input names), ``shape`` (its output tensor), ``result_t`` and the class attributes
-``kind`` and ``in_hls`` (whether hls4ml's C simulation computes it). Adding a kind: a :class:`LayerKind` member,
-its module, an entry in :data:`KINDS`, its RTL emitter in ``flow/rtl`` and its tests.
+``kind`` and ``in_hls`` (whether hls4ml's C simulation computes it): :class:`~flow.layers.base.LayerNode`.
+Adding a kind: a :class:`LayerKind` member and its module here, whose class is ``@register``-ed (this package
+imports every module in it), then its RTL emitter in ``flow/rtl`` and its tests. The names below are re-exported
+for convenience; a new kind need not be added to them.
 """
 
 from __future__ import annotations
 
-from typing import Union
+import importlib
+import pkgutil
 
 from flow.errors import FlowError
-from flow.layers.base import LayerKind, Shape, size
+from flow.layers.base import KINDS, LayerKind, LayerNode, Shape, size
 from flow.layers.batchnorm import BatchNormLayer
 from flow.layers.cast import CastLayer
 from flow.layers.clamp import ClampLayer
@@ -26,33 +29,13 @@ from flow.layers.maxpool2d import MaxPool2DLayer
 from flow.layers.relu import ReluLayer
 from flow.layers.vote import VoteLayer
 
-Layer = Union[
-    DenseLayer,
-    ReluLayer,
-    CastLayer,
-    ClampLayer,
-    Conv2DLayer,
-    MaxPool2DLayer,
-    FlattenLayer,
-    BatchNormLayer,
-    Log1pLayer,
-    DiagonalDifferenceLayer,
-    VoteLayer,
-]
+for _module in pkgutil.iter_modules(__path__):  # every kind module registers its class on import
+    importlib.import_module(f"{__name__}.{_module.name}")
+_unregistered = [k.value for k in LayerKind if k not in KINDS]
+if _unregistered:
+    raise ImportError(f"layer kinds without a registered class: {', '.join(_unregistered)}")
 
-KINDS: dict[LayerKind, type] = {
-    LayerKind.DENSE: DenseLayer,
-    LayerKind.RELU: ReluLayer,
-    LayerKind.CAST: CastLayer,
-    LayerKind.CLAMP: ClampLayer,
-    LayerKind.CONV2D: Conv2DLayer,
-    LayerKind.MAXPOOL2D: MaxPool2DLayer,
-    LayerKind.FLATTEN: FlattenLayer,
-    LayerKind.BATCHNORM: BatchNormLayer,
-    LayerKind.LOG1P: Log1pLayer,
-    LayerKind.DIAGONAL_DIFFERENCE: DiagonalDifferenceLayer,
-    LayerKind.VOTE: VoteLayer,
-}
+Layer = LayerNode  # the IR's node type
 
 
 def layer_class(kind: str) -> type:
@@ -70,6 +53,7 @@ def layer_from_dict(d: dict) -> Layer:
 
 __all__ = [
     "KINDS",
+    "LayerNode",
     "BatchNormLayer",
     "CastLayer",
     "ClampLayer",

@@ -5,7 +5,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, field
 from enum import Enum
-from typing import ClassVar
+from typing import ClassVar, Protocol
 
 import numpy as np
 
@@ -16,7 +16,7 @@ Shape = tuple[int, ...]
 
 
 class LayerKind(str, Enum):
-    """The layer kinds of the IR (each one module of :mod:`flow.layers`, registered in ``KINDS``)."""
+    """The layer kinds of the IR (each one module of :mod:`flow.layers` whose class is ``@register``-ed)."""
 
     DENSE = "dense"
     RELU = "relu"
@@ -29,6 +29,39 @@ class LayerKind(str, Enum):
     LOG1P = "log1p"
     DIAGONAL_DIFFERENCE = "diagonal_difference"
     VOTE = "vote"
+
+
+# The registry: kind -> its dataclass. Each kind's module registers its class with @register; importing
+# flow.layers imports every module of the package, so a new kind is its LayerKind member and its module.
+KINDS: dict[LayerKind, type] = {}
+
+
+def register(cls: type) -> type:
+    """Class decorator: ``cls`` (with a ``kind`` class attribute) is the IR's class for that kind."""
+    kind = LayerKind(cls.kind)
+    if KINDS.get(kind, cls) is not cls:
+        raise FlowError(f"layer kind {kind.value} registered twice ({KINDS[kind].__name__}, {cls.__name__})")
+    KINDS[kind] = cls
+    return cls
+
+
+class LayerNode(Protocol):
+    """What every registered kind provides (the IR's node type)."""
+
+    name: str
+    inputs: tuple[str, ...]
+    shape: Shape
+    result_t: FixedType
+    kind: ClassVar[LayerKind]
+    in_hls: ClassVar[bool]
+
+    def validate(self) -> None: ...
+
+    def to_dict(self) -> dict: ...
+
+    def out_shape(self, in_shapes: list[Shape]) -> Shape: ...
+
+    def kernel(self, xs: list[np.ndarray], in_types: list[FixedType], exact_loop: bool = False) -> np.ndarray: ...
 
 
 def as_shape(shape: int | Shape | list[int], what: str) -> Shape:

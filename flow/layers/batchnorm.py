@@ -15,9 +15,10 @@ import numpy as np
 
 from flow.errors import FlowError
 from flow.fixed import FixedType, cast
-from flow.layers.base import Elementwise, LayerKind, common_dict
+from flow.layers.base import Elementwise, LayerKind, common_dict, register
 
 
+@register
 @dataclass(frozen=True, eq=False)
 class BatchNormLayer(Elementwise):
     """Per-channel ``x * scale + bias`` cast to ``result_t``."""

@@ -8,9 +8,10 @@ from typing import ClassVar
 import numpy as np
 
 from flow.fixed import FixedType, cast
-from flow.layers.base import Elementwise, LayerKind, common_dict
+from flow.layers.base import Elementwise, LayerKind, common_dict, register
 
 
+@register
 @dataclass(frozen=True)
 class CastLayer(Elementwise):
     """Elementwise cast to ``result_t`` (a linear quantizer)."""

@@ -12,9 +12,10 @@ import numpy as np
 
 from flow.errors import FlowError
 from flow.fixed import FixedType, cast
-from flow.layers.base import Elementwise, LayerKind, common_dict
+from flow.layers.base import Elementwise, LayerKind, common_dict, register
 
 
+@register
 @dataclass(frozen=True)
 class ClampLayer(Elementwise):
     """Elementwise cast to ``result_t``, then clamped to the raw range ``[lo, hi]`` (a table's output stage)."""

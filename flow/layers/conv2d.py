@@ -19,7 +19,7 @@ from numpy.lib.stride_tricks import sliding_window_view
 
 from flow.errors import FlowError
 from flow.fixed import FixedType
-from flow.layers.base import LayerKind, Shape, as_shape, common_dict, image_shape
+from flow.layers.base import LayerKind, Shape, as_shape, common_dict, image_shape, register
 from flow.layers.dense import DenseLayer
 
 
@@ -38,6 +38,7 @@ def pad_before_after(kernel: int, padding: Padding) -> tuple[int, int]:
     return total // 2, total - total // 2
 
 
+@register
 @dataclass(frozen=True, eq=False)
 class Conv2DLayer:
     """A stride-1 2-D convolution of an ``in_shape`` = (height, width, channels) image with integer weights."""

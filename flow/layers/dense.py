@@ -25,7 +25,7 @@ import numpy as np
 
 from flow.errors import FlowError
 from flow.fixed import FixedType, Overflow, Rounding, cast
-from flow.layers.base import LayerKind, Shape, common_dict, one_input
+from flow.layers.base import LayerKind, Shape, common_dict, one_input, register
 
 _FLOAT_EXACT = 2.0**53
 _INT64_SAFE = 2.0**62
@@ -35,6 +35,7 @@ _MATMUL_ROWS = 1024
 _LOOP_CHUNK_ELEMENTS = 4_000_000  # per-product casts are done on (chunk, n_in, n_out) blocks of this size
 
 
+@register
 @dataclass(frozen=True, eq=False)
 class DenseLayer:
     """A fully connected layer with integer weights ``(n_in, n_out)`` and biases ``(n_out,)``; 1-D in and out."""

@@ -15,9 +15,10 @@ import numpy as np
 from flow.errors import FlowError
 from flow.features import diagonal_difference, difference_type
 from flow.fixed import FixedType
-from flow.layers.base import Elementwise, LayerKind, Shape, common_dict, one_input
+from flow.layers.base import Elementwise, LayerKind, Shape, common_dict, one_input, register
 
 
+@register
 @dataclass(frozen=True)
 class DiagonalDifferenceLayer(Elementwise):
     """``L[i+k+1] - L[i]`` for diagonal ``k``, zero-padded to ``n - 1`` values, exact in ``result_t``."""

@@ -9,9 +9,10 @@ import numpy as np
 
 from flow.errors import FlowError
 from flow.fixed import FixedType
-from flow.layers.base import LayerKind, Shape, as_shape, common_dict, one_input, size
+from flow.layers.base import LayerKind, Shape, as_shape, common_dict, one_input, register, size
 
 
+@register
 @dataclass(frozen=True)
 class FlattenLayer:
     """Reshape ``in_shape`` to ``(size,)``; the values and their type are unchanged (``result_t`` is the input's)."""

@@ -16,7 +16,7 @@ import numpy as np
 from flow.errors import FlowError
 from flow.features import log1p_fixed
 from flow.fixed import FixedType
-from flow.layers.base import Elementwise, LayerKind, common_dict
+from flow.layers.base import Elementwise, LayerKind, common_dict, register
 
 MAX_COUNT_WIDTH = 32  # counts are uint32 at most: a spectrum channel's counter
 
@@ -26,6 +26,7 @@ def count_type(count_width: int) -> FixedType:
     return FixedType(count_width, count_width, signed=False)
 
 
+@register
 @dataclass(frozen=True)
 class Log1pLayer(Elementwise):
     """Elementwise ``log(1 + c)`` of ``count_width``-bit unsigned counts, correctly rounded to ``result_t``."""

@@ -15,9 +15,10 @@ from numpy.lib.stride_tricks import sliding_window_view
 
 from flow.errors import FlowError
 from flow.fixed import FixedType, cast
-from flow.layers.base import LayerKind, Shape, as_shape, common_dict, image_shape
+from flow.layers.base import LayerKind, Shape, as_shape, common_dict, image_shape, register
 
 
+@register
 @dataclass(frozen=True, eq=False)
 class MaxPool2DLayer:
     """Max pooling of an ``in_shape`` = (height, width, channels) image, channel by channel."""

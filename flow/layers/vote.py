@@ -29,7 +29,7 @@ import numpy as np
 from flow.errors import FlowError
 from flow.features import round_exact
 from flow.fixed import FixedType, Overflow, Rounding, cast
-from flow.layers.base import LayerKind, Shape
+from flow.layers.base import LayerKind, Shape, register
 
 MAX_TABLE_WIDTH = 16  # a table input type of W bits is a table of 2**W entries
 _EXP_DIGITS = 60  # decimal digits for exp(): far beyond any table's 2 + 64 guard bits
@@ -88,6 +88,7 @@ def class_index_type(n_classes: int) -> FixedType:
     return FixedType(width, width, signed=False)
 
 
+@register
 @dataclass(frozen=True)
 class VoteLayer:
     """Members' logits (one input each, ``(n_classes,)``) -> the class index ``(1,)`` of ``result_t``."""
