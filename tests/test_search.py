@@ -211,6 +211,23 @@ def test_variant_is_validated_like_a_user_card(env):
     assert parse_card(card.raw, card.path) == card
 
 
+def test_the_architecture_is_a_search_choice_and_prices_its_candidates(env):
+    from flow.search.study import variant
+
+    card_path, _ = env
+    card = load_card(card_path)
+    raw = card.raw | {"search": card.raw["search"] | {"arch": ["folded", "shiftadd"]}}
+    space = parse_space(parse_card(raw, card.path))
+    arch = next(p for p in space.params if p.name == "arch")
+    assert arch.choices == ("parallel", "folded", "shiftadd") and arch.default == "parallel"  # the card's own added
+    v = variant(parse_card(raw, card.path), space, {"arch": "shiftadd"})
+    assert v.hardware.arch == "shiftadd" and v.layers == card.layers
+    shapes = [DenseShape("fc1", np.array([[3.0, -1.0], [0.0, 5.0]]), np.zeros(2), 6, 4)]
+    assert proxy_cost(shapes, "shiftadd")["total"] != proxy_cost(shapes, "parallel")["total"]
+    with pytest.raises(FlowError, match="search.arch: 'systolic' is not allowed; expected one of parallel"):
+        parse_card(card.raw | {"search": card.raw["search"] | {"arch": ["systolic"]}}, card.path)
+
+
 def test_variant_with_fewer_units_keeps_the_next_layer_foldable():
     """fc2 folded by R = n_in = 40 must become R = 24 when fc1 shrinks to 24 units (R > n_in is invalid)."""
     from flow.card import load_card

@@ -38,6 +38,7 @@ _KEYS = {
     "filters",
     "dropout",
     "norm",
+    "arch",
 }
 # Per-type keys of `bits` -> (the card layer type, its field). A layer's own key is `<layer>.<field>`.
 _QUANTITIES = {
@@ -304,6 +305,17 @@ def _arch_params(w: Where, card: Card, s: dict) -> list[Param]:
             params.append(
                 Param(f"{lname}.{fld_name}", ((idx, fld_name),), _sorted_choices(choices, default, float), default)
             )
+    if "arch" in s:
+        from flow.rtl import ARCHS  # lazy: flow.card imports this module
+
+        choices = _choices(w, "search.arch", s["arch"])
+        for v in choices:
+            if v not in ARCHS:
+                raise w.error("search.arch", f"{v!r} is not allowed; expected one of {', '.join(ARCHS)}")
+        default = card.hardware.arch
+        params.append(
+            Param("arch", ((None, "hardware.arch"),), _sorted_choices(choices, default, list(ARCHS).index), default)
+        )
     if "norm" in s:
         slots = tuple((i, "type") for i, layer in enumerate(card.layers) if layer.type == "batchnorm")
         if not slots:
@@ -325,7 +337,10 @@ def variant_data(card: Card, space: SearchSpace, values: dict[str, Any], *, epoc
     for p in space.params:
         value = values.get(p.name, p.default)
         for index, fld in p.targets:
-            if index is None:
+            if index is None and "." in fld:  # a nested field: hardware.arch
+                section, key = fld.split(".", 1)
+                data[section] = dict(data.get(section) or {}) | {key: value}
+            elif index is None:
                 data[fld] = value
             elif fld == "type":
                 norm = (p.targets, value)

@@ -49,10 +49,6 @@ class Evaluator:
     pruner_study: Any = None  # prune method hyperband: the companion study (open_pruner_study)
     _warm: dict = dataclasses.field(default_factory=dict)
 
-    @property
-    def arch(self) -> str:
-        return self.card.hardware.arch
-
     def warm_weights(self, cv: Card) -> list[np.ndarray] | None:
         """Float weights for ``cv``'s architecture (trained once, kept in ``search/warm/``); None if disabled."""
         if self.space.float_epochs == 0:
@@ -118,7 +114,7 @@ class Evaluator:
             raise optuna.TrialPruned("the metric is not finite")
         from flow.metrics import score
 
-        cost = proxy_cost(shapes_from_model(cv, model), self.arch)
+        cost = proxy_cost(shapes_from_model(cv, model), cv.hardware.arch)  # the candidate's own architecture
         return {
             "metric": metric,
             "cost": cost["total"],
