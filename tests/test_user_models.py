@@ -86,6 +86,13 @@ CONVERTS = {
         {},
     ),
     "int_input_3_2": (8, lambda: [act(bits(3, 2), "iq"), dense(4, "fc1")], 4, {"scale": 3.0}),
+    # A user's batchnorm with its own statistics (scale 1/sqrt(1 + eps), on no grid): hls4ml's exact types.
+    "batchnorm_stats": (
+        8,
+        lambda: [dense(6, "fc1"), _keras("BatchNormalization", name="bn"), relu(6, 2, "r1"), dense(3, "fc2")],
+        3,
+        {},
+    ),
     "int_input_6_5": (8, lambda: [act(bits(6, 5), "iq"), dense(4, "fc1"), relu(4, 2, "r")], 4, {"scale": 20.0}),
     "int_hidden": (8, lambda: [act(bits(8, 2), "iq"), dense(6, "fc1"), act(bits(4, 3), "h"), dense(3, "fc2")], 3, {}),
     "int_relu": (8, lambda: [dense(6, "fc1"), relu(3, 3, "r1"), dense(3, "fc2")], 3, {"scale": 4.0}),
@@ -177,6 +184,7 @@ def _keras(kind, *args, **kw):
 
 # More of the same kinds (each ~8 s on a quiet core): run with -m slow.
 SLOW = {
+    "batchnorm_stats",
     "jet_tagger",  # the largest: a C simulation of 16 x 64 x 32 x 32 x 5 takes the longest to compile
     "kwarg_bits",
     "int_input_6_5",
