@@ -7,6 +7,10 @@
 * the default testbench (HDL harness) against the per-clock Python driver (``driver="clock"``) on the lut-sized
   parallel and both diag-sized folded designs, side by side in one run (wall and CPU samples/s, their ratio).
 * diag-sized parallel design in Verilator: how long the build takes (stopped after ``PARALLEL_BUILD_LIMIT_S``).
+* the jet-tagger-shaped 16 -> 64 -> 32 -> 32 -> 5 design (``benchmarks.bench_area.jet_ir``) in ``shiftadd`` and
+  ``parallel``: Verilator build wall and CPU seconds with the options of ``flow.sim`` against the same options
+  without ``VERILATOR_SPLIT_FUNCS``, side by side in one run, each build then checked on 300 vectors (target:
+  <= 60 s on 2 cores).
 
 Throughput runs drive a sample every cycle the design accepts one and keep ``out_ready`` high.
 """
@@ -21,9 +25,10 @@ import tempfile
 import time
 from pathlib import Path
 
+from benchmarks.bench_area import jet_ir
 from flow.ir import Task
 from flow.rtl import Design, generate
-from flow.sim import simulate
+from flow.sim import VERILATOR_FAST, simulate
 from tb.irgen import mlp_ir, write_vectors
 
 PARALLEL_BUILD_LIMIT_S = 600
@@ -147,13 +152,32 @@ def bench_diag_parallel(work: Path, limit_s: int = PARALLEL_BUILD_LIMIT_S) -> di
     }
 
 
-def run(include_diag_parallel: bool = True) -> dict:
+def bench_jet_build(work: Path, archs: tuple[str, ...] = ("shiftadd", "parallel")) -> dict:
+    """Verilator build of the jet-shaped design: the flow's options against those without split functions."""
+    ir = jet_ir()
+    vectors = write_vectors(ir, work / "vectors.npz", 300, seed=1)
+    out: dict = {}
+    for arch in archs:
+        design = generate(ir, arch, work / arch)
+        for tag, args in (("split", None), ("unsplit", list(VERILATOR_FAST))):
+            r = simulate(design, vectors, "verilator", work / f"sim_{arch}_{tag}", n=300, verilator_args=args)
+            out[f"jet_{arch}_{tag}_build_s"] = round(r.build_seconds, 1)
+            out[f"jet_{arch}_{tag}_build_cpu_s"] = round(r.build_cpu_seconds, 1)
+            out[f"jet_{arch}_{tag}_mismatches"] = r.mismatches if r.passed or r.mismatches else r.error
+        split, unsplit = out[f"jet_{arch}_split_build_cpu_s"], out[f"jet_{arch}_unsplit_build_cpu_s"]
+        out[f"jet_{arch}_unsplit_over_split_build_cpu"] = round(unsplit / split, 2) if split else None
+    return out
+
+
+def run(include_diag_parallel: bool = True, include_jet: bool = True) -> dict:
     """All simulation figures (takes a few minutes; the diag parallel build up to 10 more)."""
     with tempfile.TemporaryDirectory(prefix="qflow-bench-sim-") as tmp:
         work = Path(tmp)
         figures = {}
         figures.update(bench_lut(work / "lut"))
         figures.update(bench_diag_folded(work / "diag_folded"))
+        if include_jet:
+            figures.update(bench_jet_build(work / "jet"))
         if include_diag_parallel:
             figures.update(bench_diag_parallel(work / "diag_parallel"))
     return figures
@@ -162,4 +186,9 @@ def run(include_diag_parallel: bool = True) -> dict:
 if __name__ == "__main__":
     import json
 
-    print(json.dumps(run(include_diag_parallel="--no-diag-parallel" not in sys.argv), indent=2))
+    if "--jet-only" in sys.argv:
+        with tempfile.TemporaryDirectory(prefix="qflow-bench-sim-") as tmp:
+            print(json.dumps(bench_jet_build(Path(tmp)), indent=2))
+        sys.exit(0)
+    flags = {"include_diag_parallel": "--no-diag-parallel" not in sys.argv, "include_jet": "--no-jet" not in sys.argv}
+    print(json.dumps(run(**flags), indent=2))

@@ -14,6 +14,7 @@ import io
 import json
 import logging
 import os
+import resource
 import shutil
 import tempfile
 import time
@@ -54,6 +55,7 @@ class SimResult:
     driver: str = "harness"
     cycles: int | None = None
     cpu_seconds: float | None = None  # the simulator process' CPU time over the run (the machine's load aside)
+    build_cpu_seconds: float | None = None  # the build's processes' CPU time (compilers, make, Verilator)
 
     def to_dict(self) -> dict:
         return dict(self.__dict__)
@@ -144,7 +146,9 @@ def _save_runtime(tool: Tool, build_dir: Path) -> None:
 HARNESS = Path(str(importlib.resources.files(TB_PACKAGE) / "qflow_harness.v"))
 HARNESS_TOP = "qflow_tb_harness"
 BANK_BITS = 65536  # bits per harness bank port (Verilator's default --max-num-width)
-BURST_CYCLES = 16384  # the harness' clock cycles between two wake-ups of the testbench
+# The harness' clock cycles between two wake-ups of the testbench: each wake-up costs Python ~1 ms (diag-sized
+# folded: 16,384 gave ~10 % fewer samples per CPU second than this).
+BURST_CYCLES = 131072
 # Verilator: an optimised model, X handled the fast way (every design resets what it reads), C++ split into
 # files so make compiles them in parallel; no --timing (the harness' clock takes no simulated time), and
 # enough evaluation rounds in one time step for a burst of the harness' clock (3 rounds a cycle).
@@ -152,6 +156,10 @@ VERILATOR_FAST = [
     *("-Wno-fatal", "-O3", "--x-assign", "fast", "--x-initial", "fast", "--output-split", "20000"),
     *("--converge-limit", str(4 * BURST_CYCLES)),
 ]
+# ... and its functions split too: g++'s RTL combiner is superlinear in a function's size, and a large flat
+# design (the jet-sized shiftadd adder graph) is otherwise a few 12,000-line functions, 90 % of its -O2 time
+# spent combining (1,000 and 200 statements compile equally fast; 100 is slower: benchmarks/bench_sim.py).
+VERILATOR_SPLIT_FUNCS = ["--output-split-cfuncs", "1000"]
 # The C++ compiler's optimisation of the model: verilated.mk's -Os runs the diag-sized design at half the speed
 # of -O2 (-O3 is no faster and compiles longer).
 VERILATOR_MAKE = ["OPT_FAST=-O2"]
@@ -252,8 +260,12 @@ def simulate(
     ready_prob: float = 0.7,
     timeout_cycles: int | None = None,
     driver: str = DEFAULT_DRIVER,
+    verilator_args: list[str] | None = None,
 ) -> SimResult:
-    """Run the testbench on ``design`` with ``vectors`` (npz) in ``sim``; build once per design in ``work_dir``."""
+    """Run the testbench on ``design`` with ``vectors`` (npz) in ``sim``; build once per design in ``work_dir``.
+
+    ``verilator_args``: Verilator's options (default ``VERILATOR_FAST`` and ``VERILATOR_SPLIT_FUNCS``).
+    """
     drive = _get_driver(driver)
     runner, tool = _runner(sim, public_flat=not drive.in_harness)
     work_dir = Path(work_dir).resolve()
@@ -269,7 +281,9 @@ def simulate(
     else:
         top, sources, parameters, defines = design.top, list(design.sources), {}, {}
         widest = max(ports["in_data"]["width"], ports["out_data"]["width"])
-    build_args = [*VERILATOR_FAST, "--max-num-width", str(max(widest, BANK_BITS))] if sim == "verilator" else []
+    if verilator_args is None:
+        verilator_args = [*VERILATOR_FAST, *VERILATOR_SPLIT_FUNCS]
+    build_args = [*verilator_args, "--max-num-width", str(max(widest, BANK_BITS))] if sim == "verilator" else []
     digest = _digest(design, harness, [driver, *build_args, *(VERILATOR_MAKE if sim == "verilator" else [])])
     if build_dir.exists() and (not stamp.exists() or stamp.read_text() != digest):
         shutil.rmtree(build_dir)
@@ -280,6 +294,7 @@ def simulate(
     if n < 1:
         raise FlowError(f"{vectors}: no vectors")
     t0 = time.perf_counter()
+    cpu0 = _children_cpu_seconds()
     if not stamp.exists():
         _quiet_run(
             runner.build,
@@ -296,6 +311,7 @@ def simulate(
         if sim == "verilator":
             _save_runtime(tool, build_dir)
     build_seconds = time.perf_counter() - t0
+    build_cpu_seconds = _children_cpu_seconds() - cpu0
     latency = design.latency_cycles_expected or 0
     cfg = {
         "vectors": str(Path(vectors).resolve()),
@@ -354,6 +370,7 @@ def simulate(
         latency_cycles=res["latency_cycles"],
         ii_cycles=res["ii_cycles"],
         build_seconds=round(build_seconds, 3),
+        build_cpu_seconds=round(build_cpu_seconds, 3),
         run_seconds=round(run_seconds, 3),
         samples_per_second=res["samples_per_second"],
         passed=not res["error"] and res["mismatches"] == 0,
@@ -363,6 +380,12 @@ def simulate(
         cycles=res.get("cycles"),
         cpu_seconds=res.get("cpu_seconds"),
     )
+
+
+def _children_cpu_seconds() -> float:
+    """User + system CPU time of this process' finished children (the build's tools)."""
+    ru = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return ru.ru_utime + ru.ru_stime
 
 
 def parse_reuse(items: list[str] | None) -> dict[str, int]:

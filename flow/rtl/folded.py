@@ -488,7 +488,7 @@ module {name} (
 {chr(10).join(writes)}
         end
     end
-endmodule
+{verilator_input_entries(steps, lane_w, x_arr) if in_beat is None else ""}endmodule
 """
     return text
 
@@ -506,6 +506,7 @@ def whole_vector_control(
     rotate: str,
 ) -> str:
     """Control and input register of a layer taking its whole input vector at once (``step`` every run cycle)."""
+    skip, resume = ("`ifndef VERILATOR ", "`endif ") if steps > 1 else ("", "")  # see verilator_input_entries
     return f"""    reg busy;
     reg run;
     reg [{cw - 1}:0] c;
@@ -557,7 +558,7 @@ def whole_vector_control(
         s1_first <= i == {iw_c}'d0;
         s1_last <= i == {iw_c}'d{steps - 1};
 {q_logic}    end
-    // Inputs: loaded on take, rotated one entry per step; entry 0 feeds the multipliers.
+{skip}    // Inputs: loaded on take, rotated one entry per step; entry 0 feeds the multipliers.
     reg [{steps * lane_w - 1}:0] sr;
     reg [{lane_w - 1}:0] x_q;
     always @(posedge clk) begin
@@ -565,6 +566,31 @@ def whole_vector_control(
         else if (run) sr <= {rotate};
         if (run) x_q <= sr[{lane_w - 1}:0];
     end
+{resume}"""
+
+
+def verilator_input_entries(steps: int, lane_w: int, x_arr: str) -> str:
+    """Verilator's form of the rotating input register: the same entries in an array read at the step's place.
+
+    Rotating the whole vector is most of Verilator's time for a wide first layer (1023 x 12 bits: ~60 %); here
+    a step moves no data, and ``x_q`` gets the same value (``i`` counts steps modulo the entries, as the rotation
+    does). It sits at the module's end and the register it replaces is left out by directives on lines of their
+    own, so synthesis and Icarus read the same text on the same lines as without it (Yosys names cells by source
+    line, and their order, which follows the names, changes its mapping).
+    """
+    if steps == 1:
+        return ""
+    return f"""`ifdef VERILATOR
+    // The input register as Verilator runs it (see the `ifndef above): entries read where the step is.
+    wire [{steps * lane_w - 1}:0] x_entries = {x_arr};
+    reg [{lane_w - 1}:0] entry [0:{steps - 1}];
+    reg [{lane_w - 1}:0] x_q;
+    integer e;
+    always @(posedge clk) begin
+        if (take) for (e = 0; e < {steps}; e = e + 1) entry[e] <= x_entries[e*{lane_w} +: {lane_w}];
+        if (run) x_q <= entry[i];
+    end
+`endif
 """
 
 
