@@ -184,11 +184,16 @@ def run(include_diag_parallel: bool = True, include_jet: bool = True) -> dict:
 
 
 if __name__ == "__main__":
+    import argparse
     import json
 
-    if "--jet-only" in sys.argv:
+    parser = argparse.ArgumentParser(prog="python -m benchmarks.bench_sim", description=__doc__.split("\n")[0])
+    parser.add_argument("--jet-only", action="store_true", help="only the jet-sized Verilator build figures")
+    parser.add_argument("--no-jet", action="store_true", help="skip the jet-sized Verilator builds")
+    parser.add_argument("--no-diag-parallel", action="store_true", help="skip the diag-sized parallel build")
+    args = parser.parse_args()
+    if args.jet_only:
         with tempfile.TemporaryDirectory(prefix="qflow-bench-sim-") as tmp:
             print(json.dumps(bench_jet_build(Path(tmp)), indent=2))
         sys.exit(0)
-    flags = {"include_diag_parallel": "--no-diag-parallel" not in sys.argv, "include_jet": "--no-jet" not in sys.argv}
-    print(json.dumps(run(**flags), indent=2))
+    print(json.dumps(run(include_diag_parallel=not args.no_diag_parallel, include_jet=not args.no_jet), indent=2))
