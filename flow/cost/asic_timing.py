@@ -1,11 +1,13 @@
 """ASIC critical-path delay: a delay-oriented ABC mapping to the OSU018 liberty and ABC's own timing (``stime``).
 
-The ``asic_timing`` flow of :mod:`flow.cost.yosys` shares the ``asic`` front end (``synth -flatten``); its back end
-maps the flip-flops with ``dfflibmap`` and the logic with ``abc -liberty L -constr C -D 1``, whose script ends in
-``buffer; upsize; dnsize; stime -p`` (gate sizing towards the least delay, then ABC's timing report). The figure
-is ABC's estimate of the longest combinational path between registers and ports, in the liberty's delay tables
-with the load and driver below and no wires (OSU018 has no wire-load model): it excludes the flip-flops' clock-to-Q
-and setup times, so the clock it suggests is an upper bound. It is not a sign-off static timing analysis.
+The ``asic_timing`` flow of :mod:`flow.cost.yosys` shares the ``asic`` front end (``synth -flatten``, layer modules
+kept); its back end maps the flip-flops with ``dfflibmap`` and the logic with ``abc -liberty L -constr C -D 1``, whose
+script ends in ``buffer; upsize; dnsize; stime -p`` (gate sizing towards the least delay, then ABC's timing report).
+The figure is ABC's estimate of the longest combinational path between registers and ports within one module (the
+worst module is named; each layer module registers its data output, so a datapath stays in one module, while a
+handshake path through several modules is timed in parts), in the liberty's delay tables with the load and driver
+below and no wires (OSU018 has no wire-load model): it excludes the flip-flops' clock-to-Q and setup times, so the
+clock it suggests is an upper bound. It is not a sign-off static timing analysis.
 """
 
 from __future__ import annotations

@@ -10,6 +10,9 @@ share one run of it, and back ends run side by side. :data:`FLOWS` names them:
 * ``xc7_nobram``: the same with ``-nobram -nolutram`` (a ROM as LUT logic; used for tables).
 * ``asic``: ``synth -flatten`` once, then two mappings of that netlist: OSU018 cells (``dfflibmap``/``abc
   -liberty``), and generic gates costed as sky130 HD cells, whose ``stat -tech cmos`` gives the transistor count.
+  A design's ``layer_modules`` (design.json) are kept as modules: each layer is synthesised and mapped on its own
+  (ABC runs once per module), which bounds the time of a large adder graph; ``stat`` sums the hierarchy. The
+  scripts are ABC's defaults with the SAT sweep bounded (:mod:`.abc`). The result's ``hierarchy`` says which.
 * ``asic_timing``: the ``asic`` front end (one run for both), then a delay-oriented OSU018 mapping timed by ABC
   (:mod:`.asic_timing`).
 * ``ecp5``: ``synth_ecp5`` (written as JSON), then nextpnr-ecp5 place and route on an LFE5U-85F, not a Yosys
