@@ -430,6 +430,7 @@ def render_md(d: dict) -> str:
             asic_rows.append(
                 [arch]
                 + [f.get(k) for k in ("osu018_um2", "osu018_nand2", "sky130_hd_um2", "sky130_hd_nand2", "transistors")]
+                + [(cost.get("asic") or {}).get("hierarchy")]
             )
         L += ["FPGA (`synth_xilinx -family xc7 -flatten -noiopad -noclkbuf`; LUT-only variant adds `-nodsp`):", ""]
         L += _table(
@@ -437,12 +438,14 @@ def render_md(d: dict) -> str:
             fpga_rows,
         )
         L += [
-            "ASIC (`synth -flatten`; OSU018 via `dfflibmap`/`abc -liberty`; sky130 HD as generic gates costed "
-            "by LEF cell size; transistors from `stat -tech cmos` of those generic gates):",
+            "ASIC (`synth -flatten`, each layer module kept and mapped on its own; OSU018 via `dfflibmap`/`abc "
+            "-liberty`; sky130 HD as generic gates costed by LEF cell size; transistors from `stat -tech cmos` of "
+            "those generic gates; ABC's SAT sweep bounded, `flow/cost/abc.py`):",
             "",
         ]
         L += _table(
-            ["arch", "OSU018 µm²", "OSU018 NAND2-eq", "sky130 HD µm²", "sky130 NAND2-eq", "transistors"], asic_rows
+            ["arch", "OSU018 µm²", "OSU018 NAND2-eq", "sky130 HD µm²", "sky130 NAND2-eq", "transistors", "hierarchy"],
+            asic_rows,
         )
         if fail:
             L += ["Failed or missing:", ""] + fail + [""]

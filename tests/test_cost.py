@@ -194,6 +194,14 @@ def test_flows_share_one_front_end_and_match_a_single_process(tmp_path, monkeypa
     assert res["xc7_nodsp"]["cells"] == yosys.parse_stat_json((whole / "stat.json").read_text())["cells"]
 
 
+def test_asic_front_end_keeps_each_layer_module():
+    """Only the ASIC flows keep the layer modules (each is mapped on its own); the FPGA flows stay flat."""
+    asic = yosys.front_script("asic", ["t.v"], "t", None, ["t_fc1", "t_fc2"])
+    assert "setattr -mod -set keep_hierarchy 1 t_fc1 t_fc2\nsynth -flatten -top t" in asic
+    assert "keep_hierarchy" not in yosys.front_script("asic", ["t.v"], "t")
+    assert "keep_hierarchy" not in yosys.front_script("xc7", ["t.v"], "t", None, ["t_fc1"])
+
+
 @needs_yosys
 def test_rom_image_next_to_the_sources_is_found(tmp_path):
     rom = (

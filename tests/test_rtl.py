@@ -97,6 +97,8 @@ def test_design_folder(tmp_path):
     assert meta["ports"]["in_data"]["width"] == 36 and meta["ports"]["out_class"]["width"] == 1
     assert len(meta["ir_sha256"]) == 64
     assert "Interface" in (tmp_path / "rtl" / "qflow_tiny_net.v").read_text()
+    assert meta["layer_modules"] == ["qflow_tiny_net_fc1", "qflow_tiny_net_fc2"]  # what the ASIC flow maps alone
+    assert all(f"module {m} (" in (tmp_path / "rtl" / f"{m}.v").read_text() for m in meta["layer_modules"])
 
 
 def test_user_errors_are_one_line(tmp_path):

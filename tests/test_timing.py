@@ -113,6 +113,7 @@ def test_abc_stime_takes_the_worst_run():
     t = asic_timing.parse_abc_stime(small + big)
     assert t["abc_runs"] == 2 and t["delay_ps"] == 4040.16 and t["delay_ps"] != 1076.96
     assert t["start"] == "\\r0 [3]"  # the worst run's path, not the first run's
+    assert t["module"] == "dot4"  # one ABC run per module (a design kept per layer): the worst run's module
 
 
 def test_abc_log_without_timing_is_tool_error():

@@ -1,11 +1,13 @@
 """ASIC critical-path delay: a delay-oriented ABC mapping to the OSU018 liberty and ABC's own timing (``stime``).
 
-The ``asic_timing`` flow of :mod:`flow.cost.yosys` shares the ``asic`` front end (``synth -flatten``); its back end
-maps the flip-flops with ``dfflibmap`` and the logic with ``abc -liberty L -constr C -D 1``, whose script ends in
-``buffer; upsize; dnsize; stime -p`` (gate sizing towards the least delay, then ABC's timing report). The figure
-is ABC's estimate of the longest combinational path between registers and ports, in the liberty's delay tables
-with the load and driver below and no wires (OSU018 has no wire-load model): it excludes the flip-flops' clock-to-Q
-and setup times, so the clock it suggests is an upper bound. It is not a sign-off static timing analysis.
+The ``asic_timing`` flow of :mod:`flow.cost.yosys` shares the ``asic`` front end (``synth -flatten``, layer modules
+kept); its back end maps the flip-flops with ``dfflibmap`` and the logic with ``abc -liberty L -constr C -D 1``, whose
+script ends in ``buffer; upsize; dnsize; stime -p`` (gate sizing towards the least delay, then ABC's timing report).
+The figure is ABC's estimate of the longest combinational path between registers and ports within one module (the
+worst module is named; each layer module registers its data output, so a datapath stays in one module, while a
+handshake path through several modules is timed in parts), in the liberty's delay tables with the load and driver
+below and no wires (OSU018 has no wire-load model): it excludes the flip-flops' clock-to-Q and setup times, so the
+clock it suggests is an upper bound. It is not a sign-off static timing analysis.
 """
 
 from __future__ import annotations
@@ -13,7 +15,7 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-from flow.cost import libs
+from flow.cost import abc, libs
 from flow.errors import ToolError
 
 BACK_END = "osu018_timing"
@@ -27,6 +29,7 @@ _STIME = re.compile(
     r"ABC:\s+WireLoad = .*?Gates =\s*(\d+).*?Area =\s*([\d.]+).*?Delay =\s*([\d.]+)\s*ps", flags=re.S | re.M
 )
 _POINTS = re.compile(r"ABC:\s+Start-point = \S+ \((.*?)\)\.\s+End-point = \S+ \((.*?)\)\.")
+_MODULE = re.compile(r"Extracting gate netlist of module `\\?([^']+)'")
 _PATH_CELL = re.compile(r"ABC:\s+Path\s+\d+\s+--\s+\d+\s*:\s*\d+\s+\d+\s+(\S+)\s+A =")
 
 
@@ -44,7 +47,7 @@ def back_script(read: str, liberty: Path) -> str:
             constr_text().rstrip("\n"),
             "EOT",
             f'dfflibmap -liberty "{liberty}"',
-            f'abc -liberty "{liberty}" -constr abc.constr -D {TARGET_PS}',
+            f'abc -liberty "{liberty}" -constr abc.constr -D {TARGET_PS} -script {abc.script_arg(abc.LIBERTY_TIMED)}',
             "opt_clean -purge",
             f"tee -q -o {STAT} stat -json",
         ]
@@ -52,14 +55,18 @@ def back_script(read: str, liberty: Path) -> str:
 
 
 def parse_abc_stime(log: str) -> dict:
-    """ABC's ``stime -p`` figures from a Yosys log: the longest delay over every ABC run, its gates and path.
+    """ABC's ``stime -p`` figures from a Yosys log: the longest delay over every ABC run (one per module), its
+    module, gates and path.
 
     A log with no ``stime`` line (ABC did not run or did not time) raises :class:`ToolError`: no figure is read as 0.
     """
-    runs = [(int(g), float(a), float(d)) for g, a, d in _STIME.findall(log)]
+    found = list(_STIME.finditer(log))
+    runs = [(int(m.group(1)), float(m.group(2)), float(m.group(3))) for m in found]
     if not runs:
         raise ToolError("no ABC timing (stime) line in the Yosys log")
     worst = max(range(len(runs)), key=lambda i: runs[i][2])
+    # ABC maps one module per run (a design kept per layer has several): name the worst run's module.
+    modules = [m for m in _MODULE.finditer(log) if m.start() < found[worst].start()]
     # Each stime report is followed by its path and its start and end points: take the worst run's.
     blocks = re.split(r"(?=ABC:\s+WireLoad = )", log)[1:]
     block = blocks[worst] if worst < len(blocks) else ""
@@ -73,6 +80,8 @@ def parse_abc_stime(log: str) -> dict:
     }
     if points:
         out["start"], out["end"] = points.group(1), points.group(2)
+    if modules:
+        out["module"] = modules[-1].group(1)
     return out
 
 

@@ -10,6 +10,9 @@ share one run of it, and back ends run side by side. :data:`FLOWS` names them:
 * ``xc7_nobram``: the same with ``-nobram -nolutram`` (a ROM as LUT logic; used for tables).
 * ``asic``: ``synth -flatten`` once, then two mappings of that netlist: OSU018 cells (``dfflibmap``/``abc
   -liberty``), and generic gates costed as sky130 HD cells, whose ``stat -tech cmos`` gives the transistor count.
+  A design's ``layer_modules`` (design.json) are kept as modules: each layer is synthesised and mapped on its own
+  (ABC runs once per module), which bounds the time of a large adder graph; ``stat`` sums the hierarchy. The
+  scripts are ABC's defaults with the SAT sweep bounded (:mod:`.abc`). The result's ``hierarchy`` says which.
 * ``asic_timing``: the ``asic`` front end (one run for both), then a delay-oriented OSU018 mapping timed by ABC
   (:mod:`.asic_timing`).
 * ``ecp5``: ``synth_ecp5`` (written as JSON), then nextpnr-ecp5 place and route on an LFE5U-85F, not a Yosys
@@ -44,13 +47,14 @@ from functools import lru_cache
 from pathlib import Path
 
 from flow import linux, scratch
-from flow.cost import asic_timing, libs, nextpnr
+from flow.cost import abc, asic_timing, libs, nextpnr
 from flow.errors import FlowError, ToolError
 
 FPGA_SYNTH = "synth_xilinx -family xc7 -flatten -noiopad -noclkbuf"
 FLOWS = ("xc7", "xc7_nodsp", "xc7_nobram", "asic", "asic_timing", "ecp5", "ecp5_nodsp")
 ECP5_FLOWS = ("ecp5", "ecp5_nodsp")  # ecp5_nodsp: the fallback when the design needs more DSPs than the device has
 TIMING_FLOWS = ("ecp5", "asic_timing")  # the flows that give timing (the others give area)
+ASIC_FRONT_FLOWS = ("asic", "asic_timing")  # the flows on the ASIC front end (hierarchy kept per layer module)
 DEFAULT_TIMEOUT_S = float(os.environ.get("QFLOW_YOSYS_TIMEOUT", 1800))
 _GENERIC_GATES = "AND,NAND,OR,NOR,XOR,XNOR,ANDNOT,ORNOT,MUX,AOI3,OAI3,AOI4,OAI4"
 _LEGAL_FFS = "-cell $_DFF_P_ 01 -cell $_DFF_PN0_ 01 -cell $_DFF_PN1_ 01"
@@ -93,16 +97,21 @@ def _read(sources: list[str], top: str) -> list[str]:
     return [f"read_verilog -sv {quoted}", f"hierarchy -check -top {top}"]
 
 
-def front_script(flow: str, sources: list[str], top: str, ports: dict | None = None) -> str:
+def front_script(
+    flow: str, sources: list[str], top: str, ports: dict | None = None, layer_modules: Iterable[str] = ()
+) -> str:
     """The front end of ``flow``: read, elaborate and optimise, then write :data:`FRONT_NETLIST`.
 
     Flows with the same front end (every ``xc7*`` flow) share one run of it. ``ports`` (design.json's) let the
-    ``ecp5`` flow register every port for timing.
+    ``ecp5`` flow register every port for timing; the ASIC flows keep each of ``layer_modules`` as its own module.
     """
     lines = _read(sources, top)
     if flow in ("xc7", "xc7_nodsp", "xc7_nobram"):
         lines.append(f"{FPGA_SYNTH} -top {top} -run :map_dsp")  # begin + prepare: identical for every variant
-    elif flow in ("asic", "asic_timing"):
+    elif flow in ASIC_FRONT_FLOWS:
+        layer_modules = list(layer_modules)
+        if layer_modules:  # synthesised and mapped one layer at a time: a flat large adder graph takes hours
+            lines.append(f"setattr -mod -set keep_hierarchy 1 {' '.join(layer_modules)}")
         lines += [f"synth -flatten -top {top}", "opt_clean -purge"]
     elif flow in ECP5_FLOWS:
         lines += nextpnr.front_lines(top, ports, nodsp=flow == "ecp5_nodsp")
@@ -130,7 +139,7 @@ def back_scripts(flow: str, top: str, liberty: Path | None = None) -> dict[str, 
             [
                 read,
                 f'dfflibmap -liberty "{liberty}"',
-                f'abc -liberty "{liberty}"',
+                f'abc -liberty "{liberty}" -script {abc.script_arg(abc.LIBERTY)}',
                 "opt_clean -purge",
                 "tee -q -o stat_osu018.json stat -json",
                 f'tee -q -o stat_osu018.txt stat -liberty "{liberty}"',
@@ -141,7 +150,7 @@ def back_scripts(flow: str, top: str, liberty: Path | None = None) -> dict[str, 
         [
             read,
             f"dfflegalize {_LEGAL_FFS}",
-            f"abc -g {_GENERIC_GATES}",
+            f"abc -g {_GENERIC_GATES} -script {abc.script_arg(abc.GATES)}",
             "opt_clean -purge",
             "tee -q -o stat_gates.json stat -json -tech cmos",
         ]
@@ -243,6 +252,12 @@ class Plan:
     yosys: str
     version: str
     commands: dict[str, nextpnr.Command] = field(default_factory=dict)  # back ends run as a command, not by Yosys
+    layer_modules: tuple[str, ...] = ()  # the modules an ASIC flow maps one at a time (empty: the design flattened)
+
+    @property
+    def hierarchy(self) -> str:
+        """How an ASIC flow kept the design's hierarchy, said in its result."""
+        return f"per layer ({len(self.layer_modules)} modules)" if self.layer_modules else "flat"
 
     @property
     def result_path(self) -> Path:
@@ -250,10 +265,18 @@ class Plan:
 
 
 def plan(
-    flow: str, src_dir: Path, sources: Iterable[str], top: str, cache: Path | None = None, ports: dict | None = None
+    flow: str,
+    src_dir: Path,
+    sources: Iterable[str],
+    top: str,
+    cache: Path | None = None,
+    ports: dict | None = None,
+    layer_modules: Iterable[str] = (),
 ) -> Plan:
-    """Digest the inputs of one flow; nothing runs and nothing is written yet (``ports``: see :func:`front_script`)."""
+    """Digest the inputs of one flow; nothing runs and nothing is written yet (``ports``, ``layer_modules``: see
+    :func:`front_script`)."""
     src_dir = Path(src_dir)
+    layer_modules = tuple(layer_modules) if flow in ASIC_FRONT_FLOWS else ()
     sources = tuple(sources)
     for s in sources:
         if Path(s).is_absolute() or ".." in Path(s).parts:
@@ -262,9 +285,9 @@ def plan(
             raise FlowError(f"{src_dir / s}: listed in files.txt but missing")
     exe = find_yosys()
     version = yosys_version(exe)
-    osu = libs.osu018_liberty() if flow in ("asic", "asic_timing") else None
+    osu = libs.osu018_liberty() if flow in ASIC_FRONT_FLOWS else None
     liberty = Path(LIBERTY) if osu else None
-    front = front_script(flow, list(sources), top, ports)
+    front = front_script(flow, list(sources), top, ports, layer_modules)
     backs = back_scripts(flow, top, liberty)
     commands = {nextpnr.BACK_END: nextpnr.command()} if flow in ECP5_FLOWS else {}
     src = hashlib.sha256()
@@ -282,7 +305,9 @@ def plan(
         h.update(json.dumps(sky.areas, sort_keys=True).encode())
     digest = h.hexdigest()
     folder = Path(cache or yosys_cache_dir()).resolve() / f"{flow}-{digest[:24]}"
-    return Plan(flow, top, src_dir, sources, front, backs, front_key, digest, folder, exe, version, commands)
+    return Plan(
+        flow, top, src_dir, sources, front, backs, front_key, digest, folder, exe, version, commands, layer_modules
+    )
 
 
 def _summarise_xc7(work: Path) -> dict:
@@ -485,6 +510,8 @@ def _finish(p: Plan, work: Path, front: _Step, backs: list[_Step]) -> dict:
     if failed is None:
         try:
             res |= {"status": "ok"} | _summarise(p, work)
+            if p.flow in ASIC_FRONT_FLOWS:
+                res["hierarchy"] = p.hierarchy
         except (OSError, FlowError) as exc:
             reason = str(exc).replace(f"{work}{os.sep}", "")
             res |= {"status": "failed", "returncode": 0, "step": "parse", "log_tail": f"parsing Yosys output: {reason}"}
@@ -640,7 +667,8 @@ def cost_rtl(
         if str(f.relative_to(rtl_dir)) not in listed
     )
     flows = tuple(flows)
-    plans = [plan(f, rtl_dir, sources, top, cache, design.get("ports")) for f in flows]
+    layers = design.get("layer_modules", ())
+    plans = [plan(f, rtl_dir, sources, top, cache, design.get("ports"), layers) for f in flows]
     # A design already known not to fit the ECP5's DSPs goes straight to the LUT-only mapping.
     nodsp = {i for i, p in enumerate(plans) if p.flow == "ecp5" and _overflow_mark(p).is_file()}
     for i in nodsp:

@@ -42,6 +42,7 @@ class Design:
     knobs: dict
     ports: dict
     details: dict = field(default_factory=dict)
+    layer_modules: list[str] = field(default_factory=list)  # one module per layer (the ASIC flow maps each alone)
 
     @property
     def sources(self) -> list[Path]:
@@ -58,6 +59,7 @@ class Design:
             "knobs": self.knobs,
             "ports": self.ports,
             **({"details": self.details} if self.details else {}),
+            **({"layer_modules": self.layer_modules} if self.layer_modules else {}),
         }
 
     @classmethod
@@ -77,6 +79,7 @@ class Design:
             knobs=d["knobs"],
             ports=d["ports"],
             details=d.get("details", {}),
+            layer_modules=d.get("layer_modules", []),
         )
 
 
@@ -139,6 +142,7 @@ def generate(ir: IR, arch: str, out_dir: Path, **knobs) -> Design:
             knobs=emitted.knobs,
             ports=emitted.ports or ports_doc(ir, top, emitted.in_beat),
             details=emitted.details,
+            layer_modules=list(emitted.layer_modules),
         )
         (tmp / "files.txt").write_text("".join(f"{n}\n" for n in names))
         write_json(tmp / "design.json", design.to_dict())

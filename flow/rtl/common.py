@@ -69,6 +69,7 @@ class Emitted:
     details: dict = field(default_factory=dict)  # what the generator decided (design.json "details")
     in_beat: int | None = None  # elements per input beat (streaming input); None: the whole vector at once
     ports: dict | None = None  # design.json's ports when they are not ports_doc's (an ensemble's)
+    layer_modules: list[str] = field(default_factory=list)  # one module per layer: the ASIC flow maps each alone
 
 
 @dataclass

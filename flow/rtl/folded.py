@@ -151,7 +151,7 @@ def emit(ir: IR, top: str, reuse_factors: dict[str, int] | None = None, in_beat:
 """
     top_text += output_stage(ir, cur, "take_out") + "endmodule\n"
     files[f"{top}.v"] = top_text
-    return Emitted(files, FIXED_BLOCKS, latency, ii, knobs, in_beat=in_beat)
+    return Emitted(files, FIXED_BLOCKS, latency, ii, knobs, in_beat=in_beat, layer_modules=chain.modules)
 
 
 @dataclass(frozen=True)
@@ -175,6 +175,11 @@ class Chain:
     latency_cycles: int  # from the edge taking the sample (streaming: its last beat) to the last layer's valid
     ii_cycles: int
     reuse_factors: dict[str, int]
+
+    @property
+    def modules(self) -> list[str]:
+        """The layer modules, one per file (named as its module)."""
+        return [name.removesuffix(".v") for name in self.files]
 
 
 def layer_chain(

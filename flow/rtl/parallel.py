@@ -73,14 +73,15 @@ def emit(ir: IR, top: str, tree_pipeline: int = 0) -> Emitted:
     def layer_module(name: str, seg: Segment) -> tuple[str, int]:
         return dense_module(name, seg.dense, seg.in_t, seg.post, seg.out_t, tree_pipeline)
 
-    files, latency = emit_pipeline(ir, top, "parallel", layer_module)
-    return Emitted(files, FIXED_BLOCKS, latency, 1, {"tree_pipeline": tree_pipeline})
+    files, latency, layers = emit_pipeline(ir, top, "parallel", layer_module)
+    return Emitted(files, FIXED_BLOCKS, latency, 1, {"tree_pipeline": tree_pipeline}, layer_modules=layers)
 
 
 def emit_pipeline(ir: IR, top: str, arch: str, layer_module: Callable[[str, Segment], tuple[str, int]]):
-    """The files of a fully pipelined design (II = 1) and its latency; ``layer_module(name, segment)`` gives a
-    dense layer's module (ports clk, en, x, y) and its register stages."""
+    """The files of a fully pipelined design (II = 1), its latency and its layer modules; ``layer_module(name,
+    segment)`` gives a dense layer's module (ports clk, en, x, y) and its register stages."""
     files: dict[str, str] = {}
+    layers: list[str] = []
     segs = segments(ir, arch)
     body = ""
     n = ir.input.n
@@ -94,6 +95,7 @@ def emit_pipeline(ir: IR, top: str, arch: str, layer_module: Callable[[str, Segm
         name = f"{top}_{identifier(layer.name)}"
         module, stages = layer_module(name, seg)
         files[f"{name}.v"] = module
+        layers.append(name)
         out = f"y_{identifier(layer.name)}"
         body += f"    wire [{seg.n_out * seg.out_t.width - 1}:0] {out};\n"
         body += f"    {name} u_{identifier(layer.name)} (.clk(clk), .en(en), .x({cur}), .y({out}));\n"
@@ -116,7 +118,7 @@ def emit_pipeline(ir: IR, top: str, arch: str, layer_module: Callable[[str, Segm
 """
     top_text += body + output_stage(ir, cur, "en") + "endmodule\n"
     files[f"{top}.v"] = top_text
-    return files, latency
+    return files, latency, layers
 
 
 def dense_module(

@@ -87,9 +87,9 @@ def emit(
         graphs[layer.name] = graph.to_dict()
         return dense_module(name, layer, seg.in_t, seg.post, seg.out_t, graph, shift, adder_depth_cut, x)
 
-    files, latency = emit_pipeline(ir, top, "shiftadd", layer_module)
+    files, latency, layers = emit_pipeline(ir, top, "shiftadd", layer_module)
     knobs = {"adder_depth_cut": adder_depth_cut, "solver": solver, "solver_budget_s": solver_budget_s}
-    return Emitted(files, FIXED_BLOCKS, latency, 1, knobs, details={"cmvm": graphs})
+    return Emitted(files, FIXED_BLOCKS, latency, 1, knobs, details={"cmvm": graphs}, layer_modules=layers)
 
 
 class _Signals:
