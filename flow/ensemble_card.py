@@ -51,18 +51,6 @@ def is_ensemble_card(name_or_path: str | Path) -> bool:
         return False
 
 
-def refuse_ensemble(name: str, stage: str) -> None:
-    """A one-line FlowError when project ``name`` is an ensemble's: ``stage`` (sim, report) does not take one yet."""
-    from flow.project import Project
-
-    card = Project.of(name).card
-    if card.is_file() and is_ensemble_card(card):
-        raise FlowError(
-            f"{name} is an ensemble: `make {stage}` of an ensemble is not built yet; `make verify MODEL={name}` and "
-            f"`make sim MODEL={name}` check it bit for bit"
-        )
-
-
 def card_arrangement(path: Path) -> str:
     """The hardware arrangement a project's copy of its ensemble card names (the default when it names none)."""
     hardware = load_raw(path).get("hardware") or {}

@@ -47,10 +47,17 @@ def run(args: argparse.Namespace) -> int:
         return 0
     if not args.model:
         raise FlowError("name a model (e.g. `flow report diag_05`) or give --all")
-    from flow.ensemble_card import refuse_ensemble
+    from flow.ensemble_card import is_ensemble_card
+    from flow.project import Project
 
     name = project_name(args.model)
-    refuse_ensemble(name, "report")
+    card = Project.of(name).card
+    if card.is_file() and is_ensemble_card(card):  # members, feature stage, voter: its own report
+        from flow import ensemble_report
+
+        out = ensemble_report.build_report(name, synth=not args.no_synth, jobs=args.jobs)
+        info(f"wrote {out}/report.md")
+        return 0
     if args.reuse:
         check_reuse(name, args.reuse)
     out = report.build_report(name, **kw)
