@@ -52,3 +52,18 @@ def test_sim_raw_spectra_to_class_in_both_simulators(tiny_ens):
     for key in ("parallel_members/icarus", "parallel_members/verilator", "serial_members/icarus"):
         r = runs[key]
         assert r["passed"] and r["mismatches"] == 0 and r["vectors"] >= 20
+
+
+def test_report_costs_every_part_of_both_arrangements(tiny_ens):
+    """`flow report` of the ensemble (after the sims above): accuracy against members, parts and total in Yosys."""
+    assert main(["-q", "report", "tiny_ens", "--no-timing"]) == 0
+    d = json.loads((tiny_ens.report / "report.json").read_text())
+    csim = json.loads(tiny_ens.csim_json.read_text())
+    for method, acc in csim["accuracy"].items():  # all members voting: the figures make hls printed
+        assert d["accuracy_vs_members"]["hardware"][method][-1] == acc["reference"]
+        assert d["accuracy_vs_members"]["float"][method][-1] == acc["float"]
+    assert set(d["arrangements"]) == {"parallel_members", "serial_members"}
+    for e in d["arrangements"].values():
+        assert all(p["status"] == "ok" and p["figures"]["LUT"] > 0 for p in e["parts"].values())
+        assert e["total"]["LUT"] > 0 and e["total"]["osu018_um2"] > 0
+    assert set(d["arrangements"]["parallel_members"]["parts"]) == {"feature stage", "tiny_ens_0", "tiny_ens_3", "voter"}
