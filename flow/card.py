@@ -93,7 +93,7 @@ class Card:
         payload = {
             "task": self.task,
             "input": str(self.input),
-            "layers": [asdict(layer) | {"reuse_factor": None} for layer in self.layers],
+            "layers": [_fingerprint_fields(layer) for layer in self.layers],
             "output": str(self.output),
             "training": asdict(self.training),
             "dataset": dataset_fingerprint,
@@ -111,6 +111,17 @@ class Card:
         if self.output is not None:
             out["output"] = str(self.output)
         return out
+
+
+# LayerSpec fields added after cards were first trained: left out of the fingerprint while unset, so models trained
+# before a field existed are still reused.
+_LATER_FIELDS = ("scale",)
+
+
+def _fingerprint_fields(layer: LayerSpec) -> dict:
+    """A layer's fields that decide its trained weights (the reuse factor does not)."""
+    fields = asdict(layer) | {"reuse_factor": None}
+    return {k: v for k, v in fields.items() if not (k in _LATER_FIELDS and v is None)}
 
 
 _TOP_KEYS = {

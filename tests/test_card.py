@@ -267,3 +267,12 @@ def test_every_subcommand_has_help(capsys):
     assert {"hls", "verify", "cards"} <= set(sub.choices)
     for name, p in sub.choices.items():
         assert p.format_help().startswith("usage: flow " + name)
+
+
+def test_training_fingerprint_is_stable_across_new_card_fields():
+    """Adding a LayerSpec field (batchnorm's `scale`) must not retrain every model built before it: the fingerprint
+    of a card without the field is the one it had before."""
+    from flow.card import load_card
+
+    assert load_card("diag_05").training_fingerprint("x") == "203aa728b6ad8f94"
+    assert load_card("lut_charge").training_fingerprint("x") == "ee3d00d6fba102f2"
