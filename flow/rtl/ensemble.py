@@ -288,26 +288,10 @@ def emit_parallel(ir: IR, top: str, reuse_factors: dict[str, int] | None = None,
     cw = p.vote.result_t.width
     body += f"""    // The members' results are taken together, with the vote, when all are there and the output is free
     wire [{m_count * p.vote.n_classes * t.width - 1}:0] logits = {logits};
-    wire [{cw - 1}:0] vote_cls;
-    {vote_name} u_vote (.logits(logits), .cls(vote_cls));
-    reg out_valid_r;
-    reg [{m_count * p.vote.n_classes * t.width - 1}:0] out_data_r;
-    reg [{cw - 1}:0] out_class_r;
-    wire take_out = {all_valid} && (!out_valid_r || out_ready);
-{"".join(f"    assign {o.ready} = take_out;{chr(10)}" for o in outs)}    always @(posedge clk) begin
-        if (rst) out_valid_r <= 1'b0;
-        else if (take_out) out_valid_r <= 1'b1;
-        else if (out_ready) out_valid_r <= 1'b0;
-        if (take_out) begin
-            out_data_r <= logits;
-            out_class_r <= vote_cls;
-        end
-    end
-    assign out_valid = out_valid_r;
-    assign out_data = out_data_r;
-    assign out_class = out_class_r;
-endmodule
 """
+    handshake = f"    wire take_out = {all_valid} && (!out_valid_r || out_ready);\n"
+    handshake += "".join(f"    assign {o.ready} = take_out;\n" for o in outs)
+    body += vote_stage(vote_name, m_count * p.vote.n_classes * t.width, cw, handshake)
     text = header(ir, top, "parallel_members", p, latency, ii) + module_ports(top, p) + body
     files[f"{top}.v"] = text
     knobs = {"reuse_factors": used, "log1p": log1p}
@@ -351,27 +335,10 @@ def emit_serial(ir: IR, top: str, reuse_factors: dict[str, int] | None = None, l
     body += f"""    // The members' logits arrive one member after the other; the last one's complete the vote's set.
     wire last_member = {is_last};
 {kept}    wire [{m_count * row - 1}:0] logits = {logits};
-    wire [{cw - 1}:0] vote_cls;
-    {top}_vote u_vote (.logits(logits), .cls(vote_cls));
-    reg out_valid_r;
-    reg [{m_count * row - 1}:0] out_data_r;
-    reg [{cw - 1}:0] out_class_r;
-    assign {out.ready} = !last_member || !out_valid_r || out_ready;
-    wire take_out = {out.valid} && last_member && (!out_valid_r || out_ready);
-    always @(posedge clk) begin
-{keep}        if (rst) out_valid_r <= 1'b0;
-        else if (take_out) out_valid_r <= 1'b1;
-        else if (out_ready) out_valid_r <= 1'b0;
-        if (take_out) begin
-            out_data_r <= logits;
-            out_class_r <= vote_cls;
-        end
-    end
-    assign out_valid = out_valid_r;
-    assign out_data = out_data_r;
-    assign out_class = out_class_r;
-endmodule
 """
+    handshake = f"    assign {out.ready} = !last_member || !out_valid_r || out_ready;\n"
+    handshake += f"    wire take_out = {out.valid} && last_member && (!out_valid_r || out_ready);\n"
+    body += vote_stage(f"{top}_vote", m_count * row, cw, handshake, keep)
     files[f"{top}_vote.v"] = vote_module(f"{top}_vote", p.vote, [m.logits_t for m in p.members])
     steps = sum(m.lane.diagonal + n for m in p.members)  # every pass, without stalls
     latency = steps + 1 + chain.latency_cycles
@@ -396,3 +363,27 @@ class Arrangement:
 
 PARALLEL_MEMBERS = Arrangement(emit_parallel, KNOBS, KINDS)
 SERIAL_MEMBERS = Arrangement(emit_serial, KNOBS, KINDS)
+
+
+def vote_stage(vote_name: str, data_width: int, class_width: int, handshake: str, keep: str = "") -> str:
+    """The vote of the wire ``logits`` and the output register, to ``endmodule``: ``handshake`` drives
+    ``take_out`` and the members' ready; ``keep`` is more of the clocked process (serial_members' logit buffers)."""
+    return f"""    wire [{class_width - 1}:0] vote_cls;
+    {vote_name} u_vote (.logits(logits), .cls(vote_cls));
+    reg out_valid_r;
+    reg [{data_width - 1}:0] out_data_r;
+    reg [{class_width - 1}:0] out_class_r;
+{handshake}    always @(posedge clk) begin
+{keep}        if (rst) out_valid_r <= 1'b0;
+        else if (take_out) out_valid_r <= 1'b1;
+        else if (out_ready) out_valid_r <= 1'b0;
+        if (take_out) begin
+            out_data_r <= logits;
+            out_class_r <= vote_cls;
+        end
+    end
+    assign out_valid = out_valid_r;
+    assign out_data = out_data_r;
+    assign out_class = out_class_r;
+endmodule
+"""
