@@ -270,6 +270,26 @@ def test_a_step_that_cannot_start_fails_alone(tmp_path, monkeypatch):
 
 
 @needs_yosys
+def test_a_timeout_is_remembered_until_the_limit_is_raised(tmp_path, monkeypatch):
+    """A run that timed out is not started again at the same or a lower limit; a higher limit runs it again."""
+    rtl = _rtl(tmp_path / "rtl", (DATA / "reg8.v").read_text(), "reg8")
+    started: list[float] = []
+
+    def timing_out(cmd, cwd, stderr_name, timeout_s):
+        started.append(timeout_s)
+        (cwd / stderr_name).write_text("")
+        return None, 0.0  # as the watchdog reports a kill at the limit
+
+    monkeypatch.setattr(yosys, "_run_yosys", timing_out)
+    first = yosys.cost_rtl(rtl, flows=("xc7",), timeout_s=50)["xc7"]
+    assert first["status"] == "failed" and first["timed_out_s"] == 50 and "timed out after 50 s" in first["log_tail"]
+    again = yosys.cost_rtl(rtl, flows=("xc7",), timeout_s=40)["xc7"]
+    assert again["cached"] and again["timed_out_s"] == 50 and started == [50]
+    raised = yosys.cost_rtl(rtl, flows=("xc7",), timeout_s=200)["xc7"]
+    assert not raised["cached"] and raised["timed_out_s"] == 200 and started == [50, 200]
+
+
+@needs_yosys
 def test_relative_cache_path_and_bad_jobs(tmp_path, monkeypatch):
     rtl = _rtl(tmp_path / "rtl", (DATA / "reg8.v").read_text(), "reg8")
     monkeypatch.chdir(tmp_path)

@@ -22,7 +22,9 @@ share one run of it, and back ends run side by side. :data:`FLOWS` names them:
 
 The cache key is the SHA-256 of the Yosys version, the flow's scripts (for ``ecp5`` also nextpnr's command line and
 version), the liberty contents and every source file's relative path and contents (and :data:`RESULT_SCHEMA`). A
-cached result is returned without running Yosys; failures are not cached: their logs go to ``<folder>.failed``.
+cached result is returned without running Yosys; failures are not cached: their logs go to ``<folder>.failed``,
+except a timeout, recorded in ``<folder>.timeout.json`` with its limit: the run is not started again until the
+limit (``QFLOW_YOSYS_TIMEOUT``, default 1,800 s) is raised above it.
 Everything is built in a temporary folder inside the cache and published by a rename, so an interrupted run (its
 Yosys processes are killed) leaves nothing; Yosys dies with the process that started it (even a SIGKILLed one),
 and the next run removes the run folder of a process that is gone.
@@ -49,6 +51,7 @@ from pathlib import Path
 from flow import linux, scratch
 from flow.cost import abc, asic_timing, libs, nextpnr
 from flow.errors import FlowError, ToolError
+from flow.project import write_json
 
 FPGA_SYNTH = "synth_xilinx -family xc7 -flatten -noiopad -noclkbuf"
 FLOWS = ("xc7", "xc7_nodsp", "xc7_nobram", "asic", "asic_timing", "ecp5", "ecp5_nodsp")
@@ -410,6 +413,7 @@ class _Step:
     log: str = ""  # the command's log file (default: Yosys' yosys-<name>.log)
     ran: bool = False  # False: not run, because its front end failed
     returncode: int | None = None  # None: timed out, or Yosys could not be started
+    timed_out: bool = False
     seconds: float = 0.0
     peak_rss_mb: float = 0.0
     log_tail: str = ""
@@ -444,7 +448,8 @@ class _Step:
         if self.returncode != 0:
             text = (self.folder / log).read_text(errors="replace") if (self.folder / log).is_file() else ""
             text += "\n" + (self.folder / f"stderr-{self.name}.txt").read_text(errors="replace")
-            if self.returncode is None:
+            self.timed_out = self.returncode is None
+            if self.timed_out:
                 text += f"\ntimed out after {self.timeout_s:.0f} s"
             self.log_tail = "\n".join(text.strip().splitlines()[-15:])
 
@@ -518,6 +523,9 @@ def _finish(p: Plan, work: Path, front: _Step, backs: list[_Step]) -> dict:
     else:
         res |= {"status": "failed", "returncode": failed.returncode, "step": failed.name}
         res["log_tail"] = failed.log_tail or "not run: the front end failed"
+        if failed.timed_out:
+            res["timed_out_s"] = failed.timeout_s
+            write_json(_timeout_path(p), res)
     if res["status"] == "ok":
         (work / "result.json").write_text(json.dumps(res, indent=1) + "\n")
         _publish(work, p.folder)
@@ -535,12 +543,22 @@ def _finish(p: Plan, work: Path, front: _Step, backs: list[_Step]) -> dict:
     return res
 
 
-def _cached(p: Plan) -> dict | None:
-    try:
-        res = json.loads(p.result_path.read_text())
-    except (OSError, json.JSONDecodeError):
-        return None
-    return res | {"cached": True}
+def _cached(p: Plan, timeout_s: float) -> dict | None:
+    """The plan's result from an earlier run: its published result, or a timeout at a limit >= ``timeout_s``
+    (a run known to need longer is not started again until the limit is raised)."""
+    for path in (p.result_path, _timeout_path(p)):
+        try:
+            res = json.loads(path.read_text())
+        except (OSError, json.JSONDecodeError):
+            continue
+        if res.get("status") == "ok" or res.get("timed_out_s", 0) >= timeout_s:
+            return res | {"cached": True}
+    return None
+
+
+def _timeout_path(p: Plan) -> Path:
+    """Beside the result folder: this plan timed out, and at which limit."""
+    return p.folder.with_name(p.folder.name + ".timeout.json")
 
 
 def _link_front_files(front: Path, work: Path) -> None:
@@ -569,7 +587,7 @@ def run_all(plans: list[Plan], jobs: int | None = None, timeout_s: float | None 
     timeout_s = timeout_s or DEFAULT_TIMEOUT_S
     for root in {p.folder.parent for p in plans}:
         scratch.remove_dead(root, RUN_PREFIX)  # left by a killed run (its Yosys processes died with it)
-    results: list[dict | None] = [_cached(p) for p in plans]
+    results: list[dict | None] = [_cached(p, timeout_s) for p in plans]
     todo = [i for i, r in enumerate(results) if r is None]
     if not todo:
         return results  # type: ignore[return-value]
