@@ -67,6 +67,10 @@ def test_cnn_space_has_every_kind_of_choice_and_variants_parse():
             {"prune": {"method": "asha"}},
             "search.prune.method: 'asha' is not allowed; expected one of threshold, hyperband",
         ),
+        (
+            {"prune": {"method": "hyperband", "factor": 2.5}},
+            "search.prune.factor: 2.5 is not allowed with hyperband; expected an integer >= 2",
+        ),
         ({"filters": {"conv1": [0, 2]}}, "search.filters.conv1: 0 is not allowed; expected integers 1..1024"),
         ({"filters": {"fc1": [2]}}, "search.filters.fc1: no conv2d layer named 'fc1'"),
         ({"bits": {"relu1.scale": ["(6,1)"]}}, "search.bits.relu1.scale: a relu layer has no bitwidth 'scale'"),
@@ -131,3 +135,19 @@ def test_hyperband_guard_prunes_through_the_companion_study(prunes):
         assert not any(stopped) and guard.reason is None and trial.state is TrialState.COMPLETE
         assert trial.value == pytest.approx(1 / 3) and sorted(trial.intermediate_values) == [1, 2, 3]
     assert np.isfinite(guard.last_loss)
+
+
+def test_hyperband_takes_its_first_rung_and_factor_from_the_card(tmp_path):
+    """prune.after_epochs is Hyperband's min_resource and prune.factor its reduction factor (default: half the
+    epochs per trial, 3)."""
+    from flow.search.space import parse_space
+    from flow.search.study import open_pruner_study
+
+    url = f"journal://{tmp_path / 's.journal'}"
+    for prune, rung, factor in (
+        ({"method": "hyperband"}, 3, 3),
+        ({"method": "hyperband", "after_epochs": 2, "factor": 2}, 2, 2),
+    ):
+        space = parse_space(bn_card(SEARCH | {"epochs_per_trial": 6, "prune": prune}))
+        pruner = open_pruner_study(url, f"m{rung}", space, fresh=True).pruner
+        assert (pruner._min_resource, pruner._reduction_factor) == (rung, factor)

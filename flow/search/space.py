@@ -184,10 +184,14 @@ def parse_space(card: Card) -> SearchSpace:
     method = prune.get("method", "threshold")
     if method not in PRUNE_METHODS:
         raise w.error("search.prune.method", f"{method!r} is not allowed; expected one of {', '.join(PRUNE_METHODS)}")
+    # hyperband: after_epochs is its first rung (min_resource), factor its integer reduction factor
+    hyperband = method == "hyperband"
     prune_after = prune.get("after_epochs", max(1, epochs // 2))
     if isinstance(prune_after, bool) or not isinstance(prune_after, int) or prune_after < 1:
         raise w.error("search.prune.after_epochs", f"{prune_after!r} is not allowed; expected an integer >= 1")
-    factor = prune.get("factor", 3.0)
+    factor = prune.get("factor", 3 if hyperband else 3.0)
+    if hyperband and (isinstance(factor, bool) or not isinstance(factor, int) or factor < 2):
+        raise w.error("search.prune.factor", f"{factor!r} is not allowed with hyperband; expected an integer >= 2")
     if isinstance(factor, bool) or not isinstance(factor, (int, float)) or factor <= 1:
         raise w.error("search.prune.factor", f"{factor!r} is not allowed; expected a number > 1")
     per_layer = s.get("per_layer", True)

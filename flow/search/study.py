@@ -299,7 +299,7 @@ def open_study(url: str, name: str, space: SearchSpace, digest: str, *, fresh: b
     return study, n_done
 
 
-def open_pruner_study(url: str, name: str, *, fresh: bool):
+def open_pruner_study(url: str, name: str, space: SearchSpace, *, fresh: bool):
     """The single-objective companion of study ``name`` in which optuna's HyperbandPruner decides (optuna prunes only
     single-objective studies): one trial per trained trial, reporting its validation loss each epoch. Workers share
     it through the same storage, so the rungs see every worker's trials."""
@@ -310,7 +310,9 @@ def open_pruner_study(url: str, name: str, *, fresh: bool):
     if fresh and workers.journal_path(url) is None:  # a fresh journal is a new file already
         if companion in {s.study_name for s in optuna.get_all_study_summaries(storage)}:
             optuna.delete_study(study_name=companion, storage=storage)
-    pruner = optuna.pruners.HyperbandPruner(min_resource=1, max_resource="auto", reduction_factor=3)
+    pruner = optuna.pruners.HyperbandPruner(
+        min_resource=space.prune_after, max_resource="auto", reduction_factor=int(space.prune_factor)
+    )
     return optuna.create_study(
         study_name=companion, storage=storage, direction="minimize", pruner=pruner, load_if_exists=True
     )
@@ -366,7 +368,7 @@ def run_study(
     )
     ev = Evaluator(card, space, ds, search_dir / "warm", fp)
     if space.prune_method == "hyperband":
-        ev.pruner_study = open_pruner_study(url, f"{card.name}-search", fresh=fresh and worker_index == 0)
+        ev.pruner_study = open_pruner_study(url, f"{card.name}-search", space, fresh=fresh and worker_index == 0)
     if worker_index == 0 and not _has_default(study):
         study.enqueue_trial(space.defaults, user_attrs={"default": True})
     remaining = max(0, space.trials - n_done)
