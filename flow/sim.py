@@ -22,11 +22,12 @@ from dataclasses import dataclass, fields
 from pathlib import Path
 
 import numpy as np
+import yaml
 
 from flow import log, warm
 from flow.errors import FlowError, ToolError
 from flow.project import Project, check_same_ir, read_json, read_npz, write_json, write_npz
-from flow.rtl import NO_CARD_ARCH, Design, generate, get_arch
+from flow.rtl import NO_CARD_ARCH, Design, generate, get_arch, rate_knobs
 from flow.tools import Tool, find_tool
 
 TB_PACKAGE = "flow.tb"  # the testbench ships inside the package: an installed qflow runs `flow sim` too
@@ -418,6 +419,15 @@ def select_vectors(data: dict, n: int) -> np.ndarray:
     return np.sort(np.asarray(picked, dtype=np.int64))
 
 
+def _card_rate(project: Project, ir) -> tuple[float, float | None]:
+    """The clock period (as hls4ml applied it) and the sample rate the project's card asks for."""
+    from flow.timing import card_clock
+
+    card = yaml.safe_load(project.card.read_text()) if project.card.is_file() else {}
+    clock = card_clock(card if isinstance(card, dict) else {}, ir.hardware)
+    return clock.period_ns, clock.rate_mhz
+
+
 def _check_verified(project: Project, digest: str) -> None:
     """The RTL is tested only against a reference that `verify` proved equal to the C simulation, for this IR."""
     rerun = f"make verify MODEL={project.name}"
@@ -475,6 +485,7 @@ def run_stage(
     data = read_npz(vectors_path, ("inputs", "outputs"))
     check_same_ir(vectors_path, str(data.get("ir_sha256", "")), digest, f"make verify MODEL={model}")
     knobs = get_arch(arch).card_knobs(ir.reuse_factors(), reuse)
+    knobs |= rate_knobs(arch, ir, *_card_rate(project, ir))
     if in_beat is not None:
         knobs["in_beat"] = in_beat  # the generator says which architectures take it
     sim_json = project.root / "sim.json"

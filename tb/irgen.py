@@ -10,7 +10,7 @@ import numpy as np
 from flow import reference
 from flow.fixed import FixedType, Overflow, Rounding
 from flow.ir import IR, CastLayer, DenseLayer, InputSpec, ReluLayer, Task
-from flow.layers import BatchNormLayer
+from flow.layers import BatchNormLayer, Conv2DLayer, FlattenLayer, MaxPool2DLayer
 from flow.project import write_npz
 
 ROUNDINGS = list(Rounding)
@@ -90,6 +90,64 @@ def random_ir(
         n = n_out
     task = Task.CLASSIFICATION if n > 1 and rng.random() < 0.7 else Task.REGRESSION
     ir = IR(f"rand{seed}", task, [InputSpec(int(layers[0].n_in), in_t)], layers)
+    ir.validate()
+    return ir
+
+
+def random_cnn_ir(seed: int, *, mode_offset: int = 0) -> IR:
+    """A small random CNN: 1-2 convolutions (valid or same, 1-3 filters, 2x2 or 3x3), each followed by relu or a
+    cast and maybe a max pool, then flatten and a dense layer; random types, every cast mode, wrapping
+    accumulators now and then, zero weights."""
+    rng = np.random.default_rng(seed)
+    h, w, c = int(rng.integers(3, 7)), int(rng.integers(3, 7)), int(rng.integers(1, 3))
+    in_t = _random_type(rng, 3, 9)
+    layers: list = []
+    t, shape, mode = in_t, (h, w, c), mode_offset
+
+    def acc_type(n_terms: int, x_t: FixedType, w_t: FixedType) -> FixedType:
+        frac = x_t.frac_bits + w_t.frac_bits + int(rng.integers(0, 2))
+        exact = (x_t.width - x_t.frac_bits) + (w_t.width - w_t.frac_bits) + math.ceil(math.log2(n_terms + 1)) + 1
+        int_bits = exact - int(rng.integers(0, 3)) if rng.random() < 0.25 else exact + 1
+        return FixedType(max(2, frac + int_bits), int_bits, True)
+
+    for d in range(int(rng.integers(1, 3))):
+        k = int(rng.integers(2, 4)) if min(shape[:2]) >= 3 else 2
+        padding = "same" if rng.random() < 0.5 or min(shape[:2]) < k else "valid"
+        f = int(rng.integers(1, 4))
+        w_t = _random_type(rng, 2, 6)
+        w_t = FixedType(w_t.width, w_t.int_bits, w_t.signed)
+        wts = rng.integers(w_t.min_raw, w_t.max_raw + 1, size=(k, k, shape[2], f))
+        wts[rng.random(size=wts.shape) < 0.25] = 0
+        b_t = _random_type(rng, 3, 8)
+        b_t = FixedType(b_t.width, b_t.int_bits, True)
+        bias = rng.integers(b_t.min_raw, b_t.max_raw + 1, size=f)
+        acc = acc_type(k * k * shape[2], t, w_t)
+        res = _random_type(rng, 3, 10, mode)
+        mode += 1
+        conv = Conv2DLayer(f"conv{d}", shape, padding, w_t, wts, b_t, bias, acc, res)
+        layers.append(conv)
+        shape, t = conv.shape, res
+        act = _random_type(rng, 3, 10, mode)
+        mode += 1
+        layers.append((ReluLayer if rng.random() < 0.6 else CastLayer)(f"act{d}", shape, act))
+        t = act
+        if min(shape[:2]) >= 2 and rng.random() < 0.5:
+            pool_t = _random_type(rng, 3, 10, mode)
+            mode += 1
+            layers.append(MaxPool2DLayer(f"pool{d}", shape, (2, 2), (2, 2), t, pool_t))
+            shape, t = layers[-1].shape, pool_t
+    layers.append(FlattenLayer("flat", shape, t))
+    n_in, n_out = int(np.prod(shape)), int(rng.integers(1, 4))
+    w_t = FixedType(6, 1, True)
+    wts = rng.integers(w_t.min_raw, w_t.max_raw + 1, size=(n_in, n_out))
+    b_t = FixedType(6, 2, True)
+    layers.append(
+        DenseLayer(
+            "fc", w_t, wts, b_t, rng.integers(-20, 20, size=n_out), acc_type(n_in, t, w_t), _random_type(rng, 4, 12)
+        )
+    )
+    task = Task.CLASSIFICATION if n_out > 1 else Task.REGRESSION
+    ir = IR(f"cnn{seed}", task, [InputSpec((h, w, c), in_t)], layers)
     ir.validate()
     return ir
 

@@ -106,6 +106,24 @@ class Conv2DLayer:
             inputs=self.inputs,
         )
 
+    def window_taps(self) -> list[list[int | None]]:
+        """Per output pixel (row-major), the flat input index of each window tap in (row, column, channel) order;
+        None where ``same`` padding reaches outside the image (the tap is a constant 0)."""
+        (h, w, c), (kh, kw) = self.in_shape, self.kernel_size
+        oh, ow, _ = self.shape
+        (top, _), (left, _) = pad_before_after(kh, self.padding), pad_before_after(kw, self.padding)
+        taps = []
+        for i in range(oh):
+            for j in range(ow):
+                row = []
+                for di in range(kh):
+                    for dj in range(kw):
+                        r, s = i + di - top, j + dj - left
+                        inside = 0 <= r < h and 0 <= s < w
+                        row += [(r * w + s) * c + ch if inside else None for ch in range(c)]
+                taps.append(row)
+        return taps
+
     def as_full_dense(self) -> DenseLayer:
         """The whole layer as one dense layer ``(h * w * c) -> (out_h * out_w * filters)``: each output pixel's
         window weights in its column, zeros elsewhere (padding and taps outside the window), the biases repeated.

@@ -106,6 +106,12 @@ def check_kinds(ir: IR, arch: str) -> None:
         raise FlowError(f"{arch}: layer {node.name} is a {node.kind.value} layer, which {arch} does not emit ({known})")
 
 
+def rate_knobs(arch: str, ir: IR, period_ns: float, rate_mhz: float | None) -> dict:
+    """The knobs a card's clock and sample rate give ``arch`` (its ``rate_knobs``; none for the others)."""
+    derive = getattr(get_arch(arch), "rate_knobs", None)
+    return derive(ir, period_ns, rate_mhz) if derive else {}
+
+
 def reuse_arch() -> str:
     """The architecture whose knobs are per-layer reuse factors (what ``--reuse`` sets)."""
     return next(name for name, gen in ARCHS.items() if "reuse_factors" in gen.KNOBS)

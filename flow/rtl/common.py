@@ -12,7 +12,7 @@ import numpy as np
 from flow.errors import FlowError
 from flow.fixed import FixedType, Overflow, Rounding
 from flow.ir import IR, CastLayer, ClampLayer, DenseLayer, LayerKind, ReluLayer, Task
-from flow.layers import BatchNormLayer, MaxPool2DLayer, size
+from flow.layers import BatchNormLayer, Conv2DLayer, MaxPool2DLayer, size
 
 SOURCE_DIR = Path(__file__).resolve().parent / "source"
 
@@ -76,7 +76,7 @@ class Emitted:
 class Segment:
     """A dense layer (or None at the network input) followed by its elementwise layers."""
 
-    dense: DenseLayer | None
+    dense: DenseLayer | Conv2DLayer | None  # a Conv2DLayer only from segments(..., full_dense=False)
     in_t: FixedType
     post: list[Elementwise]
 
@@ -89,7 +89,7 @@ class Segment:
     @property
     def n_out(self) -> int:
         """Values leaving the segment (max pooling after the dense layer leaves fewer)."""
-        return post_size(self.post, self.dense.n_out if self.dense is not None else 0)
+        return post_size(self.post, size(self.dense.shape) if self.dense is not None else 0)
 
 
 def post_size(post: list, n: int) -> int:
@@ -97,15 +97,18 @@ def post_size(post: list, n: int) -> int:
     return size(post[-1].shape) if post else n
 
 
-def segments(ir: IR, arch: str) -> list[Segment]:
-    """Group a chain: leading elementwise layers (dense None), then each dense layer with the layers after it."""
+def segments(ir: IR, arch: str, full_dense: bool = True) -> list[Segment]:
+    """Group a chain: leading elementwise layers (dense None), then each dense layer with the layers after it.
+
+    A conv2d starts a segment too: as its full dense layer, or (``full_dense=False``) as itself.
+    """
     segs: list[Segment] = [Segment(None, ir.input.type, [])]
     t = ir.input.type
     for layer in ir.chain(f"the {arch} architecture"):
         if layer.kind is LayerKind.DENSE:
             segs.append(Segment(layer, t, []))
         elif layer.kind is LayerKind.CONV2D:  # only architectures whose KINDS list it get here
-            segs.append(Segment(layer.as_full_dense(), t, []))
+            segs.append(Segment(layer.as_full_dense() if full_dense else layer, t, []))
         else:
             segs[-1].post.append(layer)
         t = layer.result_t

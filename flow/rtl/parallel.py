@@ -15,7 +15,7 @@ import numpy as np
 
 from flow.errors import FlowError
 from flow.fixed import FixedType
-from flow.ir import IR, DenseLayer
+from flow.ir import IR, DenseLayer, LayerKind
 from flow.rtl.common import (
     CHAIN_KINDS,
     IMAGE_KINDS,
@@ -77,12 +77,25 @@ def emit(ir: IR, top: str, tree_pipeline: int = 0) -> Emitted:
     return Emitted(files, FIXED_BLOCKS, latency, 1, {"tree_pipeline": tree_pipeline}, layer_modules=layers)
 
 
-def emit_pipeline(ir: IR, top: str, arch: str, layer_module: Callable[[str, Segment], tuple[str, int]]):
-    """The files of a fully pipelined design (II = 1), its latency and its layer modules; ``layer_module(name,
-    segment)`` gives a dense layer's module (ports clk, en, x, y) and its register stages."""
+def emit_pipeline(
+    ir: IR,
+    top: str,
+    arch: str,
+    layer_module: Callable[[str, Segment], tuple[str, int]],
+    ii: int = 1,
+    full_dense: bool = True,
+):
+    """The files of a pipelined design, its latency and its layer modules; ``layer_module(name, segment)`` gives
+    a layer's module (ports clk, en, x, y) and its register stages.
+
+    ``ii`` > 1 (time-multiplexed convolutions, ``segments(full_dense=False)``): a phase counter ``ph`` counts the
+    ``ii`` cycles of a beat, every conv2d module gets it as a port too, and a sample is taken only on a beat's
+    last cycle (its convolutions' inputs then hold still for the whole beat they take).
+    """
     files: dict[str, str] = {}
     layers: list[str] = []
-    segs = segments(ir, arch)
+    segs = segments(ir, arch, full_dense)
+    phased = ii > 1
     body = ""
     n = ir.input.n
     # Stage 0: the input register, then the elementwise layers before the first dense layer.
@@ -98,22 +111,36 @@ def emit_pipeline(ir: IR, top: str, arch: str, layer_module: Callable[[str, Segm
         layers.append(name)
         out = f"y_{identifier(layer.name)}"
         body += f"    wire [{seg.n_out * seg.out_t.width - 1}:0] {out};\n"
-        body += f"    {name} u_{identifier(layer.name)} (.clk(clk), .en(en), .x({cur}), .y({out}));\n"
+        ph = ".ph(ph), " if phased and layer.kind is LayerKind.CONV2D else ""
+        body += f"    {name} u_{identifier(layer.name)} (.clk(clk), .en(en), {ph}.x({cur}), .y({out}));\n"
         cur = out
         latency += stages
-    top_text = header(ir, top, arch, latency, 1) + module_ports(ir, top)
-    top_text += f"""    // Global stall: every register moves unless a result is waiting at the output.
+    top_text = header(ir, top, arch, latency, ii) + module_ports(ir, top)
+    take = "en"
+    top_text += """    // Global stall: every register moves unless a result is waiting at the output.
     wire en = !out_valid || out_ready;
-    assign in_ready = en;
+"""
+    if phased:
+        pw = (ii - 1).bit_length()
+        take = "en && beat_end"
+        top_text += f"""    // Phase of the {ii}-cycle beat: each convolution instance computes one pixel per phase.
+    reg [{pw - 1}:0] ph;
+    wire beat_end = ph == {pw}'d{ii - 1};
+    always @(posedge clk) begin
+        if (rst) ph <= {pw}'d0;
+        else if (en) ph <= beat_end ? {pw}'d0 : ph + {pw}'d1;
+    end
+"""
+    top_text += f"""    assign in_ready = {take};
     reg [{latency - 1}:0] valid;
     always @(posedge clk) begin
         if (rst) valid <= {latency}'d0;
-        else if (en) valid <= {{valid[{latency - 2}:0], in_valid}};
+        else if (en) valid <= {{valid[{latency - 2}:0], in_valid{" && beat_end" if phased else ""}}};
     end
     assign out_valid = valid[{latency - 1}];
     reg [{n * ir.input.type.width - 1}:0] in_r;
     always @(posedge clk) begin
-        if (en) in_r <= in_data;
+        if ({take}) in_r <= in_data;
     end
 """
     top_text += body + output_stage(ir, cur, "en") + "endmodule\n"

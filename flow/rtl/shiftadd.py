@@ -14,11 +14,12 @@ import numpy as np
 
 from flow.errors import FlowError
 from flow.fixed import FixedType
-from flow.ir import IR, DenseLayer
-from flow.rtl import cmvm, value_ranges
+from flow.ir import IR, DenseLayer, LayerKind
+from flow.rtl import cmvm, shiftadd_conv, value_ranges
 from flow.rtl.adder_graph import AdderGraph, Term
 from flow.rtl.common import (
     CHAIN_KINDS,
+    IMAGE_KINDS,
     DenseShapeLike,
     Emitted,
     Segment,
@@ -37,13 +38,21 @@ from flow.rtl.csd import csd_digits
 from flow.rtl.parallel import emit_pipeline
 
 FIXED_BLOCKS = ["qflow_fixed_cast.v", "qflow_argmax.v"]
-KNOBS = {"adder_depth_cut": 0, "solver": "auto", "solver_budget_s": cmvm.DEFAULT_BUDGET_S}
-KINDS = CHAIN_KINDS
+KNOBS = {"adder_depth_cut": 0, "solver": "auto", "solver_budget_s": cmvm.DEFAULT_BUDGET_S, "conv_ii": 1}
+KINDS = CHAIN_KINDS | IMAGE_KINDS  # a conv2d: its kernel's graph once, instantiated per pixel (shiftadd_conv.py)
 
 
 def card_knobs(card_reuse: dict[str, int], override: dict[str, int] | None = None) -> dict:
     """The knobs a project's card gives this architecture: none (reuse factors do not apply)."""
     return no_reuse_knobs("shiftadd", override)
+
+
+def rate_knobs(ir: IR, period_ns: float, rate_mhz: float | None) -> dict:
+    """``conv_ii`` for a network with convolutions that must take a sample every ``1000 / rate_mhz`` ns at a
+    ``period_ns`` clock: the most cycles per sample that rate allows (40 MHz at 5 ns: 5); none without a rate."""
+    if not rate_mhz or not any(node.kind is LayerKind.CONV2D for node in ir.nodes):
+        return {}
+    return {"conv_ii": max(1, int(1000.0 / rate_mhz / period_ns + 1e-9))}
 
 
 def check_layer(name: str, n_in: int, n_out: int, reuse: int) -> None:
@@ -66,13 +75,23 @@ def emit(
     adder_depth_cut: int = 0,
     solver: str = "auto",
     solver_budget_s: float = cmvm.DEFAULT_BUDGET_S,
+    conv_ii: int = 1,
 ) -> Emitted:
-    """Verilog for ``ir``: one module per dense layer and the top."""
+    """Verilog for ``ir``: one module per dense or conv2d layer (a convolution's kernel module too) and the top.
+
+    ``conv_ii = P``: each convolution kernel instance computes P output pixels, one per cycle (II = P when the
+    network has a convolution); the dense layers stay fully parallel.
+    """
     if not isinstance(adder_depth_cut, int) or adder_depth_cut < 0:
         raise FlowError(f"adder_depth_cut must be an integer >= 0, got {adder_depth_cut!r}")
+    if not isinstance(conv_ii, int) or isinstance(conv_ii, bool) or conv_ii < 1:
+        raise FlowError(f"conv_ii must be an integer >= 1 (output pixels per kernel instance), got {conv_ii!r}")
     cmvm.check_solver(solver, solver_budget_s)
     graphs: dict[str, dict] = {}
-    segs = segments(ir, "shiftadd")
+    kernels: dict[str, str] = {}  # convolution kernel module -> its text
+    segs = segments(ir, "shiftadd", full_dense=False)
+    # Convolutions come before any dense layer (a dense output is 1-D), so their beats lead the pipeline.
+    ii = conv_ii if any(seg.dense.kind is LayerKind.CONV2D for seg in segs[1:]) else 1
     # Each dense layer's input ranges (raw), propagated from the network input: adders are sized from these.
     x_ranges = [value_ranges.segment_output_ranges(segs[0], value_ranges.type_range(ir.input.type, ir.input.n))]
     for seg in segs[1:-1]:
@@ -81,15 +100,24 @@ def emit(
 
     def layer_module(name: str, seg: Segment) -> tuple[str, int]:
         layer = seg.dense
-        shift = check_accumulator(layer, seg.in_t)
         x = ranges_of[layer.name]
+        if layer.kind is LayerKind.CONV2D:
+            text, stages, kernel, graphs[layer.name] = shiftadd_conv.conv_module(
+                name, seg, x, ii, solver, solver_budget_s, adder_depth_cut, dense_module
+            )
+            kernels[kernel[0]] = kernel[1]
+            return text, stages
+        shift = check_accumulator(layer, seg.in_t)
         graph = cmvm.solve(layer.weights, seg.in_t, solver, solver_budget_s, x)
         graphs[layer.name] = graph.to_dict()
         return dense_module(name, layer, seg.in_t, seg.post, seg.out_t, graph, shift, adder_depth_cut, x)
 
-    files, latency, layers = emit_pipeline(ir, top, "shiftadd", layer_module)
+    layer_files, latency, layers = emit_pipeline(ir, top, "shiftadd", layer_module, ii=ii, full_dense=False)
+    files = {f"{k}.v": text for k, text in kernels.items()} | layer_files
     knobs = {"adder_depth_cut": adder_depth_cut, "solver": solver, "solver_budget_s": solver_budget_s}
-    return Emitted(files, FIXED_BLOCKS, latency, 1, knobs, details={"cmvm": graphs}, layer_modules=layers)
+    knobs["conv_ii"] = conv_ii
+    details = {"cmvm": graphs}
+    return Emitted(files, FIXED_BLOCKS, latency, ii, knobs, details=details, layer_modules=layers + list(kernels))
 
 
 class _Signals:
@@ -144,11 +172,13 @@ def dense_module(
     shift: int,
     cut: int,
     x_ranges: value_ranges.Ranges | None = None,
+    registered: bool = True,
 ) -> tuple[str, int]:
     """One dense layer (plus its elementwise layers) as a module; returns (text, register stages).
 
     ``x_ranges`` (raw, per input; default the whole input type) size the adders; where the accumulator's range
     cannot wrap it is only as wide as that range (the same value, so the casts see the same number).
+    ``registered=False``: ``y`` is a wire (a convolution kernel, registered by the layer around it).
     """
     n_in, n_out = layer.n_in, layer.n_out
     x_ranges = x_ranges or value_ranges.type_range(in_t, n_in)
@@ -221,9 +251,20 @@ def dense_module(
     if used_inputs < n_in:
         text += "/* verilator lint_off UNUSEDSIGNAL */\n"
         text += "// Reason: inputs whose weights are all zero are not connected.\n"
-    text += f"module {name} (\n    input wire clk,\n    input wire en,\n"
-    text += f"    input wire [{n_in * iw - 1}:0] x,\n    output reg [{n_out * out_t.width - 1}:0] y\n);\n"
-    if used_inputs < n_in:
+    kernel = not registered
+    if kernel:
+        text += "/* verilator lint_off UNUSEDSIGNAL */\n// Reason: only the input bits a value range needs are read"
+        text += " (the union over every window); a kernel without adder-level registers has no clock.\n"
+    waived = used_inputs < n_in or kernel
+    # Inputs read only in their range's low bits: the waiver shares lines with the ports (no line moves, so
+    # Yosys names the cells as before).
+    narrow = not waived and any(width[k] - (0 if in_t.signed else 1) < iw for k in live if k < n_in)
+    off = " /* verilator lint_off UNUSEDSIGNAL */ // Reason: x is read only in its value range's bits" if narrow else ""
+    on = " /* verilator lint_on UNUSEDSIGNAL */" if narrow else ""
+    text += f"module {name} (\n    input wire clk,\n    input wire en,{off}\n"
+    text += f"    input wire [{n_in * iw - 1}:0] x,\n    output {'reg' if registered else 'wire'} "
+    text += f"[{n_out * out_t.width - 1}:0] y\n);{on}\n"
+    if waived:
         text += "/* verilator lint_on UNUSEDSIGNAL */\n"
     text += "/* verilator lint_off UNUSEDSIGNAL */\n"
     text += "// Reason: terms are sign-extended or truncated to their adder's width; bits above a value's range or\n"
@@ -241,6 +282,8 @@ def dense_module(
     if not post and res_t is not layer.result_t:  # the port carries result_t: sign-extend the narrow sums
         packed = "{" + ", ".join(ext(o, res_t.width, layer.result_t.width, True) for o in reversed(outs)) + "}"
     text += casts + chain
+    if not registered:
+        return text + f"    assign y = {packed};\nendmodule\n", last
     text += f"    always @(posedge clk) begin\n        if (en) y <= {packed};\n    end\nendmodule\n"
     return text, 1 + last
 

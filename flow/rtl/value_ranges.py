@@ -15,8 +15,8 @@ from collections.abc import Callable
 import numpy as np
 
 from flow.fixed import FixedType, Overflow, cast
-from flow.ir import CastLayer, ClampLayer, DenseLayer, ReluLayer
-from flow.layers import BatchNormLayer
+from flow.ir import CastLayer, ClampLayer, DenseLayer, LayerKind, ReluLayer
+from flow.layers import BatchNormLayer, Conv2DLayer, FlattenLayer, MaxPool2DLayer, size
 from flow.rtl.common import Segment, aligned_biases
 
 Ranges = list[tuple[int, int]]
@@ -86,13 +86,46 @@ def _batchnorm(r: Ranges, src: FixedType, layer: BatchNormLayer) -> Ranges:
     return out
 
 
-# Elementwise layer -> its output ranges from its input ranges and input type.
+def _maxpool(r: Ranges, src: FixedType, layer: MaxPool2DLayer) -> Ranges:
+    (_, w, c), (ph, pw), (sh, sw) = layer.in_shape, layer.pool, layer.stride
+    oh, ow, _ = layer.shape
+    out = []
+    for i in range(oh):
+        for j in range(ow):
+            for ch in range(c):
+                win = [r[((i * sh + di) * w + j * sw + dj) * c + ch] for di in range(ph) for dj in range(pw)]
+                acc = cast_range((max(lo for lo, _ in win), max(hi for _, hi in win)), src.frac_bits, layer.accum_t)
+                out.append(cast_range(acc, layer.accum_t.frac_bits, layer.result_t))
+    return out
+
+
+# Elementwise (and image) layer -> its output ranges from its input ranges and input type.
 ELEMENTWISE_RANGES: dict[type, Callable] = {
     ReluLayer: _relu,
     CastLayer: _cast,
     ClampLayer: _clamp,
     BatchNormLayer: _batchnorm,
+    MaxPool2DLayer: _maxpool,
+    FlattenLayer: lambda r, src, layer: r,
 }
+
+
+def window_ranges(conv: Conv2DLayer, x: Ranges) -> Ranges:
+    """Per kernel tap, the union of its input's ranges over every output pixel's window (0 for a padding tap)."""
+    out: list[tuple[int, int] | None] = [None] * (conv.kernel_size[0] * conv.kernel_size[1] * conv.in_shape[2])
+    for row in conv.window_taps():
+        for t, idx in enumerate(row):
+            lo, hi = (0, 0) if idx is None else x[idx]
+            out[t] = (lo, hi) if out[t] is None else (min(out[t][0], lo), max(out[t][1], hi))
+    return [r or (0, 0) for r in out]
+
+
+def _layer_accumulator_ranges(layer: DenseLayer | Conv2DLayer, x: Ranges, in_t: FixedType) -> Ranges | None:
+    """A dense layer's accumulator ranges; a convolution's per (pixel, filter), from its kernel's tap ranges."""
+    if layer.kind is not LayerKind.CONV2D:
+        return accumulator_ranges(layer, x, in_t)
+    acc = accumulator_ranges(layer.as_dense(), window_ranges(layer, x), in_t)
+    return None if acc is None else acc * (size(layer.shape) // layer.filters)
 
 
 def segment_output_ranges(seg: Segment, x: Ranges) -> Ranges:
@@ -101,8 +134,8 @@ def segment_output_ranges(seg: Segment, x: Ranges) -> Ranges:
     r = x
     if seg.dense is not None:
         layer = seg.dense
-        acc = accumulator_ranges(layer, x, seg.in_t)
-        r = type_range(layer.accum_t, layer.n_out) if acc is None else acc
+        acc = _layer_accumulator_ranges(layer, x, seg.in_t)
+        r = type_range(layer.accum_t, size(layer.shape)) if acc is None else acc
         r = [cast_range(v, layer.accum_t.frac_bits, layer.result_t) for v in r]
         t = layer.result_t
     for layer in seg.post:
