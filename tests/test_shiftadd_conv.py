@@ -15,8 +15,9 @@ from flow.rtl.lint import lint
 from flow.sim import simulate
 from tb.irgen import random_cnn_ir, random_inputs, write_vectors
 
+# (simulator, seed, conv_ii); each run takes ~20 s on the shared machine, so all are in the slow tier
 CASES = [
-    ("icarus", 3, 3),  # (simulator, seed, conv_ii); seed 3: 6 x 3 x 1, same padding, 2 filters
+    pytest.param("icarus", 3, 3, marks=pytest.mark.slow),  # 6 x 3 x 1, same padding, 2 filters
     pytest.param("icarus", 1, 2, marks=pytest.mark.slow),  # valid, relu, a max pool dropping a column
     pytest.param("icarus", 4, 1, marks=pytest.mark.slow),  # two convolutions, a max pool between them
     pytest.param("icarus", 7, 4, marks=pytest.mark.slow),
@@ -40,6 +41,12 @@ def test_random_cnn_is_bit_exact(tmp_path, sim, seed, conv_ii):
     assert r.latency_cycles == design.latency_cycles_expected
     assert design.ii_cycles == conv_ii and r.ii_cycles == conv_ii
     assert lint(design) == []
+
+
+def test_a_cnn_design_is_lint_clean(tmp_path):
+    """Verilator -Wall on a time-multiplexed CNN design with a max pool that drops a column: no warnings."""
+    d = generate(random_cnn_ir(1, mode_offset=1), "shiftadd", tmp_path / "rtl", solver="csd", conv_ii=2)
+    assert lint(d) == []
 
 
 @pytest.mark.slow  # two Icarus runs (~20 s each on the shared machine)
