@@ -15,10 +15,10 @@ from types import ModuleType
 from flow.errors import FlowError
 from flow.ir import IR
 from flow.project import atomic_dir, read_json, write_json
-from flow.rtl import ensemble, folded, parallel, shiftadd
+from flow.rtl import ensemble, folded, linebuffer, parallel, shiftadd
 from flow.rtl.common import SOURCE_DIR, ports_doc, top_name
 
-ARCHS: dict[str, ModuleType] = {"parallel": parallel, "folded": folded, "shiftadd": shiftadd}
+ARCHS: dict[str, ModuleType] = {"parallel": parallel, "folded": folded, "shiftadd": shiftadd, "linebuffer": linebuffer}
 # An ensemble graph's arrangements (flow/rtl/ensemble.py): the same sibling interface, for ensemble IRs only.
 ENSEMBLE_ARCHS: dict[str, ensemble.Arrangement] = {
     "parallel_members": ensemble.PARALLEL_MEMBERS,

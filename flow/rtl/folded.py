@@ -29,6 +29,7 @@ from flow.fixed import FixedType
 from flow.ir import IR, DenseLayer, LayerKind
 from flow.rtl.common import (
     CHAIN_KINDS,
+    IMAGE_KINDS,
     DenseShapeLike,
     Emitted,
     aligned_biases,
@@ -41,6 +42,7 @@ from flow.rtl.common import (
     lit,
     module_ports,
     output_stage,
+    post_size,
     segments,
     signed_width,
     unpack,
@@ -48,7 +50,7 @@ from flow.rtl.common import (
 
 FIXED_BLOCKS = ["qflow_fixed_cast.v", "qflow_argmax.v"]
 KNOBS = {"reuse_factors": None, "in_beat": None}
-KINDS = CHAIN_KINDS
+KINDS = CHAIN_KINDS | IMAGE_KINDS  # a conv2d is folded as its full dense layer (Conv2DLayer.as_full_dense)
 ROM_BITS_PER_LUT = 64  # proxy: a LUT6 holds 64 ROM bits
 OVERHEAD_CYCLES = 3  # per sample and layer: take, ROM read, last accumulation
 
@@ -104,6 +106,8 @@ def check_beat(ir: IR, r: int, in_beat: int | None) -> int | None:
         raise FlowError(f"in_beat must be an integer from 1 to n_in = {ir.input.n}, got {in_beat!r}")
     if first is None:
         raise FlowError("in_beat: streaming input needs a dense layer to consume it")
+    if any(layer.kind is LayerKind.CONV2D for layer in ir.nodes):
+        raise FlowError("in_beat: an image streams into its convolutions in the linebuffer architecture")
     if r > first.n_in:
         raise FlowError(
             f"in_beat: streaming input needs the first layer's reuse factor <= n_in = {first.n_in} (layer "
@@ -211,7 +215,7 @@ def layer_chain(
         files[f"{name}.v"] = dense_module(name, layer, seg.in_t, seg.post, seg.out_t, r, beat, bank)
         out = f"y_{lname}"
         last = f".in_last({src.last}), " if beat else ""
-        body += f"    wire [{layer.n_out * seg.out_t.width - 1}:0] {out};\n"
+        body += f"    wire [{seg.n_out * seg.out_t.width - 1}:0] {out};\n"
         body += f"    wire v_{lname};\n    wire r_{lname};\n"
         sel_ports = ""
         if bank and len(bank) > 1:
@@ -413,8 +417,11 @@ def dense_module(
         update = f"acc{g} <= (s1_first ? bias{g} : acc{g}) + term{g};"
         lines.append(f"    always @(posedge clk) begin\n        if (s1_v) {update}\n    end")
 
-    writes = []
-    for g in range(ngroups):
+    n_y = post_size(post, n_out)  # max pooling after the layer leaves fewer values
+    if n_y != n_out and nq > 1:
+        raise FlowError(f"layer {layer.name}: reuse factor {r} > n_in with max pooling after it is not folded")
+    writes = ["            y <= res;"] if n_y != n_out else []
+    for g in range(ngroups if n_y == n_out else 0):
         src = f"res[{g * ow + ow - 1}:{g * ow}]"
         if nq == 1:
             writes.append(f"            y[{g * ow + ow - 1}:{g * ow}] <= {src};")
@@ -471,7 +478,7 @@ module {name} (
 {last_port}    input wire {x_port},
     output reg out_valid,
     input wire out_ready,
-    output reg [{n_out * ow - 1}:0] y{sel_ports}
+    output reg [{n_y * ow - 1}:0] y{sel_ports}
 );
 {control}{sel_logic}    // Weights: one ROM word per step, read synchronously.
     reg [{row_w - 1}:0] rom [0:{words - 1}];
@@ -487,7 +494,7 @@ module {name} (
 // Reason: products are declared at the operand-sum width; bits above the accumulator are wrapped away.
 {chr(10).join(lines)}
 /* verilator lint_on UNUSEDSIGNAL */
-{out_cast}{chain}    wire [{ngroups * ow - 1}:0] res = {last};
+{out_cast}{chain}    wire [{(n_y if n_y != n_out else ngroups) * ow - 1}:0] res = {last};
     always @(posedge clk) begin
         if (s2_v) begin
 {chr(10).join(writes)}
