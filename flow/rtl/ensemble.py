@@ -10,7 +10,8 @@ first layer taking one input per step as the stage streams it) and the voter (:m
 * ``serial_members``: one datapath reused over the members (their weights and biases in its ROMs, one bank per
   member, picked by the member index that travels with each sample); the feature stage streams one member's
   inputs per pass, the members' logits are kept until the last one's arrive, then the voter takes them. The
-  members must agree in every shape and type (only weights, biases, diagonals and clipping differ).
+  members must agree in every shape and in the types between layers; a dense layer's weight, bias, accumulator
+  and result types may differ per member (the datapath holds their union, each bank casts its own field).
 
 Ports are every qflow design's, with ``out_data`` holding every member's logits (member order of the vote's
 inputs, member 0 low) and ``out_class`` the vote.
@@ -194,7 +195,10 @@ def own_name(name: str) -> str:
 
 
 def shape_of(node) -> tuple:
-    """What a shared datapath needs equal across members: kind, shape and every type of a node."""
+    """What a shared datapath needs equal across members: kind and shape, and every type of a node but a dense
+    layer's (each weight bank keeps its own: :mod:`flow.rtl.banks`)."""
+    if node.kind is LayerKind.DENSE:
+        return (node.kind, tuple(node.shape))
     types = ("result_t", "weight_t", "bias_t", "accum_t")
     return (node.kind, tuple(node.shape), *(str(getattr(node, t, "")) for t in types))
 
