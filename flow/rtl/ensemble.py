@@ -272,10 +272,12 @@ def emit_parallel(ir: IR, top: str, reuse_factors: dict[str, int] | None = None,
     )
     latency, ii, used = 0, 1, {}
     outs = []
+    modules = [feat]
     n = p.n_channels
     for i, m in enumerate(p.members):
         chain = member_chain(m.chain, top, reuse_factors, folded.Link(f"fx{i}", f"fv{i}", f"fr{i}", f"fl{i}"))
         files.update(chain.files)
+        modules += chain.modules
         body += chain.body
         outs.append(chain.out)
         # The spectrum is taken at edge 0; the member's last input is taken at edge k + n - 1 + 1.
@@ -300,7 +302,9 @@ def emit_parallel(ir: IR, top: str, reuse_factors: dict[str, int] | None = None,
     files[f"{top}.v"] = text
     knobs = {"reuse_factors": used, "log1p": log1p}
     details = {"log1p": rom.details(), "members": len(p.members), "vote": p.vote.method.value}
-    return Emitted(files, FIXED_BLOCKS, latency, ii, knobs, details, ports=ports(ir, p))
+    return Emitted(
+        files, FIXED_BLOCKS, latency, ii, knobs, details, ports=ports(ir, p), layer_modules=[*modules, vote_name]
+    )
 
 
 def emit_serial(ir: IR, top: str, reuse_factors: dict[str, int] | None = None, log1p: str = "auto") -> Emitted:
@@ -351,7 +355,8 @@ def emit_serial(ir: IR, top: str, reuse_factors: dict[str, int] | None = None, l
     files[f"{top}.v"] = text
     knobs = {"reuse_factors": {own_name(k): v for k, v in chain.reuse_factors.items()}, "log1p": log1p}
     details = {"log1p": rom.details(), "members": m_count, "vote": p.vote.method.value, "weight_banks": m_count}
-    return Emitted(files, FIXED_BLOCKS, latency, ii, knobs, details, ports=ports(ir, p))
+    modules = [feat, *chain.modules, f"{top}_vote"]
+    return Emitted(files, FIXED_BLOCKS, latency, ii, knobs, details, ports=ports(ir, p), layer_modules=modules)
 
 
 @dataclass(frozen=True)
