@@ -235,7 +235,7 @@ module {name} (
     assign in_ready = !running;
     wire take = in_valid && in_ready;
     // The spectrum buffer: channel t in the low bits, rotated one channel per step of the first n steps.
-    reg [{n * w - 1}:0] sr;
+    wire [{n * w - 1}:0] sr;
     wire in_spectrum = t <= {tw}'d{n - 1};
     wire [{w - 1}:0] rd_count = take ? in_data[{w - 1}:0] : sr[{(2 * w if n > 1 else w) - 1}:{w if n > 1 else 0}];
 {idx_text}    // The log1p ROM as a case table: Yosys' proc_rom takes it as one ROM (an initial block of per-word writes
@@ -253,6 +253,16 @@ module {name} (
         text += f"    reg [{offw - 1}:0] off_q;\n"
     text += f"""    wire adv;
     wire rd = take || (adv && in_spectrum);
+    // One register per channel: Yosys 0.23 spends many minutes on one register of all the channels.
+    genvar ch;
+    generate for (ch = 0; ch < {n}; ch = ch + 1) begin : g_buf
+        reg [{w - 1}:0] c;
+        always @(posedge clk) begin
+            if (take) c <= in_data[ch * {w} +: {w}];
+            else if (adv && in_spectrum) c <= sr[((ch + 1) % {n}) * {w} +: {w}];
+        end
+        assign sr[ch * {w} +: {w}] = c;
+    end endgenerate
     always @(posedge clk) begin
         if (rd) ent_q <= rom_word;
 {f"        if (rd) off_q <= {off};" + chr(10) if offw else ""}    end
@@ -268,8 +278,6 @@ module {name} (
     text += f"""    // The delay line: dl[j] holds L[t - 1 - j].
     reg [{depth * lw - 1}:0] dl;
     always @(posedge clk) begin
-        if (take) sr <= in_data;
-        else if (adv && in_spectrum) sr <= {f"{{sr[{w - 1}:0], sr[{n * w - 1}:{w}]}}" if n > 1 else "sr"};
         if (adv) dl <= {f"{{dl[{(depth - 1) * lw - 1}:0], l_now}}" if depth > 1 else "l_now"};
     end
 """
