@@ -63,6 +63,25 @@ def test_resolution_and_shielding_act_per_spectrum_setting():
     assert ratio_thick < 0.7 * ratio_bare
 
 
+def test_width_pattern_is_off_by_default_and_cancels_on_a_multiple_of_its_period():
+    """The channel-width pattern knob: absent, the spectra (and fingerprints) are version 2's; present, it is
+    seeded, and the expected counts' log differences at a multiple of the period are the pattern-free ones."""
+    plain, _ = generate_spectra(36, seed=3)
+    assert np.array_equal(plain, generate_spectra(36, seed=3, params=SpectraParams(pattern_width_error=0.0))[0])
+    assert dataset_fingerprint(SMALL_SPECTRA, 0) == dataset_fingerprint({**SMALL_SPECTRA, "pattern_width_error": 0}, 0)
+    assert dataset_fingerprint(SMALL_SPECTRA, 0) != dataset_fingerprint(
+        {**SMALL_SPECTRA, "pattern_width_error": 0.1}, 0
+    )
+    params = SpectraParams(pattern_width_error=0.3, pattern_period=(4, 4))
+    a, b = generate_spectra(36, seed=3, params=params)[0], generate_spectra(36, seed=3, params=params)[0]
+    assert np.array_equal(a, b) and not np.array_equal(a, plain)
+    rng = np.random.default_rng(0)
+    from flow.data.spectra import _width_pattern
+
+    w = _width_pattern(5, params, rng)
+    assert np.allclose(np.log(w[:, 4:]) - np.log(w[:, :-4]), 0) and not np.allclose(np.log(w[:, 1:] / w[:, :-1]), 0)
+
+
 def test_generator_version_is_in_the_fingerprint():
     ds = load_dataset(SMALL_SPECTRA, seed=7)
     assert ds.meta["version"] == GENERATOR_VERSION >= 2  # v1 caches and trained models are not reused

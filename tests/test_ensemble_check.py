@@ -7,7 +7,7 @@ import argparse
 import numpy as np
 import pytest
 
-from flow.data.ensemble_check import _diagonals, error_overlap, hard_vote, soft_vote
+from flow.data.ensemble_check import _diagonals, _knobs, error_overlap, hard_vote, soft_vote
 
 
 def one_hot_logits(votes: list[list[int]], n_classes: int) -> np.ndarray:
@@ -41,3 +41,9 @@ def test_diagonal_lists():
     assert _diagonals("0-3,7") == (0, 1, 2, 3, 7)
     with pytest.raises(argparse.ArgumentTypeError, match="0..19"):
         _diagonals("18-20")
+
+
+def test_knobs_are_yaml_values():
+    assert _knobs(["gain_drift=0.05", "shielding=[0, 1.5]"]) == {"gain_drift": 0.05, "shielding": [0, 1.5]}
+    with pytest.raises(SystemExit, match="KNOB=VALUE"):
+        _knobs(["gain_drift"])

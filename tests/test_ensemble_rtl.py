@@ -6,6 +6,8 @@ logits (out_data) and the vote (out_class) are checked on every spectrum.
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import numpy as np
 import pytest
 
@@ -227,11 +229,12 @@ def test_later_member_layers_fold_by_their_reuse_factor(tmp_path):
 
 @pytest.mark.parametrize(
     "sim,method",
-    [("icarus", "hard"), pytest.param("icarus", "soft", marks=pytest.mark.slow)]
+    [pytest.param("icarus", "hard", marks=pytest.mark.slow), pytest.param("icarus", "soft", marks=pytest.mark.slow)]
     + [pytest.param("verilator", "logit_sum", marks=pytest.mark.slow)],
 )
 def test_serial_members_is_bit_exact(tmp_path, sim, method):
-    """One datapath for the three members (weight banks), one feature pass per member: bit-exact."""
+    """One datapath for the three members (weight banks), one feature pass per member: bit-exact (the default
+    tier runs the members of different types below)."""
     ir = tiny_ensemble(method)
     design = generate(ir, "serial_members", tmp_path / "rtl")
     vectors = write_ensemble_vectors(ir, tmp_path / "vectors.npz", spectra(40))
@@ -255,6 +258,56 @@ def test_serial_members_wrong_bank_fails(tmp_path, monkeypatch):
     ir = tiny_ensemble("hard")
     design = generate(ir, "serial_members", tmp_path / "rtl")
     r = simulate(design, write_ensemble_vectors(ir, tmp_path / "v.npz", spectra(10)), "icarus", tmp_path / "sim")
+    assert not r.passed and r.mismatches > 0
+
+
+def mixed_type_ensemble(method: str = "hard") -> IR:
+    """Three members of one structure whose dense types differ, as hls4ml's bit-exact pass gives real members:
+    weights (fixed<8,2> / fixed<7,1> / fixed<6,3>), biases and so the accumulators and dense results."""
+    weights = ("fixed<8,2>", "fixed<7,1>", "fixed<6,3>")
+    members = [
+        Member(f"m{k}", k, mlp_ir(f"m{k}", [N_CHANNELS - 1, 3, 4], seed=k + 7, w_t=w), clip=i == 1)
+        for i, (k, w) in enumerate(zip((0, 2, 5), weights))
+    ]
+    return ensemble_ir("ens", members, count_width=COUNT_WIDTH, log1p_t=log1p_type(COUNT_WIDTH, 8), method=method)
+
+
+@pytest.fixture(scope="module")
+def mixed_serial(tmp_path_factory):
+    """The mixed-type ensemble's serial_members design, generated once."""
+    root = tmp_path_factory.mktemp("ens_mixed")
+    ir = mixed_type_ensemble()
+    return ir, generate(ir, "serial_members", root / "rtl"), root
+
+
+@pytest.mark.parametrize("sim", ["icarus", pytest.param("verilator", marks=pytest.mark.slow)])
+def test_serial_members_of_different_types_is_bit_exact(mixed_serial, sim):
+    """Members whose weight, bias and accumulator types differ share one datapath of their union types."""
+    ir, design, root = mixed_serial
+    accs = {str(n.accum_t) for n in ir.nodes if n.name.endswith("/fc1")}
+    assert len(accs) == 3  # the case the union datapath is for
+    vectors = write_ensemble_vectors(ir, root / f"v_{sim}.npz", spectra(40))
+    r = simulate(design, vectors, sim, root / f"sim_{sim}")
+    assert r.passed, r.error
+    assert r.mismatches == 0 and r.vectors == 40 and r.latency_cycles == design.latency_cycles_expected
+
+
+@pytest.mark.slow
+def test_serial_members_of_different_types_unaligned_bias_fails(tmp_path, monkeypatch):
+    """Known-wrong union datapath: each bank's bias left at its own accumulator's LSB, not the union's."""
+    import flow.rtl.folded as folded
+    from flow.rtl.common import aligned_biases
+
+    good = folded.shared_banks
+
+    def unaligned(layers, in_t):
+        shared = good(layers, in_t)
+        return replace(shared, biases=[aligned_biases(b) for b in shared.own])
+
+    monkeypatch.setattr(folded, "shared_banks", unaligned)
+    ir = mixed_type_ensemble()
+    design = generate(ir, "serial_members", tmp_path / "rtl")
+    r = simulate(design, write_ensemble_vectors(ir, tmp_path / "v.npz", spectra(20)), "icarus", tmp_path / "sim")
     assert not r.passed and r.mismatches > 0
 
 

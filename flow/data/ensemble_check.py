@@ -119,11 +119,18 @@ def top_confusions(y: np.ndarray, pred: np.ndarray, n: int = 6) -> dict[str, int
 
 
 def check(
-    diagonals: tuple[int, ...], *, n_spectra: int, data_seed: int, training: Training, large: bool, log=print
+    diagonals: tuple[int, ...],
+    *,
+    n_spectra: int,
+    data_seed: int,
+    training: Training,
+    large: bool,
+    knobs: dict | None = None,
+    log=print,
 ) -> dict:
     """Train the members (and the large model), return accuracies, voting and error overlap."""
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
-    spec = {"kind": "spectra", "n_spectra": n_spectra}
+    spec = {"kind": "spectra", "n_spectra": n_spectra, **(knobs or {})}
     logits, members = [], {}
     y_test = None
     for k in diagonals:
@@ -142,6 +149,7 @@ def check(
     result = {
         "n_spectra": n_spectra,
         "data_seed": data_seed,
+        "knobs": knobs or {},
         "training": asdict(training),
         "members": members,
         "member_accuracy_min": min(accs),
@@ -155,7 +163,7 @@ def check(
     result["hard_vote_top_confusions"] = top_confusions(y_test, hard_vote(stacked, n_classes))
     if large:
         t0 = time.perf_counter()
-        L = np.log1p(spectra_counts(n_spectra, data_seed).astype(np.float32))
+        L = np.log1p(spectra_counts(spec, data_seed).astype(np.float32))
         L -= L.mean(axis=1, keepdims=True)  # the members' differences ignore the overall level; so does this
         n_train, n_val = ds.meta["n_train"], ds.meta["n_val"]
         data = (L[:n_train], ds.y_train, L[n_train : n_train + n_val], ds.y_val, L[n_train + n_val :])
@@ -166,9 +174,9 @@ def check(
     return result
 
 
-def spectra_counts(n_spectra: int, data_seed: int) -> np.ndarray:
+def spectra_counts(spec: dict, data_seed: int) -> np.ndarray:
     """The counts behind the diagonal datasets (same spectra, same order as their train/val/test cut)."""
-    checked = check_spec({"kind": "spectra", "diagonal": 0, "n_spectra": n_spectra}, SpecContext())
+    checked = check_spec({**spec, "diagonal": 0}, SpecContext())
     return spectra_of(checked, data_seed)[0]
 
 
@@ -183,6 +191,19 @@ def _diagonals(text: str) -> tuple[int, ...]:
     return tuple(out)
 
 
+def _knobs(items: list[str]) -> dict:
+    """['shielding=[0, 1]', ...] -> {'shielding': [0, 1]} (values parsed as YAML; checked with the dataset)."""
+    import yaml
+
+    out = {}
+    for item in items:
+        name, sep, value = item.partition("=")
+        if not sep:
+            raise SystemExit(f"--set {item!r}: expected KNOB=VALUE, e.g. gain_drift=0.05")
+        out[name.strip()] = yaml.safe_load(value)
+    return out
+
+
 def main(argv: list[str] | None = None) -> int:
     """Command line: train, print the figures as JSON (and write them with --out)."""
     parser = argparse.ArgumentParser(prog="python -m flow.data.ensemble_check", description=__doc__)
@@ -192,6 +213,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seed", type=int, default=1, help="training seed (default 1)")
     parser.add_argument("--epochs", type=int, default=50, help="maximum epochs (early stopping, patience 5)")
     parser.add_argument("--no-large", action="store_true", help="skip the large whole-spectrum model")
+    parser.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="KNOB=VALUE",
+        help="a spectra dataset field or generator knob (YAML value), repeatable",
+    )
     parser.add_argument("--out", help="also write the JSON here")
     args = parser.parse_args(argv)
     from flow.log import quiet_tensorflow
@@ -205,6 +233,7 @@ def main(argv: list[str] | None = None) -> int:
         data_seed=args.data_seed,
         training=training,
         large=not args.no_large,
+        knobs=_knobs(args.set),
         log=log,
     )
     text = json.dumps(result, indent=2)

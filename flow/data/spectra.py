@@ -71,6 +71,9 @@ class SpectraParams:
     gain_drift: float = 0.04  # std of the relative gain per spectrum
     adc_bit_error: float = 0.15  # std of each low ADC bit's weight error, in channels (differential non-linearity)
     lld_kev: float = 20.0  # lower-level discriminator: no counts below this energy
+    # A channel-width pattern repeating every `period` channels (drawn per spectrum); off by default (version 2).
+    pattern_width_error: float = 0.0  # std of the log of each of the pattern's relative channel widths
+    pattern_period: tuple[float, float] = (2.0, 20.0)  # uniform integer period in channels, both ends included
 
     def as_dict(self) -> dict:
         """Plain values, for provenance (Dataset.meta) and fingerprints."""
@@ -167,6 +170,18 @@ def _channel_edges(n: int, bit_error: float, rng: np.random.Generator) -> np.nda
     return np.maximum.accumulate(edges, axis=1)  # a code never ends before it starts
 
 
+def _width_pattern(n: int, p: SpectraParams, rng: np.random.Generator) -> np.ndarray:
+    """Per-spectrum relative channel widths (n, 1024) repeating with the spectrum's own period (a fine-stage DNL).
+
+    Diagonal k's differences cancel the pattern exactly when its offset k+1 is a multiple of the period, so each
+    spectrum hides the pattern from a different set of diagonals (measured: the members learn to ignore it).
+    """
+    lo, hi = (int(round(v)) for v in p.pattern_period)
+    period = rng.integers(lo, hi + 1, n)
+    widths = np.exp(p.pattern_width_error * rng.standard_normal((n, hi)))  # log-normal relative widths
+    return np.take_along_axis(widths, np.arange(N_CHANNELS)[None, :] % period[:, None], axis=1)
+
+
 def generate_spectra(n: int, seed: int, params: SpectraParams | None = None) -> tuple[np.ndarray, np.ndarray]:
     """Counts (n, 1024) int32 and balanced, shuffled labels (n,) int64 from one seeded generator."""
     p = params or SpectraParams()
@@ -229,6 +244,8 @@ def generate_spectra(n: int, seed: int, params: SpectraParams | None = None) -> 
             hi = np.take_along_axis(cum, i0 + 1, axis=1)
             expected[rows] = np.diff(lo + frac * (hi - lo), axis=1)
     expected[:, np.arange(1, N_CHANNELS + 1) * p.kev_per_channel <= p.lld_kev] = 0.0
+    if p.pattern_width_error > 0:
+        expected *= _width_pattern(n, p, np.random.default_rng((seed, 3)))
     counts = rng.poisson(np.maximum(expected, 0.0)).astype(np.int32)
     return counts, labels
 
@@ -254,6 +271,7 @@ _RANGES = {  # knob -> (lowest, highest) value a card may ask for
     "natural_line_fraction": (0.0, 1.0),
     "backscatter_fraction": (0.0, 1.0),
     "shielding": (0.0, 10.0),
+    "pattern_period": (2.0, 64.0),
 }
 # kev_per_channel stops at 3.3: the response tables end at 3.6 MeV (1024 channels plus gain drift).
 _SCALARS = {
@@ -261,7 +279,11 @@ _SCALARS = {
     "gain_drift": (0.0, 0.2),
     "adc_bit_error": (0.0, 0.2),
     "lld_kev": (0.0, 500.0),
+    "pattern_width_error": (0.0, 0.5),
 }
+# Knobs added after version 2: left out of a checked spec while they are at their defaults, so the specs (and the
+# fingerprints) of every card trained on version 2 stay what they were.
+_LATER_KNOBS = ("pattern_width_error", "pattern_period")
 FIELDS = {
     "diagonal": REQUIRED,
     "n_spectra": 30000,  # total, split train/val/test
@@ -285,13 +307,16 @@ def check_spec(spec: dict, ctx: SpecContext) -> dict:
     out["val_fraction"] = check_float(out["val_fraction"], "val_fraction", ctx, 0.01, 0.5)
     out["test_fraction"] = check_float(out["test_fraction"], "test_fraction", ctx, 0.01, 0.5)
     check_knobs(out, _RANGES, _SCALARS, ctx)
+    if out["pattern_width_error"] == 0:
+        for name in _LATER_KNOBS:
+            del out[name]
     return out
 
 
 def params_from_spec(checked: dict) -> SpectraParams:
     """The generator knobs of a checked spec."""
-    ranges = {name: tuple(checked[name]) for name in _RANGES}
-    return SpectraParams(**ranges, **{name: checked[name] for name in _SCALARS})
+    given = {name: checked[name] for name in (*_RANGES, *_SCALARS) if name in checked}
+    return SpectraParams(**{name: tuple(v) if name in _RANGES else v for name, v in given.items()})
 
 
 @functools.lru_cache(maxsize=1)

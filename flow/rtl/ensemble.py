@@ -10,7 +10,8 @@ first layer taking one input per step as the stage streams it) and the voter (:m
 * ``serial_members``: one datapath reused over the members (their weights and biases in its ROMs, one bank per
   member, picked by the member index that travels with each sample); the feature stage streams one member's
   inputs per pass, the members' logits are kept until the last one's arrive, then the voter takes them. The
-  members must agree in every shape and type (only weights, biases, diagonals and clipping differ).
+  members must agree in every shape and in the types between layers; a dense layer's weight, bias, accumulator
+  and result types may differ per member (the datapath holds their union, each bank casts its own field).
 
 Ports are every qflow design's, with ``out_data`` holding every member's logits (member order of the vote's
 inputs, member 0 low) and ``out_class`` the vote.
@@ -194,7 +195,10 @@ def own_name(name: str) -> str:
 
 
 def shape_of(node) -> tuple:
-    """What a shared datapath needs equal across members: kind, shape and every type of a node."""
+    """What a shared datapath needs equal across members: kind and shape, and every type of a node but a dense
+    layer's (each weight bank keeps its own: :mod:`flow.rtl.banks`)."""
+    if node.kind is LayerKind.DENSE:
+        return (node.kind, tuple(node.shape))
     types = ("result_t", "weight_t", "bias_t", "accum_t")
     return (node.kind, tuple(node.shape), *(str(getattr(node, t, "")) for t in types))
 
@@ -268,10 +272,12 @@ def emit_parallel(ir: IR, top: str, reuse_factors: dict[str, int] | None = None,
     )
     latency, ii, used = 0, 1, {}
     outs = []
+    modules = [feat]
     n = p.n_channels
     for i, m in enumerate(p.members):
         chain = member_chain(m.chain, top, reuse_factors, folded.Link(f"fx{i}", f"fv{i}", f"fr{i}", f"fl{i}"))
         files.update(chain.files)
+        modules += chain.modules
         body += chain.body
         outs.append(chain.out)
         # The spectrum is taken at edge 0; the member's last input is taken at edge k + n - 1 + 1.
@@ -296,7 +302,9 @@ def emit_parallel(ir: IR, top: str, reuse_factors: dict[str, int] | None = None,
     files[f"{top}.v"] = text
     knobs = {"reuse_factors": used, "log1p": log1p}
     details = {"log1p": rom.details(), "members": len(p.members), "vote": p.vote.method.value}
-    return Emitted(files, FIXED_BLOCKS, latency, ii, knobs, details, ports=ports(ir, p))
+    return Emitted(
+        files, FIXED_BLOCKS, latency, ii, knobs, details, ports=ports(ir, p), layer_modules=[*modules, vote_name]
+    )
 
 
 def emit_serial(ir: IR, top: str, reuse_factors: dict[str, int] | None = None, log1p: str = "auto") -> Emitted:
@@ -347,7 +355,8 @@ def emit_serial(ir: IR, top: str, reuse_factors: dict[str, int] | None = None, l
     files[f"{top}.v"] = text
     knobs = {"reuse_factors": {own_name(k): v for k, v in chain.reuse_factors.items()}, "log1p": log1p}
     details = {"log1p": rom.details(), "members": m_count, "vote": p.vote.method.value, "weight_banks": m_count}
-    return Emitted(files, FIXED_BLOCKS, latency, ii, knobs, details, ports=ports(ir, p))
+    modules = [feat, *chain.modules, f"{top}_vote"]
+    return Emitted(files, FIXED_BLOCKS, latency, ii, knobs, details, ports=ports(ir, p), layer_modules=modules)
 
 
 @dataclass(frozen=True)

@@ -27,6 +27,7 @@ import numpy as np
 from flow.errors import FlowError
 from flow.fixed import FixedType
 from flow.ir import IR, DenseLayer, LayerKind
+from flow.rtl.banks import bank_outputs, shared_banks
 from flow.rtl.common import (
     CHAIN_KINDS,
     IMAGE_KINDS,
@@ -317,6 +318,9 @@ def dense_module(
     member each): a sample's ``sel`` (taken with it) picks its bank and comes out as ``sel_o`` with its result.
     """
     banks = banks or [layer]
+    shared = shared_banks(banks, in_t) if len(banks) > 1 else None
+    if shared is not None and not shared.uniform:  # members' types differ: the union datapath, casts per bank
+        layer, banks = shared.layer, shared.banks
     nb = len(banks)
     sw = clog2(nb)
     shift = check_accumulator(layer, in_t)
@@ -326,7 +330,7 @@ def dense_module(
     n_in, n_out = layer.n_in, layer.n_out
     steps, nq, nparts, ngroups, idx_in, idx_out = schedule(layer, r, contiguous=in_beat is not None)
     n_steps = steps * nq  # ROM words: R, or S steps of a streaming layer
-    bank_biases = [aligned_biases(b) for b in banks]
+    bank_biases = shared.biases if shared is not None and not shared.uniform else [aligned_biases(b) for b in banks]
     biases = bank_biases[0]
     xs_w, ws_w = signed_width(in_t), signed_width(w_t)
     pw = xs_w + ws_w
@@ -445,8 +449,12 @@ def dense_module(
         )
         q_final = f" && s1_q == {qw}'d{nq - 1}"
 
-    out_cast, outs = elem_casts("rd", [f"acc{g}" for g in range(ngroups)], False, acc_t, layer.result_t)
-    chain, last = elementwise_chain("e", layer.result_t, post, outs)
+    if shared is not None and not shared.uniform:
+        chain = ""
+        out_cast, last = bank_outputs(shared, [f"acc{g}" for g in range(ngroups)], post, "sel_q", sw, ow)
+    else:
+        out_cast, outs = elem_casts("rd", [f"acc{g}" for g in range(ngroups)], False, acc_t, layer.result_t)
+        chain, last = elementwise_chain("e", layer.result_t, post, outs)
     if in_beat is None:
         control = whole_vector_control(r, steps, cw, iw_c, q_regs, q_logic, q_final, lane_w, x_arr, rotate)
         x_port, last_port = f"[{n_in * iw - 1}:0] x", ""
