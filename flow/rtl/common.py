@@ -480,6 +480,21 @@ def module_ports(ir: IR, top: str, in_beat: int | None = None) -> str:
 """
 
 
+def output_handshake(valid: str, ready: str) -> str:
+    """The output register's valid/ready: it takes a result (``take_out``) when empty or being emptied."""
+    return f"""    // Output register: takes a result when empty or being emptied.
+    reg out_valid_r;
+    assign {ready} = !out_valid_r || out_ready;
+    wire take_out = {valid} && {ready};
+    always @(posedge clk) begin
+        if (rst) out_valid_r <= 1'b0;
+        else if (take_out) out_valid_r <= 1'b1;
+        else if (out_ready) out_valid_r <= 1'b0;
+    end
+    assign out_valid = out_valid_r;
+"""
+
+
 def output_stage(ir: IR, src: str, load: str) -> str:
     """The output register: ``out_data`` (from ``src``) and ``out_class`` (argmax), loaded when ``load``."""
     n, t = ir.n_outputs, ir.output_t

@@ -42,6 +42,7 @@ from flow.rtl.common import (
     identifier,
     lit,
     module_ports,
+    output_handshake,
     output_stage,
     post_size,
     segments,
@@ -143,17 +144,7 @@ def emit(ir: IR, top: str, reuse_factors: dict[str, int] | None = None, in_beat:
     latency, ii, used = 1 + chain.latency_cycles, chain.ii_cycles, chain.reuse_factors
     knobs = {"reuse_factors": used, **({"in_beat": in_beat} if in_beat else {})}
     top_text = header(ir, top, "folded", latency, ii, in_beat) + module_ports(ir, top, in_beat) + body
-    top_text += f"""    // Output register: takes a result when empty or being emptied.
-    reg out_valid_r;
-    assign {ready} = !out_valid_r || out_ready;
-    wire take_out = {valid} && {ready};
-    always @(posedge clk) begin
-        if (rst) out_valid_r <= 1'b0;
-        else if (take_out) out_valid_r <= 1'b1;
-        else if (out_ready) out_valid_r <= 1'b0;
-    end
-    assign out_valid = out_valid_r;
-"""
+    top_text += output_handshake(valid, ready)
     top_text += output_stage(ir, cur, "take_out") + "endmodule\n"
     files[f"{top}.v"] = top_text
     return Emitted(files, FIXED_BLOCKS, latency, ii, knobs, in_beat=in_beat, layer_modules=chain.modules)
@@ -421,7 +412,10 @@ def dense_module(
         update = f"acc{g} <= (s1_first ? bias{g} : acc{g}) + term{g};"
         lines.append(f"    always @(posedge clk) begin\n        if (s1_v) {update}\n    end")
 
-    n_y = post_size(post, n_out)  # max pooling after the layer leaves fewer values
+    # Max pooling after the layer leaves fewer values; elementwise layers keep n_out (linebuffer's per-pixel
+    # kernel passes layers shaped as the whole image)
+    pooled = any(e.kind is LayerKind.MAXPOOL2D for e in post)
+    n_y = post_size(post, n_out) if pooled else n_out
     if n_y != n_out and nq > 1:
         raise FlowError(f"layer {layer.name}: reuse factor {r} > n_in with max pooling after it is not folded")
     writes = ["            y <= res;"] if n_y != n_out else []

@@ -38,6 +38,7 @@ from flow.rtl.common import (
     header,
     identifier,
     module_ports,
+    output_handshake,
     output_stage,
     pack,
     signed_bits,
@@ -238,17 +239,7 @@ def emit(ir: IR, top: str, reuse_factors: dict[str, int] | None = None) -> Emitt
     top_text += "/* verilator lint_off UNUSEDSIGNAL */\n"
     top_text += "// Reason: in_last is the streaming interface's; the stages count the image's pixels themselves.\n"
     top_text += module_ports(ir, top, c) + "/* verilator lint_on UNUSEDSIGNAL */\n" + body
-    top_text += f"""    // Output register: takes a result when empty or being emptied.
-    reg out_valid_r;
-    assign {chain.out.ready} = !out_valid_r || out_ready;
-    wire take_out = {chain.out.valid} && {chain.out.ready};
-    always @(posedge clk) begin
-        if (rst) out_valid_r <= 1'b0;
-        else if (take_out) out_valid_r <= 1'b1;
-        else if (out_ready) out_valid_r <= 1'b0;
-    end
-    assign out_valid = out_valid_r;
-"""
+    top_text += output_handshake(chain.out.valid, chain.out.ready)
     top_text += output_stage(ir, chain.out.data, "take_out") + "endmodule\n"
     files[f"{top}.v"] = top_text
     details = {"image_cycles": image_cycles}
