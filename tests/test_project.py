@@ -498,3 +498,28 @@ def test_a_warm_sim_with_the_same_inputs_only_checks(marked, monkeypatch, capsys
     flow.sim.run_stage("m", "icarus", "folded", n=1, reuse={"fc1": 1})  # rtl/folded generated again, other knobs
     flow.sim.run_stage("m", "icarus", "folded", n=1, seed=2)  # its entry names the design that is gone
     assert len(calls) == 5
+
+
+def test_sim_knobs_come_from_the_card_copy_and_the_command_line(marked, monkeypatch):
+    """hardware.knobs.<arch> of the project's card reaches the design; --knob wins; both enter the warm digest."""
+    calls = []
+
+    def fake_simulate(design, vectors, sim, work, seed=1, **_):
+        calls.append(design.knobs)
+        junit = work / "results.xml"
+        junit.write_text("<testsuites/>")
+        return flow.sim.SimResult(sim, "v", design.arch, 1, 0, 3, 1, 0.1, 0.1, 10.0, True, str(junit), "")
+
+    monkeypatch.setattr(flow.sim, "simulate", fake_simulate)
+    x = np.zeros((1, 3), dtype=np.int64)
+    flow.project.write_npz(marked.vectors, inputs=x, outputs=np.zeros((1, 2)), ir_sha256=np.array(OLD_IR.digest()))
+    marked.card.write_text("hardware:\n  knobs:\n    shiftadd: {adder_depth_cut: 1, solver: csd}\n")
+    flow.sim.run_stage("m", "icarus", "shiftadd", n=1)
+    assert calls[-1]["adder_depth_cut"] == 1 and calls[-1]["solver"] == "csd"
+    flow.sim.run_stage("m", "icarus", "shiftadd", n=1, knob_args={"adder_depth_cut": "2"})
+    assert len(calls) == 2 and calls[-1]["adder_depth_cut"] == 2
+    marked.card.write_text("hardware:\n  knobs:\n    shiftadd: {solver: quick}\n")
+    with pytest.raises(FlowError, match=r"card.yaml: hardware.knobs.shiftadd: solver must be one of"):
+        flow.sim.run_stage("m", "icarus", "shiftadd", n=1)
+    assert main(["sim", "m", "--arch", "shiftadd", "--knob", "conv_ii=0"]) == 2
+    assert main(["sim", "m", "--arch", "shiftadd", "--knob", "conv_ii"]) == 2

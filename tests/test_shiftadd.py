@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pytest
+import yaml
 
 from flow.errors import FlowError
 from flow.fixed import FixedType
@@ -104,3 +107,69 @@ def test_value_ranges_hold_every_layer_output(seed):
         too_narrow = hi - 1
         hit = out.max(axis=0) == hi
         assert not hit.any() or (out[:, hit] > too_narrow[hit]).any()
+
+
+def test_a_child_that_could_not_start_is_remembered_for_auto_and_retried_for_da4ml(tmp_path, monkeypatch):
+    """auto builds a layer the same way on every run once the child failed to start; solver=da4ml tries again."""
+    monkeypatch.setenv("QFLOW_CACHE", str(tmp_path / "cache"))
+    calls = []
+
+    def no_start(w, lo, hi, budget_s):
+        calls.append(1)
+        return {"status": "failed", "note": "could not start: numba compilation killed"}
+
+    monkeypatch.setattr(cmvm, "_run_child", no_start)
+    w = np.array([[3, -5], [7, 1]])
+    t = FixedType.parse("fixed<8,3>")
+    for _ in range(2):
+        assert cmvm.solve(w, t, "auto").solver == "csd-greedy"
+    assert len(calls) == 1  # the second run read the cached failure instead of waiting for the child
+    with pytest.raises(FlowError, match="could not start"):
+        cmvm.solve(w, t, "da4ml")
+    assert len(calls) == 2
+
+
+def test_user_knobs_are_typed_and_checked():
+    """Card or command-line knobs: typed like the defaults, checked by the architecture; bad ones fail in one line."""
+    from flow.rtl import parse_knob_args, settable_knobs, user_knobs
+
+    got = user_knobs("shiftadd", parse_knob_args(["solver=csd", "solver_budget_s=30", "conv_ii=5"]))
+    assert got == {"solver": "csd", "solver_budget_s": 30.0, "conv_ii": 5}
+    assert user_knobs("shiftadd", {"solver_budget_s": 30}) == {"solver_budget_s": 30.0}
+    assert "reuse_factors" not in settable_knobs("folded")  # --reuse sets it
+    for given, match in (
+        ({"solver": "magic"}, "solver must be one of"),
+        ({"conv_ii": "0"}, "conv_ii must be an integer >= 1"),
+        ({"conv_ii": "two"}, "'two' is not a int"),
+        ({"adder_depth_cut": 1.5}, "is not a int"),
+        ({"tree_pipeline": 2}, "no knob 'tree_pipeline'"),
+    ):
+        with pytest.raises(FlowError, match=match):
+            user_knobs("shiftadd", given)
+    with pytest.raises(FlowError, match="expected NAME=VALUE"):
+        parse_knob_args(["solver"])
+
+
+def test_card_knobs_are_checked_when_the_card_is_read(tmp_path):
+    """hardware.knobs names the architecture and its knobs; a wrong one names the file and the field."""
+    from flow.card import load_card
+
+    qmodels = Path(__file__).parent.parent / "qmodels"
+    base = (qmodels / "lut_charge.yaml").read_text()
+    (tmp_path / "_lut.yaml").write_text((qmodels / "_lut.yaml").read_text())
+    good = tmp_path / "lut_charge.yaml"
+    card = yaml.safe_load(base)
+    card.setdefault("hardware", {})["knobs"] = {"shiftadd": {"solver": "csd"}}
+    good.write_text(yaml.safe_dump(card))
+    assert load_card(good).hardware.knobs == {"shiftadd": {"solver": "csd"}}
+    for knobs, match in (
+        ({"shiftad": {"solver": "csd"}}, r"hardware\.knobs\.shiftad: unknown architecture"),
+        ({"shiftadd": {"solver": "fast"}}, r"hardware\.knobs\.shiftadd: solver must be one of"),
+        ({"shiftadd": "csd"}, r"hardware\.knobs\.shiftadd: must be a mapping"),
+    ):
+        card["hardware"]["knobs"] = knobs
+        bad = good
+        bad.write_text(yaml.safe_dump(card))
+        with pytest.raises(FlowError, match=match) as err:
+            load_card(bad)
+        assert str(bad) in str(err.value)

@@ -40,6 +40,13 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--seed", type=int_at_least(0), default=1, help="seed of the idle gaps and back-pressure (default: 1)"
     )
+    p.add_argument(
+        "--knob",
+        action="append",
+        metavar="NAME=VALUE",
+        help="an architecture knob, e.g. --knob solver=csd for shiftadd (wins over the card's hardware.knobs; "
+        "flow/rtl/README.md lists them)",
+    )
     p.add_argument("--force", action="store_true", help="simulate again even when a passed run had the same inputs")
     p.add_argument(
         "--driver",
@@ -90,14 +97,26 @@ def card_arch(model: str) -> str:
 def run(args: argparse.Namespace) -> int:
     """Run the stage; exit code 1 on any mismatch."""
     from flow.cli import next_step, project_name
+    from flow.rtl import parse_knob_args, user_knobs
     from flow.sim import parse_reuse, run_stage
 
     name = project_name(args.model)
     reuse = parse_reuse(args.reuse)
     arch = args.arch or card_arch(name)
+    knob_args = parse_knob_args(args.knob)
+    user_knobs(arch, knob_args)  # a bad knob is refused before verify or generation
     ensure_verified(name)
     r = run_stage(
-        name, args.sim, arch, args.n, reuse, seed=args.seed, in_beat=args.in_beat, force=args.force, driver=args.driver
+        name,
+        args.sim,
+        arch,
+        args.n,
+        reuse,
+        seed=args.seed,
+        in_beat=args.in_beat,
+        force=args.force,
+        driver=args.driver,
+        knob_args=knob_args,
     )
     status = "PASS" if r.passed else "FAIL"
     log.info(

@@ -112,6 +112,56 @@ def rate_knobs(arch: str, ir: IR, period_ns: float, rate_mhz: float | None) -> d
     return derive(ir, period_ns, rate_mhz) if derive else {}
 
 
+def settable_knobs(arch: str) -> dict:
+    """The knobs of ``arch`` a user sets by name (a card's ``hardware.knobs`` or ``--knob``), with their defaults.
+
+    A knob whose default is None has its own option (``--reuse``, ``--in-beat``) and is not among them.
+    """
+    return {k: v for k, v in get_arch(arch).KNOBS.items() if v is not None}
+
+
+def user_knobs(arch: str, given: dict) -> dict:
+    """``given`` (name -> value, values as YAML or command-line text) as ``arch``'s knobs, typed like their
+    defaults and checked by the architecture's ``check_knobs`` when it has one; a FlowError names what is allowed."""
+    allowed = settable_knobs(arch)
+    out: dict = {}
+    for name, value in given.items():
+        if name not in allowed:
+            known = ", ".join(allowed) or "none"
+            raise FlowError(f"{arch} has no knob {name!r} set by name (known: {known})")
+        out[name] = _typed(arch, name, value, allowed[name])
+    check = getattr(get_arch(arch), "check_knobs", None)
+    if check:
+        check(out)
+    return out
+
+
+def _typed(arch: str, name: str, value: object, default: object) -> object:
+    """``value`` converted to the type of ``default`` (an int where a float is expected is fine)."""
+    kind = type(default)
+    if isinstance(value, str) and kind is not str:
+        try:
+            value = {"true": True, "false": False}[value.lower()] if kind is bool else kind(value)
+        except (KeyError, ValueError):
+            raise FlowError(f"{arch} knob {name}: {value!r} is not a {kind.__name__}") from None
+    if kind is float and isinstance(value, int) and not isinstance(value, bool):
+        value = float(value)
+    if type(value) is not kind:
+        raise FlowError(f"{arch} knob {name}: {value!r} is not a {kind.__name__}")
+    return value
+
+
+def parse_knob_args(items: list[str] | None) -> dict[str, str]:
+    """``--knob NAME=VALUE`` arguments as a mapping (values still text: :func:`user_knobs` types them)."""
+    out: dict[str, str] = {}
+    for item in items or []:
+        name, sep, value = item.partition("=")
+        if not sep or not name.strip() or not value.strip():
+            raise FlowError(f"--knob {item!r}: expected NAME=VALUE, e.g. --knob solver=csd")
+        out[name.strip()] = value.strip()
+    return out
+
+
 def reuse_arch() -> str:
     """The architecture whose knobs are per-layer reuse factors (what ``--reuse`` sets)."""
     return next(name for name, gen in ARCHS.items() if "reuse_factors" in gen.KNOBS)

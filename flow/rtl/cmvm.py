@@ -53,7 +53,7 @@ def solve(
     note = None
     if solver in ("auto", "da4ml"):
         ranges = x_ranges or [(in_t.min_raw, in_t.max_raw)] * w.shape[0]
-        graph, note = _da4ml(w, [lo for lo, _ in ranges], [hi for _, hi in ranges], budget_s)
+        graph, note = _da4ml(w, [lo for lo, _ in ranges], [hi for _, hi in ranges], budget_s, solver == "da4ml")
         if graph is not None:
             return graph
         if solver == "da4ml":
@@ -77,16 +77,22 @@ def _cache_path(w: np.ndarray, lo: list[int], hi: list[int], budget_s: float) ->
     return cache_dir() / "cmvm" / f"{h.hexdigest()[:32]}.json"
 
 
-def _da4ml(w: np.ndarray, lo: list[int], hi: list[int], budget_s: float) -> tuple[AdderGraph | None, str | None]:
-    """da4ml's graph (cached), or None and why not."""
+def _da4ml(
+    w: np.ndarray, lo: list[int], hi: list[int], budget_s: float, retry_failed: bool = False
+) -> tuple[AdderGraph | None, str | None]:
+    """da4ml's graph (cached), or None and why not.
+
+    Every answer is cached, a child that could not start too: ``auto`` then builds the layer the same way on
+    every run (sim, report and benchmarks cost one design) instead of waiting for the child again each time.
+    ``retry_failed`` (``solver: da4ml``) starts the child again after such a failure.
+    """
     if w.size == 0 or not w.any():
         return None, "all weights are zero"
     if np.abs(w).max() >= 1 << 24:
         return None, "weights wider than 24 bits (da4ml takes float32 kernels)"
     path = _cache_path(w, lo, hi, budget_s)
-    if path.is_file():
-        rec = json.loads(path.read_text())
-    else:
+    rec = json.loads(path.read_text()) if path.is_file() else None
+    if rec is None or (retry_failed and rec.get("status") == "failed"):
         from flow.log import info
 
         info(
@@ -95,9 +101,8 @@ def _da4ml(w: np.ndarray, lo: list[int], hi: list[int], budget_s: float) -> tupl
         )
         rec = _run_child(w, lo, hi, budget_s)
         info(f"da4ml CMVM solver: {rec.get('status')} ({rec.get('note') or str(rec.get('seconds')) + ' s'})")
-        if rec.get("status") in ("ok", "timeout"):  # answers of the solver; a child that could not start is not
-            path.parent.mkdir(parents=True, exist_ok=True)
-            write_json(path, rec)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        write_json(path, rec)
     if rec.get("status") != "ok":
         return None, rec.get("note", "failed")
     graph = from_da4ml(w.shape[0], rec["stages"])

@@ -47,6 +47,14 @@ def card_knobs(card_reuse: dict[str, int], override: dict[str, int] | None = Non
     return no_reuse_knobs("shiftadd", override)
 
 
+def check_knobs(knobs: dict) -> None:
+    """A FlowError unless the knobs a user set are valid values."""
+    cmvm.check_solver(knobs.get("solver", "auto"), knobs.get("solver_budget_s", cmvm.DEFAULT_BUDGET_S))
+    for name, low in (("adder_depth_cut", 0), ("conv_ii", 1)):
+        if knobs.get(name, low) < low:
+            raise FlowError(f"shiftadd knob {name} must be an integer >= {low}, got {knobs[name]}")
+
+
 def rate_knobs(ir: IR, period_ns: float, rate_mhz: float | None) -> dict:
     """``conv_ii`` for a network with convolutions that must take a sample every ``1000 / rate_mhz`` ns at a
     ``period_ns`` clock: the most cycles per sample that rate allows (40 MHz at 5 ns: 5); none without a rate."""
