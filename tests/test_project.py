@@ -477,8 +477,10 @@ def test_the_inputs_digest_moves_with_every_input(monkeypatch):
     assert base not in others and len(others) == 5
 
 
-def test_a_warm_sim_with_the_same_inputs_only_checks(marked, monkeypatch, capsys):
-    calls = []
+@pytest.fixture
+def fake_sim(marked, monkeypatch) -> list[dict]:
+    """``flow.sim.simulate`` replaced by a pass that records each design's knobs (the list returned)."""
+    calls: list[dict] = []
 
     def fake_simulate(design, vectors, sim, work, seed=1, **_):
         calls.append(design.knobs)
@@ -489,6 +491,11 @@ def test_a_warm_sim_with_the_same_inputs_only_checks(marked, monkeypatch, capsys
     monkeypatch.setattr(flow.sim, "simulate", fake_simulate)
     x = np.zeros((1, 3), dtype=np.int64)
     flow.project.write_npz(marked.vectors, inputs=x, outputs=np.zeros((1, 2)), ir_sha256=np.array(OLD_IR.digest()))
+    return calls
+
+
+def test_a_warm_sim_with_the_same_inputs_only_checks(marked, fake_sim, capsys):
+    calls = fake_sim
     first = flow.sim.run_stage("m", "icarus", "folded", n=1)
     again = flow.sim.run_stage("m", "icarus", "folded", n=1)
     assert len(calls) == 1 and again == first and "sim folded/icarus up to date" in capsys.readouterr().err
@@ -500,19 +507,9 @@ def test_a_warm_sim_with_the_same_inputs_only_checks(marked, monkeypatch, capsys
     assert len(calls) == 5
 
 
-def test_sim_knobs_come_from_the_card_copy_and_the_command_line(marked, monkeypatch):
+def test_sim_knobs_come_from_the_card_copy_and_the_command_line(marked, fake_sim):
     """hardware.knobs.<arch> of the project's card reaches the design; --knob wins; both enter the warm digest."""
-    calls = []
-
-    def fake_simulate(design, vectors, sim, work, seed=1, **_):
-        calls.append(design.knobs)
-        junit = work / "results.xml"
-        junit.write_text("<testsuites/>")
-        return flow.sim.SimResult(sim, "v", design.arch, 1, 0, 3, 1, 0.1, 0.1, 10.0, True, str(junit), "")
-
-    monkeypatch.setattr(flow.sim, "simulate", fake_simulate)
-    x = np.zeros((1, 3), dtype=np.int64)
-    flow.project.write_npz(marked.vectors, inputs=x, outputs=np.zeros((1, 2)), ir_sha256=np.array(OLD_IR.digest()))
+    calls = fake_sim
     marked.card.write_text("hardware:\n  knobs:\n    shiftadd: {adder_depth_cut: 1, solver: csd}\n")
     flow.sim.run_stage("m", "icarus", "shiftadd", n=1)
     assert calls[-1]["adder_depth_cut"] == 1 and calls[-1]["solver"] == "csd"
