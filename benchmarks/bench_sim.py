@@ -152,20 +152,23 @@ def bench_diag_parallel(work: Path, limit_s: int = PARALLEL_BUILD_LIMIT_S) -> di
     }
 
 
-def bench_jet_build(work: Path, archs: tuple[str, ...] = ("shiftadd", "parallel")) -> dict:
-    """Verilator build of the jet-shaped design: the flow's options against those without split functions."""
+def bench_jet_build(work: Path, archs: tuple[str, ...] = ("shiftadd", "parallel"), unsplit: bool = True) -> dict:
+    """Verilator build of the jet-shaped design: the flow's options against those without split functions
+    (``unsplit=False``: the flow's options only)."""
     ir = jet_ir()
     vectors = write_vectors(ir, work / "vectors.npz", 300, seed=1)
     out: dict = {}
+    variants = (("split", None), ("unsplit", list(VERILATOR_FAST)))[: 2 if unsplit else 1]
     for arch in archs:
         design = generate(ir, arch, work / arch)
-        for tag, args in (("split", None), ("unsplit", list(VERILATOR_FAST))):
+        for tag, args in variants:
             r = simulate(design, vectors, "verilator", work / f"sim_{arch}_{tag}", n=300, verilator_args=args)
             out[f"jet_{arch}_{tag}_build_s"] = round(r.build_seconds, 1)
             out[f"jet_{arch}_{tag}_build_cpu_s"] = round(r.build_cpu_seconds, 1)
             out[f"jet_{arch}_{tag}_mismatches"] = r.mismatches if r.passed or r.mismatches else r.error
-        split, unsplit = out[f"jet_{arch}_split_build_cpu_s"], out[f"jet_{arch}_unsplit_build_cpu_s"]
-        out[f"jet_{arch}_unsplit_over_split_build_cpu"] = round(unsplit / split, 2) if split else None
+        if unsplit:
+            split_s, unsplit_s = out[f"jet_{arch}_split_build_cpu_s"], out[f"jet_{arch}_unsplit_build_cpu_s"]
+            out[f"jet_{arch}_unsplit_over_split_build_cpu"] = round(unsplit_s / split_s, 2) if split_s else None
     return out
 
 
@@ -191,9 +194,17 @@ if __name__ == "__main__":
     parser.add_argument("--jet-only", action="store_true", help="only the jet-sized Verilator build figures")
     parser.add_argument("--no-jet", action="store_true", help="skip the jet-sized Verilator builds")
     parser.add_argument("--no-diag-parallel", action="store_true", help="skip the diag-sized parallel build")
+    parser.add_argument(
+        "--jet-arch",
+        action="append",
+        choices=["shiftadd", "parallel"],
+        help="with --jet-only: only these (default: both)",
+    )
+    parser.add_argument("--no-unsplit", action="store_true", help="with --jet-only: only the flow's (split) build")
     args = parser.parse_args()
     if args.jet_only:
+        archs = tuple(args.jet_arch or ("shiftadd", "parallel"))
         with tempfile.TemporaryDirectory(prefix="qflow-bench-sim-") as tmp:
-            print(json.dumps(bench_jet_build(Path(tmp)), indent=2))
+            print(json.dumps(bench_jet_build(Path(tmp), archs, unsplit=not args.no_unsplit), indent=2))
         sys.exit(0)
     print(json.dumps(run(include_diag_parallel=not args.no_diag_parallel, include_jet=not args.no_jet), indent=2))
