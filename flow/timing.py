@@ -116,6 +116,12 @@ def design_timing(cost: Any, latency: int | None, ii: int | None, card: CardCloc
             out["ecp5"]["dsp_fallback"] = e["dsp_fallback"]
     elif _flow_status(e) == "ok":
         out["ecp5"] = {"status": "no Fmax", "note": e["ecp5"].get("note", "")}
+    elif isinstance(e, dict) and (placed := e.get("ecp5_placed")):  # routing stopped at the time limit
+        out["ecp5"] = at_clock(1000.0 / placed["fmax_mhz"], latency, ii, card) | {
+            "fmax_mhz": placed["fmax_mhz"],
+            "cells": placed.get("cells", {}),
+            "estimate": f"post-placement estimate: routing stopped at the {e.get('timed_out_s', 0):g} s limit",
+        }
     else:
         out["ecp5"] = {"status": _flow_status(e)}
     a = cost.get("asic_timing")
@@ -168,7 +174,7 @@ def _row(name: str, t: dict, fam: str, card: CardClock) -> list[str]:
     rate = _num(f.get("rate_met")) if card.rate_mhz else "–"
     return [
         name,
-        _num(f["fmax_mhz"], 4),
+        _num(f["fmax_mhz"], 4) + (" (placed, not routed)" if f.get("estimate") else ""),
         _num(f["period_ns"]),
         _num(f["card_clock_met"]),
         _num(t.get("latency_cycles")),
@@ -234,6 +240,14 @@ def render_md(d: dict) -> list[str]:
         for n, t in designs
         if (p := (t.get("ecp5") or {}).get("critical_path"))
     ]
+    estimates = [f"{n}: {t['ecp5']['estimate']}" for n, t in designs if (t.get("ecp5") or {}).get("estimate")]
+    if estimates:
+        L += [
+            "Placed, not routed: nextpnr's timing after placement, from the delays of the placed cells' distances "
+            "(no routed wires: the routed figure may differ). " + "; ".join(estimates) + ". Raise "
+            "`QFLOW_YOSYS_TIMEOUT` for the routed figure.",
+            "",
+        ]
     fallbacks = [n for n, t in designs if (t.get("ecp5") or {}).get("dsp_fallback")]
     if fallbacks:
         note = designs[[n for n, _ in designs].index(fallbacks[0])][1]["ecp5"]["dsp_fallback"]

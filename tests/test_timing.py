@@ -320,3 +320,56 @@ def test_report_times_each_architecture_and_the_table(tmp_path):
     md = (out / "report.md").read_text()
     assert "## Timing" in md and "LFE5U-85F" in md and "OSU018" in md and "table ROM" in md
     assert "40 MHz" in md and f"| parallel | {e['fmax_mhz']:.4g} |" in md
+
+
+PLACED_LOG = """Info: Device utilisation:
+Info: \t          TRELLIS_FF:     416/  83640     0%
+Info: \t        TRELLIS_COMB:   19763/  83640    23%
+Info: \t        TRELLIS_RAMW:       0/  10455     0%
+Info: SA placement time 323.60s
+
+Info: Max frequency for clock 'clk': 24.79 MHz (FAIL at 200.00 MHz)
+
+Info: Routing globals...
+Info: Routing 52180 arcs.
+"""
+
+
+def test_placement_estimate_only_once_placement_has_ended():
+    """The estimate is read from the timing analysis before routing; a log still placing gives none."""
+    est = nextpnr.placement_estimate(PLACED_LOG)
+    assert est["fmax_mhz"] == 24.79 and est["cells"] == {"TRELLIS_FF": 416, "TRELLIS_COMB": 19763}
+    assert nextpnr.placement_estimate(PLACED_LOG.split("Info: Routing")[0]) is None
+    assert nextpnr.placement_estimate(PLACED_LOG.replace("Max frequency", "Max freq")) is None
+
+
+@needs_yosys
+def test_routing_stopped_at_the_limit_keeps_the_placement_estimate(tmp_path, monkeypatch):
+    """A nextpnr run killed while routing: failed and remembered, with its post-placement Fmax, which the report
+    shows marked as placed, not routed; a run killed while placing has no figure."""
+    fake = tmp_path / "fake-nextpnr"
+    fake.write_text('#!/bin/sh\nif [ "$1" = --version ]; then echo "fake (Version nextpnr-0.11.1)"; exit 0; fi\n')
+    fake.chmod(0o755)
+    monkeypatch.setenv("QFLOW_NEXTPNR_ECP5", str(fake))
+    real_run, log = yosys._run_yosys, {"text": PLACED_LOG}
+
+    def killed_while_routing(cmd, cwd, stderr_name, timeout_s):
+        if cmd[0] != str(fake):
+            return real_run(cmd, cwd, stderr_name, timeout_s)  # the Yosys front end, for real
+        (cwd / nextpnr.LOG).write_text(log["text"])
+        (cwd / stderr_name).write_text("")
+        return None, 0.0  # as the watchdog reports a kill at the limit
+
+    monkeypatch.setattr(yosys, "_run_yosys", killed_while_routing)
+    rtl = _rtl(tmp_path / "rtl", DATA / "radd8.v", "radd8")
+    res = yosys.cost_rtl(rtl, flows=("ecp5",), timeout_s=20)["ecp5"]
+    assert res["status"] == "failed" and res["timed_out_s"] == 20 and res["ecp5_placed"]["fmax_mhz"] == 24.79
+    assert yosys.cost_rtl(rtl, flows=("ecp5",), timeout_s=20)["ecp5"]["ecp5_placed"]["fmax_mhz"] == 24.79  # cached
+    t = timing.design_timing({"ecp5": res}, 5, 1, timing.CardClock(5.0))
+    assert t["ecp5"]["fmax_mhz"] == 24.79 and "routing stopped at the 20 s limit" in t["ecp5"]["estimate"]
+    md = "\n".join(timing.render_md({"timing": {"card": {"period_ns": 5.0}, "archs": {"shiftadd": t}}}))
+    assert "24.79 (placed, not routed)" in md and "Placed, not routed" in md
+    log["text"] = PLACED_LOG.split("Info: Routing")[0]
+    fresh = yosys.cost_rtl(rtl, flows=("ecp5",), timeout_s=25)["ecp5"]
+    assert fresh["status"] == "failed" and "ecp5_placed" not in fresh
+    assert timing.design_timing({"ecp5": fresh}, 5, 1, timing.CardClock(5.0))["ecp5"] == {"status": "failed"}

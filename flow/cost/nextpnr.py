@@ -13,6 +13,7 @@ xc7 figures of the other flows are Yosys synthesis counts for a different family
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 from dataclasses import dataclass
 from functools import lru_cache
@@ -207,6 +208,24 @@ def parse_report(text: str) -> dict:
     if paths:  # one per clock pair; the longest is the one that sets Fmax
         out["critical_path"] = max(paths, key=lambda p: p["delay_ns"])
     return out
+
+
+_FMAX_LINE = re.compile(r"Max frequency for clock '([^']*)': ([0-9.]+) MHz")
+_UTIL_LINE = re.compile(r"^Info:\s+(\w+):\s+(\d+)/\s*(\d+)\s+\d+%", re.MULTILINE)
+ROUTING_START = "Info: Routing globals"  # what nextpnr prints when placement (and its timing analysis) is done
+
+
+def placement_estimate(log_text: str) -> dict | None:
+    """Fmax and cells of a run stopped while routing, from its log: nextpnr's timing analysis after placement
+    (delays estimated from the placed cells' distances, no routed wires). None when placement had not ended."""
+    head, routed, _ = log_text.partition(ROUTING_START)
+    if not routed:
+        return None
+    clocks = {name: float(mhz) for name, mhz in _FMAX_LINE.findall(head)}
+    if not clocks:
+        return None
+    cells = {name: int(used) for name, used, _ in _UTIL_LINE.findall(head) if int(used)}
+    return {"device": DEVICE, "fmax_mhz": min(clocks.values()), "cells": cells, "estimate": "post-placement"}
 
 
 def summarise(work: Path) -> dict:

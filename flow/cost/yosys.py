@@ -525,6 +525,9 @@ def _finish(p: Plan, work: Path, front: _Step, backs: list[_Step]) -> dict:
         res["log_tail"] = failed.log_tail or "not run: the front end failed"
         if failed.timed_out:
             res["timed_out_s"] = failed.timeout_s
+            placed = _placement_estimate(p, failed)
+            if placed:
+                res["ecp5_placed"] = placed
             write_json(_timeout_path(p), res)
     if res["status"] == "ok":
         (work / "result.json").write_text(json.dumps(res, indent=1) + "\n")
@@ -541,6 +544,14 @@ def _finish(p: Plan, work: Path, front: _Step, backs: list[_Step]) -> dict:
     except OSError:  # another process's failure of the same digest is there: that one says the same
         shutil.rmtree(work, ignore_errors=True)
     return res
+
+
+def _placement_estimate(p: Plan, step: _Step) -> dict | None:
+    """An ECP5 run stopped while routing: nextpnr's post-placement timing from its log (None otherwise)."""
+    if p.flow not in ECP5_FLOWS or step.name != nextpnr.BACK_END:
+        return None
+    log = step.folder / (step.log or nextpnr.LOG)
+    return nextpnr.placement_estimate(log.read_text(errors="replace")) if log.is_file() else None
 
 
 def _cached(p: Plan, timeout_s: float) -> dict | None:
