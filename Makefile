@@ -18,6 +18,7 @@ STORAGE     ?=
 SYNTH       ?= 0
 INPUT_BITS  ?=
 REUSE       ?=
+PER_LAYER   ?= 0
 # A path (model.h5) in MODEL converts a user's own model; a name picks qmodels/<name>.yaml; a card path works in
 # every target (its project is named by the card's file name). REUSE="fc1=2 fc2=16": folded reuse factors.
 MODEL_ARGS  := $(if $(filter %.h5 %.keras,$(MODEL)),--keras $(MODEL) --data $(DATA),$(MODEL))
@@ -60,8 +61,8 @@ verify: setup  ## Reference vs hls4ml C simulation, bit-exact, on test + random 
 sim: setup  ## Generate Verilog (ARCH, default: the card's; REUSE) and run the cocotb testbench (SIM) on N vectors
 	$(FLOW) sim $(MODEL) --sim $(SIM) $(if $(ARCH),--arch $(ARCH),) -n $(N) $(REUSE_ARGS)
 
-report: setup  ## Cost (Yosys) and the accuracy/area report for MODEL (REUSE: the folded design it must cost)
-	$(FLOW) report $(MODEL) $(REUSE_ARGS)
+report: setup  ## Cost (Yosys) and the accuracy/area report for MODEL (REUSE: the folded design it must cost; PER_LAYER=1: each layer module too)
+	$(FLOW) report $(MODEL) $(REUSE_ARGS)$(if $(filter 1,$(PER_LAYER)), --per-layer,)
 
 report-all: setup  ## Summary across every model built
 	$(FLOW) report --all
