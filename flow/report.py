@@ -174,20 +174,21 @@ def collect(
             "knobs": design.get("knobs") or {},
             "sim": _sim_entries(sim, rtl.name),
         }
+        whole = COST_FLOWS + timed
         if synth and per_layer and design.get("layer_modules"):
             layer_list = parts.layer_parts(rtl, design)
-            info(f"{proj.name}: Yosys cost of rtl/{rtl.name}, layer by layer ({len(layer_list)} modules)")
-            entry["layer_costs"] = parts.cost_parts(rtl, layer_list, jobs, flows=COST_FLOWS)
+            info(f"{proj.name}: Yosys cost of rtl/{rtl.name}, layer by layer ({len(layer_list)} modules: xc7, ASIC)")
+            entry["layer_costs"] = parts.cost_parts(rtl, layer_list, jobs)
             entry["layer_total"] = parts.total(entry["layer_costs"])
-        if synth:
-            what = "xc7, xc7 LUT-only, ASIC cells" + (", ECP5 place and route, ASIC timing" if timed else "")
-            info(f"{proj.name}: Yosys cost of rtl/{rtl.name}: {what}")
+            whole = timed  # the area figures are the layers'; only timing needs the whole design
+        if synth and whole:
+            info(f"{proj.name}: Yosys cost of rtl/{rtl.name}: {', '.join(whole)}")
             try:
-                entry["cost"] = yosys.cost_rtl(rtl, flows=COST_FLOWS + timed, jobs=jobs)
+                entry["cost"] = yosys.cost_rtl(rtl, flows=whole, jobs=jobs)
             except FlowError as exc:
                 entry["cost"] = {"status": "failed", "error": str(exc)}
         else:
-            entry["cost"] = NOT_RUN
+            entry["cost"] = NOT_RUN if not entry.get("layer_costs") else {}
         archs[rtl.name] = entry
     d["archs"] = archs or NOT_RUN
     applied = proj.load_ir().hardware if digest else None
@@ -533,15 +534,15 @@ LAYER_COLUMNS = (
     ("LUT", "LUT"),
     ("FF", "FF"),
     ("DSP48E1", "DSP48E1"),
-    ("BRAM", "BRAM"),
-    ("LUT_nodsp", "LUT (LUT-only)"),
+    ("CARRY4", "CARRY4"),
     ("osu018_um2", "OSU018 µm²"),
     ("sky130_hd_um2", "sky130 HD µm²"),
 )
 
 
 def _layer_cost_lines(archs: dict) -> list[str]:
-    """``--per-layer``: each layer module's cost as its own top, and their sum (the top's glue left out)."""
+    """``--per-layer``: each layer module's cost as its own top (xc7 and ASIC, the ensemble's part flows) and their
+    sum (the top's glue left out), in place of the whole design's area figures."""
     L: list[str] = []
     for arch, e in archs.items():
         layers = e.get("layer_costs")
@@ -553,8 +554,9 @@ def _layer_cost_lines(archs: dict) -> list[str]:
             ["**sum of the layers**", *((t.get("figures") or {}).get(k) for k, _ in LAYER_COLUMNS), t.get("status")]
         )
         L += [
-            f"{arch}, layer by layer (each layer module synthesised as its own top through the same flows; a "
-            "convolution's kernel module inside its layer; the top's handshake and argmax not included):",
+            f"{arch}, layer by layer (`--per-layer`: each layer module synthesised as its own top through the xc7 "
+            "and ASIC flows, in place of the whole design, whose rows above stay empty; a convolution's kernel "
+            "module inside its layer; the top's handshake and argmax not included):",
             "",
         ]
         L += _table(["layer", *(h for _, h in LAYER_COLUMNS), "status"], rows)
