@@ -133,9 +133,9 @@ def render_cycles_md(cc: Any) -> list[str]:
         [
             arch,
             _num(t.get("latency_cycles")),
-            _num(t.get("latency_ns")),
+            _ns(t.get("latency_ns")),
             _num(t.get("ii_cycles")),
-            _num(t.get("ii_ns")),
+            _ns(t.get("ii_ns")),
             _num(t.get("max_sample_rate_mhz"), 4),
             _num(t.get("rate_met")) if card.rate_mhz else "–",
             t.get("cycles_from", "unknown"),
@@ -210,6 +210,13 @@ def _num(v: Any, digits: int = 3) -> str:
     if isinstance(v, float):
         return f"{v:,.{digits}g}" if abs(v) < 1e4 else f"{v:,.0f}"
     return f"{v:,}" if isinstance(v, int) else str(v)
+
+
+def _ns(v: float | None) -> str:
+    """Nanoseconds as people read them: 25, 70, 3,400, 13,340 (never 3.4e+03)."""
+    if v is None:
+        return "–"
+    return f"{v:,.0f}" if abs(v) >= 100 else f"{v:g}"
 
 
 def _row(name: str, t: dict, fam: str, card: CardClock) -> list[str]:

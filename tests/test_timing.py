@@ -185,6 +185,7 @@ def test_cycles_at_the_card_clock_and_the_sample_rate():
     assert slow["ii_ns"] == 30.0 and slow["rate_met"] is False
     assert "latency_ns" not in cc["archs"]["unknown"] and cc["card_arch"] == "shiftadd"
     md = "\n".join(timing.render_cycles_md(cc))
+    assert "| linebuffer | 680 | 3,400 | 2,668 | 13,340 |" in md and "e+0" not in md
     assert "| shiftadd | 14 | 70 | 5 | 25 | 40 | yes |" in md and "| slow | 14 | 70 | 6 | 30 |" in md and "**no**" in md
     assert "rate_met" not in timing.card_cycles(d, {"hardware": {"clock_period_ns": 5.0}})["archs"]["shiftadd"]
     assert "No design" in "\n".join(timing.render_cycles_md({"archs": {}}))
