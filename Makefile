@@ -19,6 +19,7 @@ SYNTH       ?= 0
 INPUT_BITS  ?=
 REUSE       ?=
 KNOBS       ?=
+PER_LAYER   ?= 0
 # A path (model.h5) in MODEL converts a user's own model; a name picks qmodels/<name>.yaml; a card path works in
 # every target (its project is named by the card's file name). REUSE="fc1=2 fc2=16": folded reuse factors.
 # KNOBS="solver=csd conv_ii=5": knobs of the architecture make sim generates (flow/rtl/README.md).
@@ -63,8 +64,8 @@ verify: setup  ## Reference vs hls4ml C simulation, bit-exact, on test + random 
 sim: setup  ## Generate Verilog (ARCH, default: the card's; REUSE, KNOBS) and run the cocotb testbench (SIM) on N vectors
 	$(FLOW) sim $(MODEL) --sim $(SIM) $(if $(ARCH),--arch $(ARCH),) -n $(N) $(REUSE_ARGS) $(KNOB_ARGS)
 
-report: setup  ## Cost (Yosys) and the accuracy/area report for MODEL (REUSE: the folded design it must cost)
-	$(FLOW) report $(MODEL) $(REUSE_ARGS)
+report: setup  ## Cost (Yosys) and the accuracy/area report for MODEL (REUSE: the folded design it must cost; PER_LAYER=1: each layer module too)
+	$(FLOW) report $(MODEL) $(REUSE_ARGS)$(if $(filter 1,$(PER_LAYER)), --per-layer,)
 
 report-all: setup  ## Summary across every model built
 	$(FLOW) report --all

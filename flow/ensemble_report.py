@@ -13,7 +13,6 @@ whole design through the single-network report's flows; a run that does not fini
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -23,6 +22,7 @@ from flow import ensemble_plots
 from flow.build import TEST_OUTPUTS
 from flow.cost import yosys
 from flow.cost.figures import arch_figures
+from flow.cost.parts import FIGURES, Part, cost_parts
 from flow.ensemble_build import FLOAT_VOTES, require_agreement
 from flow.errors import FlowError
 from flow.fixed import from_float
@@ -32,18 +32,6 @@ from flow.log import info
 from flow.project import Project, atomic_dir, check_same_ir, read_json, read_npz, write_json
 from flow.report import COST_FLOWS, NOT_RUN
 from flow.timing import card_clock, cycles
-
-PART_FLOWS = ("xc7", "asic")  # each part on its own: xc7 LUT/FF/DSP/BRAM and OSU018 µm²
-FIGURES = ("LUT", "FF", "DSP48E1", "BRAM", "osu018_um2")  # the columns of the cost tables
-
-
-@dataclass(frozen=True)
-class Part:
-    """A part of an ensemble design: its name and the Verilog modules synthesised as its own tops."""
-
-    name: str
-    modules: tuple[str, ...]
-
 
 # ------------------------------------------------------------------------------------------- accuracy
 
@@ -124,22 +112,6 @@ def parts(ir: IR, rtl: Path, design: dict) -> list[Part]:
     missing = sorted({m for p in out for m in p.modules} - have) + [p.name for p in out if not p.modules]
     if missing:
         raise FlowError(f"{rtl}/files.txt: no module for {', '.join(missing)}; run `make sim` again")
-    return out
-
-
-def cost_parts(rtl: Path, part_list: list[Part], jobs: int | None) -> dict[str, dict]:
-    """Each part's figures summed over its modules (``status``: ok, or what did not finish)."""
-    sources = yosys.read_files_txt(rtl)
-    modules = [m for p in part_list for m in p.modules]
-    plans = [yosys.plan(f, rtl, sources, m) for m in modules for f in PART_FLOWS]
-    results = iter(yosys.run_all(plans, jobs))
-    by_module = {m: {f: next(results) for f in PART_FLOWS} for m in modules}
-    out = {}
-    for p in part_list:
-        figs = [arch_figures({"cost": by_module[m]}) for m in p.modules]
-        bad = sorted({f"{m} {f}" for m in p.modules for f, r in by_module[m].items() if r.get("status") != "ok"})
-        out[p.name] = {"modules": list(p.modules), "status": "ok" if not bad else f"not finished: {', '.join(bad)}"}
-        out[p.name]["figures"] = {k: sum(f.get(k, 0) for f in figs) for k in FIGURES if any(k in f for f in figs)}
     return out
 
 

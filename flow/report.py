@@ -16,12 +16,13 @@ from typing import Any
 import yaml
 
 import flow.project
-from flow.cost import libs, tables, yosys
+from flow.cost import libs, parts, tables, yosys
 from flow.cost.figures import ASIC_FLOWS, arch_figures
 from flow.errors import FlowError
 from flow.log import info
 from flow.project import Project, atomic_dir, check_same_ir, read_json, write_json
 from flow.timing import available_flows as timing_flows
+from flow.timing import card_cycles, render_cycles_md
 from flow.timing import render_md as timing_md
 from flow.timing import report_timing as timing_report
 
@@ -118,9 +119,15 @@ TABLE_FLOWS = ("asic", "xc7")
 
 
 def collect(
-    proj: Project, synth: bool = True, jobs: int | None = None, table_synth: bool = True, timing: bool = True
+    proj: Project,
+    synth: bool = True,
+    jobs: int | None = None,
+    table_synth: bool = True,
+    timing: bool = True,
+    per_layer: bool = False,
 ) -> dict:
-    """Everything the report shows, as one JSON-ready dict (``timing``: also place and route, ABC timing)."""
+    """Everything the report shows, as one JSON-ready dict (``timing``: also place and route, ABC timing;
+    ``per_layer``: also each layer module of every design synthesised as its own top)."""
     proj.check_owned()
     card = _card(proj)
     train = _opt_json(proj.train_json)
@@ -167,15 +174,21 @@ def collect(
             "knobs": design.get("knobs") or {},
             "sim": _sim_entries(sim, rtl.name),
         }
-        if synth:
-            what = "xc7, xc7 LUT-only, ASIC cells" + (", ECP5 place and route, ASIC timing" if timed else "")
-            info(f"{proj.name}: Yosys cost of rtl/{rtl.name}: {what}")
+        whole = COST_FLOWS + timed
+        if synth and per_layer and design.get("layer_modules"):
+            layer_list = parts.layer_parts(rtl, design)
+            info(f"{proj.name}: Yosys cost of rtl/{rtl.name}, layer by layer ({len(layer_list)} modules: xc7, ASIC)")
+            entry["layer_costs"] = parts.cost_parts(rtl, layer_list, jobs)
+            entry["layer_total"] = parts.total(entry["layer_costs"])
+            whole = timed  # the area figures are the layers'; only timing needs the whole design
+        if synth and whole:
+            info(f"{proj.name}: Yosys cost of rtl/{rtl.name}: {', '.join(whole)}")
             try:
-                entry["cost"] = yosys.cost_rtl(rtl, flows=COST_FLOWS + timed, jobs=jobs)
+                entry["cost"] = yosys.cost_rtl(rtl, flows=whole, jobs=jobs)
             except FlowError as exc:
                 entry["cost"] = {"status": "failed", "error": str(exc)}
         else:
-            entry["cost"] = NOT_RUN
+            entry["cost"] = NOT_RUN if not entry.get("layer_costs") else {}
         archs[rtl.name] = entry
     d["archs"] = archs or NOT_RUN
     applied = proj.load_ir().hardware if digest else None
@@ -188,6 +201,7 @@ def collect(
         add_table_verdict(d, proj, dataset)
         add_baselines(d, proj, dataset, synth and table_synth, jobs)
     d["timing"] = timing_report(d, card, applied) if timed else NOT_RUN
+    d["cycles"] = card_cycles(d, card, applied)
     return d
 
 
@@ -410,6 +424,7 @@ def render_md(d: dict) -> str:
             vrows.append([f"RTL {arch}", s, _status_line(r), r.get("latency_cycles"), r.get("ii_cycles")])
     L += _table(["check", "simulator", "result", "latency (cycles)", "II (cycles)"], vrows)
     L += _knobs_lines(archs)
+    L += render_cycles_md(d.get("cycles"))
 
     L += ["## Cost (Yosys)", ""]
     if not archs:
@@ -447,6 +462,7 @@ def render_md(d: dict) -> str:
             ["arch", "OSU018 µm²", "OSU018 NAND2-eq", "sky130 HD µm²", "sky130 NAND2-eq", "transistors", "hierarchy"],
             asic_rows,
         )
+        L += _layer_cost_lines(archs)
         if fail:
             L += ["Failed or missing:", ""] + fail + [""]
         times = [
@@ -512,6 +528,39 @@ def render_md(d: dict) -> str:
     if plots:
         L += ["## Plots", ""] + [f"![{p}]({p})" for p in plots] + [""]
     return "\n".join(L)
+
+
+LAYER_COLUMNS = (
+    ("LUT", "LUT"),
+    ("FF", "FF"),
+    ("DSP48E1", "DSP48E1"),
+    ("CARRY4", "CARRY4"),
+    ("osu018_um2", "OSU018 µm²"),
+    ("sky130_hd_um2", "sky130 HD µm²"),
+)
+
+
+def _layer_cost_lines(archs: dict) -> list[str]:
+    """``--per-layer``: each layer module's cost as its own top (xc7 and ASIC, the ensemble's part flows) and their
+    sum (the top's glue left out), in place of the whole design's area figures."""
+    L: list[str] = []
+    for arch, e in archs.items():
+        layers = e.get("layer_costs")
+        if not isinstance(layers, dict):
+            continue
+        rows = [[name, *(p["figures"].get(k) for k, _ in LAYER_COLUMNS), p["status"]] for name, p in layers.items()]
+        t = e.get("layer_total") or {}
+        rows.append(
+            ["**sum of the layers**", *((t.get("figures") or {}).get(k) for k, _ in LAYER_COLUMNS), t.get("status")]
+        )
+        L += [
+            f"{arch}, layer by layer (`--per-layer`: each layer module synthesised as its own top through the xc7 "
+            "and ASIC flows, in place of the whole design, whose rows above stay empty; a convolution's kernel "
+            "module inside its layer; the top's handshake and argmax not included):",
+            "",
+        ]
+        L += _table(["layer", *(h for _, h in LAYER_COLUMNS), "status"], rows)
+    return L
 
 
 def _knobs_lines(archs: dict) -> list[str]:
@@ -639,12 +688,13 @@ def build_report(
     jobs: int | None = None,
     table_synth: bool = True,
     timing: bool = True,
+    per_layer: bool = False,
 ) -> Path:
     """Write ``hls_projects/<name>/report/`` atomically and return it."""
     from flow import plots
 
     proj = Project.of(name, projects_dir)
-    d = collect(proj, synth=synth, jobs=jobs, table_synth=table_synth, timing=timing)
+    d = collect(proj, synth=synth, jobs=jobs, table_synth=table_synth, timing=timing, per_layer=per_layer)
     pts = points(d)
     for v in variants(proj):
         rj = v.report / "report.json"

@@ -94,6 +94,57 @@ def at_clock(achieved_ns: float, latency: int | None, ii: int | None, card: Card
     return out
 
 
+def card_cycles(d: dict, card: dict, applied: AppliedHardware | None = None) -> dict:
+    """Each architecture's latency and II in cycles and in ns at the card's clock, and whether the card's sample
+    rate is sustained there (no tool runs: whether the design meets that clock is the timing section's)."""
+    clock = card_clock(card, applied)
+    out: dict = {"card": asdict(clock), "card_arch": (card.get("hardware") or {}).get("arch"), "archs": {}}
+    archs = d.get("archs") if isinstance(d.get("archs"), dict) else {}
+    for arch, entry in archs.items():
+        lat, ii, source = cycles(entry)
+        row: dict[str, Any] = {"latency_cycles": lat, "ii_cycles": ii, "cycles_from": source}
+        if lat is not None and ii is not None:
+            row |= {
+                "latency_ns": round(lat * clock.period_ns, 2),
+                "ii_ns": round(ii * clock.period_ns, 2),
+                "max_sample_rate_mhz": round(1000.0 / (ii * clock.period_ns), 4),
+            }
+            if clock.max_ii_ns is not None:
+                row["rate_met"] = ii * clock.period_ns <= clock.max_ii_ns + 1e-9
+        out["archs"][arch] = row
+    return out
+
+
+def render_cycles_md(cc: Any) -> list[str]:
+    """The report's ``## Latency and II`` section (:func:`card_cycles`)."""
+    L = ["## Latency and II at the card's clock", ""]
+    if not isinstance(cc, dict) or not cc.get("archs"):
+        return L + ["No design (run `make sim`).", ""]
+    card = CardClock(**cc["card"])
+    rate = f"{card.rate_mhz:g} MHz sustained" if card.rate_mhz else "rate"
+    L += [
+        f"At the card's {card.period_ns:g} ns clock (`{card.source}`), whether or not a design meets it (the timing "
+        "section says); cycles measured in simulation where a run recorded them, else the generator's figures."
+        + (f" The card's `hardware.arch` is `{cc['card_arch']}`." if cc.get("card_arch") else ""),
+        "",
+    ]
+    header = ["arch", "latency cycles", "latency ns", "II cycles", "II ns", "max rate MHz", rate, "cycles from"]
+    rows = [
+        [
+            arch,
+            _num(t.get("latency_cycles")),
+            _ns(t.get("latency_ns")),
+            _num(t.get("ii_cycles")),
+            _ns(t.get("ii_ns")),
+            _num(t.get("max_sample_rate_mhz"), 4),
+            _num(t.get("rate_met")) if card.rate_mhz else "–",
+            t.get("cycles_from", "unknown"),
+        ]
+        for arch, t in cc["archs"].items()
+    ]
+    return L + _table(header, rows) + [""]
+
+
 def _flow_status(r: Any) -> str:
     if not isinstance(r, dict):
         return "not run"
@@ -165,6 +216,13 @@ def _num(v: Any, digits: int = 3) -> str:
     if isinstance(v, float):
         return f"{v:,.{digits}g}" if abs(v) < 1e4 else f"{v:,.0f}"
     return f"{v:,}" if isinstance(v, int) else str(v)
+
+
+def _ns(v: float | None) -> str:
+    """Nanoseconds as people read them: 25, 70, 3,400, 13,340 (never 3.4e+03)."""
+    if v is None:
+        return "–"
+    return f"{v:,.0f}" if abs(v) >= 100 else f"{v:g}"
 
 
 def _row(name: str, t: dict, fam: str, card: CardClock) -> list[str]:

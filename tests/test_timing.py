@@ -168,6 +168,29 @@ def test_cycles_measured_before_expected():
     assert timing.cycles({}) == (None, None, "unknown")
 
 
+def test_cycles_at_the_card_clock_and_the_sample_rate():
+    d = {
+        "archs": {
+            "shiftadd": {"sim": {"verilator": {"latency_cycles": 14, "ii_cycles": 5}}},
+            "linebuffer": {"design": {"latency_cycles_expected": 680, "ii_cycles": 2668}},
+            "slow": {"design": {"latency_cycles_expected": 14, "ii_cycles": 6}},  # one cycle too many for 40 MHz
+            "unknown": {},
+        }
+    }
+    cc = timing.card_cycles(d, {"hardware": {"clock_period_ns": 5.0, "sample_rate_mhz": 40, "arch": "shiftadd"}})
+    fast, small, slow = (cc["archs"][a] for a in ("shiftadd", "linebuffer", "slow"))
+    assert fast["ii_ns"] == 25.0 and fast["latency_ns"] == 70.0 and fast["rate_met"] is True
+    assert fast["cycles_from"] == "measured (verilator)" and fast["max_sample_rate_mhz"] == 40.0
+    assert small["ii_ns"] == 13340.0 and small["rate_met"] is False
+    assert slow["ii_ns"] == 30.0 and slow["rate_met"] is False
+    assert "latency_ns" not in cc["archs"]["unknown"] and cc["card_arch"] == "shiftadd"
+    md = "\n".join(timing.render_cycles_md(cc))
+    assert "| linebuffer | 680 | 3,400 | 2,668 | 13,340 |" in md and "e+0" not in md
+    assert "| shiftadd | 14 | 70 | 5 | 25 | 40 | yes |" in md and "| slow | 14 | 70 | 6 | 30 |" in md and "**no**" in md
+    assert "rate_met" not in timing.card_cycles(d, {"hardware": {"clock_period_ns": 5.0}})["archs"]["shiftadd"]
+    assert "No design" in "\n".join(timing.render_cycles_md({"archs": {}}))
+
+
 CARD = """\
 name: {name}
 dataset: {{kind: table, table: charge}}

@@ -19,6 +19,7 @@ from flow.layers import LayerKind
 from flow.project import Project
 
 CARDS = Path(__file__).parent / "cards"
+QMODELS = Path(__file__).parent.parent / "qmodels"
 
 CNN = """\
 name: card
@@ -85,6 +86,13 @@ def test_card_errors_are_one_line_naming_the_field(tmp_path, layers, head, needl
     with pytest.raises(FlowError) as exc:
         load_card(card(tmp_path, layers, head))
     assert needle in str(exc.value) and "\n" not in str(exc.value) and str(exc.value).startswith(str(tmp_path))
+
+
+@pytest.mark.parametrize("name", ["trigger_cnn", "trigger_cnn_bn"])
+def test_trigger_cards_choose_the_architecture_that_sustains_40_mhz(name):
+    """`make sim`'s default is the card's hardware.arch: shiftadd, whose conv_ii 5 takes a crossing every 25 ns."""
+    hw = load_card(QMODELS / f"{name}.yaml").hardware
+    assert hw.arch == "shiftadd" and hw.sample_rate_mhz == 40.0 and hw.clock_period_ns == 5.0
 
 
 def test_chunked_prediction_equals_one_trace(monkeypatch):

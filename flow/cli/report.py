@@ -13,6 +13,11 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--all", action="store_true", help="report every model built, then write hls_projects/summary.md")
     p.add_argument("--no-synth", action="store_true", help="no Yosys runs: costs are shown as not run")
     p.add_argument("--no-timing", action="store_true", help="no ECP5 place and route or ASIC timing (area only)")
+    p.add_argument(
+        "--per-layer",
+        action="store_true",
+        help="also cost each layer module of every design as its own top (a design too large for one Yosys run)",
+    )
     p.add_argument("--no-table-synth", action="store_true", help="table cost from formulas only (no ROM synthesis)")
     p.add_argument(
         "--reuse",
@@ -33,6 +38,7 @@ def run(args: argparse.Namespace) -> int:
 
     kw = {"synth": not args.no_synth, "jobs": args.jobs, "table_synth": not args.no_table_synth}
     kw["timing"] = not args.no_timing
+    kw["per_layer"] = args.per_layer
     if args.all:
         if args.model:
             raise FlowError("give a model or --all, not both")
