@@ -22,7 +22,7 @@ from flow.layers.vote import VoteMethod
 ARRANGEMENTS = ("parallel_members", "serial_members")  # flow.rtl.ENSEMBLE_ARCHS generates them
 FIELDS = {"name", "description", "members", "voting", "features", "hardware", "member_training"}
 FEATURE_FIELDS = {"count_width", "log1p_frac_bits"}
-MEMBER_TRAINING_FIELDS = {"share", "shares", "epochs"}
+MEMBER_TRAINING_FIELDS = {"share", "shares", "epochs", "dataset"}
 HARDWARE_FIELDS = {"arrangement"}
 MEMBER_FIELDS = ("count_width", "log1p_frac_bits")  # dataset fields of a member the feature stage must match
 
@@ -34,12 +34,14 @@ class MemberTraining:
     share: str = "full"  # flow.data.shares.MODES
     shares: int | None = None  # None: one share per member
     epochs: int | None = None  # None: each member card's own training.epochs
+    dataset: tuple[tuple[str, Any], ...] = ()  # generator knobs for every member, over its card's (sorted pairs)
 
     def dataset_fields(self, index: int, n_members: int) -> dict:
-        """The spectra dataset fields that give member ``index`` its share (none for ``full``)."""
+        """The spectra dataset fields member ``index`` trains with: the ensemble's knobs and its share."""
+        knobs = dict(self.dataset)
         if self.share == "full":
-            return {}
-        return {"share": self.share, "share_index": index, "share_count": self.shares or n_members}
+            return knobs
+        return knobs | {"share": self.share, "share_index": index, "share_count": self.shares or n_members}
 
 
 @dataclass(frozen=True)
@@ -127,7 +129,22 @@ def _member_training(w: Where, value: Any, n_members: int) -> MemberTraining:
         _int(w, "member_training.epochs", epochs, 1, 10000)
     if share == "full" and shares is not None:
         raise w.error("member_training.shares", "needs share disjoint or bootstrap (share full trains on every row)")
-    return MemberTraining(share, shares, epochs)
+    return MemberTraining(share, shares, epochs, _member_knobs(w, given.get("dataset", {})))
+
+
+def _member_knobs(w: Where, value: Any) -> tuple[tuple[str, Any], ...]:
+    """``member_training.dataset``: spectra generator knobs every member trains with (checked as a dataset)."""
+    from flow.data.dataset import SpecContext
+    from flow.data.spectra import FIELDS as SPECTRA_FIELDS
+    from flow.data.spectra import SHARE_FIELDS, check_spec
+
+    allowed = set(SPECTRA_FIELDS) - {"diagonal", *SHARE_FIELDS}
+    knobs = _mapping(w, "member_training.dataset", value, allowed)
+    try:
+        check_spec({"kind": "spectra", "diagonal": 0, **knobs}, SpecContext(w.path, files=False))
+    except FlowError as exc:  # the same check as a member's dataset, named as this card's field
+        raise FlowError(str(exc).replace(f"{w.path}: dataset.", f"{w.path}: member_training.dataset.", 1)) from None
+    return tuple(sorted(knobs.items()))
 
 
 def _trained_as_member(path: Path, training: MemberTraining, index: int, n_members: int) -> Card:

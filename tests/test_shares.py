@@ -48,7 +48,9 @@ def test_full_share_is_every_row_and_leaves_the_spec_unchanged():
     assert np.array_equal(MemberShare().rows(LABELS), np.arange(LABELS.size))
     plain = check_spec({"kind": "spectra", "diagonal": 3}, SpecContext())
     assert not {"share", "share_index", "share_count"} & set(plain)  # the single cards' fingerprints stay
-    shared = check_spec({"kind": "spectra", "diagonal": 3, "share": "disjoint", "share_index": 2, "share_count": 4}, SpecContext())
+    shared = check_spec(
+        {"kind": "spectra", "diagonal": 3, "share": "disjoint", "share_index": 2, "share_count": 4}, SpecContext()
+    )
     assert (shared["share"], shared["share_index"], shared["share_count"]) == ("disjoint", 2, 4)
 
 
@@ -63,7 +65,10 @@ def test_a_wrong_split_is_caught():
     "spec, message",
     [
         ({"share": "half"}, "dataset.share is 'half', expected one of: full, disjoint, bootstrap"),
-        ({"share": "disjoint", "share_index": 4, "share_count": 4}, "dataset.share_index is 4, expected an integer in 0..3"),
+        (
+            {"share": "disjoint", "share_index": 4, "share_count": 4},
+            "dataset.share_index is 4, expected an integer in 0..3",
+        ),
         ({"share": "disjoint", "share_count": 0}, "dataset.share_count is 0, expected an integer in 1..1000"),
     ],
 )
@@ -105,7 +110,11 @@ def test_member_training_enters_the_members_fingerprints(tmp_path):
 @pytest.mark.parametrize(
     "old, new, message",
     [
-        ("share: disjoint", "share: half", "member_training.share: 'half' is not allowed; expected one of full, disjoint, bootstrap"),
+        (
+            "share: disjoint",
+            "share: half",
+            "member_training.share: 'half' is not allowed; expected one of full, disjoint, bootstrap",
+        ),
         ("shares: 20", "shares: 2", "member_training.shares: 2 is not allowed; expected an integer 3..1000"),
         ("epochs: 200", "epochs: 0", "member_training.epochs: 0 is not allowed; expected an integer 1..10000"),
         ("epochs: 200", "epoch: 200", "member_training.epoch: is not a field"),
@@ -122,9 +131,42 @@ def test_bad_member_training_is_one_line(tmp_path, old, new, message):
 
 def test_a_member_setting_its_own_share_is_refused(tmp_path):
     (tmp_path / "diag_04.yaml").write_text(
-        f"name: diag_04\nbase: {QMODELS_DIR / '_diag.yaml'}\ndataset: {{diagonal: 4, share: disjoint, share_count: 3}}\n"
+        f"name: diag_04\nbase: {QMODELS_DIR / '_diag.yaml'}\n"
+        "dataset: {diagonal: 4, share: disjoint, share_count: 3}\n"
     )
     path = tmp_path / "ens.yaml"
     path.write_text(ENSEMBLE)
     with pytest.raises(FlowError, match="diag_04 sets dataset.share; the ensemble's member_training sets shares"):
         load_ensemble_card(path)
+
+
+def test_member_training_dataset_knobs_reach_every_member(tmp_path):
+    path = tmp_path / "ens.yaml"
+    path.write_text(ENSEMBLE.replace("epochs: 200}", "epochs: 200, dataset: {gain_drift: 0.01, shielding: [0, 0.6]}}"))
+    card = load_ensemble_card(path)
+    assert all(m.dataset["gain_drift"] == 0.01 and m.dataset["shielding"] == [0, 0.6] for m in card.members)
+    assert [m.dataset["diagonal"] for m in card.members] == [4, 9, 14]
+
+
+@pytest.mark.parametrize(
+    "knobs, message",
+    [
+        ("{gain_drift: 0.9}", "member_training.dataset.gain_drift is 0.9, expected a number in [0.0, 0.2]"),
+        ("{diagonal: 3}", "member_training.dataset.diagonal: is not a field"),
+        ("{share_index: 3}", "member_training.dataset.share_index: is not a field"),
+    ],
+)
+def test_bad_member_training_dataset_is_one_line(tmp_path, knobs, message):
+    path = tmp_path / "ens.yaml"
+    path.write_text(ENSEMBLE.replace("epochs: 200}", f"epochs: 200, dataset: {knobs}}}"))
+    with pytest.raises(FlowError) as exc:
+        load_ensemble_card(path)
+    assert message in str(exc.value) and "\n" not in str(exc.value) and str(exc.value).startswith(str(path))
+
+
+def test_a_single_cards_fingerprints_are_those_before_the_shares():
+    """diag_05's dataset and training fingerprints as they were before shares existed (a changed spec fails here)."""
+    card = load_card("diag_05")
+    fp = dataset_fingerprint(card.dataset, card.training.seed, card_path=card.path)
+    assert fp == "c3f58a6fae58c1ed68ef11be1f1bccd261123f189f30a9d44937b7b3857558cc"
+    assert card.training_fingerprint(fp) == "9efa42d1830e058a"
