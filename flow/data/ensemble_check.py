@@ -19,7 +19,7 @@ import numpy as np
 from flow.card import Training  # the diag cards' defaults: shared by the members and the large model
 from flow.data.dataset import SpecContext
 from flow.data.kinds import load_dataset
-from flow.data.shares import MODES
+from flow.data.shares import MAX_SHARES, MODES
 from flow.data.spectra import CLASS_NAMES, N_DIAGONALS, check_spec, spectra_of
 
 
@@ -241,6 +241,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--member-seeds", action="store_true", help="member i trains with seed --seed + i")
     parser.add_argument("--out", help="also write the JSON here")
     args = parser.parse_args(argv)
+    if args.shares is not None and not len(args.diagonals) <= args.shares <= MAX_SHARES:
+        parser.error(f"--shares {args.shares}: member i takes share i, so {len(args.diagonals)}..{MAX_SHARES}")
     from flow.log import quiet_tensorflow
 
     quiet_tensorflow()
