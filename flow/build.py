@@ -45,6 +45,7 @@ class Source:
     keras_path: Path | None = None
     data_path: Path | None = None
     input_bits: tuple[int, int] | None = None  # --input-bits for a --keras model without an input quantizer
+    built_by: str | None = None  # the command that builds it, when not its own card's (an ensemble's member)
 
     @classmethod
     def from_card(cls, name_or_path: str) -> Source:
@@ -80,6 +81,8 @@ class Source:
     @property
     def hls_command(self) -> str:
         """The command that builds this source again (recorded in the project's marker for hints)."""
+        if self.built_by is not None:
+            return self.built_by
         if self.card is None:
             return f"flow hls --keras {self.keras_path} --data {self.data_path} --name {self.name}"
         if self.card.path is not None and self.card.path.parent.resolve() != QMODELS_DIR.resolve():

@@ -251,6 +251,12 @@ def load_card(name_or_path: str | Path) -> Card:
     return parse_card(data, path, origins)
 
 
+def load_merged(path: Path) -> tuple[dict, dict[str, Path]]:
+    """A card's data merged with its bases (a copy the caller may change) and the file each field comes from."""
+    data, origins = _load_chain(path)
+    return copy.deepcopy(data), origins
+
+
 def _int(w: Where, fld: str, value: Any, lo: int, hi: int | None = None) -> int:
     if isinstance(value, bool) or not isinstance(value, int) or value < lo or (hi is not None and value > hi):
         rng = f"{lo}..{hi}" if hi is not None else f">= {lo}"

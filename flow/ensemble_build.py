@@ -22,7 +22,7 @@ from flow.card import card_to_yaml
 from flow.data.dataset import SpecContext
 from flow.data.ensemble_check import hard_vote, soft_vote
 from flow.data.spectra import check_spec, held_out_spectra
-from flow.ensemble_card import EnsembleCard
+from flow.ensemble_card import EnsembleCard, MemberTraining
 from flow.ensemble_graph import Member, ensemble_ir, member_node
 from flow.errors import FlowError
 from flow.fixed import from_float
@@ -52,7 +52,9 @@ def build_ensemble(
         project.check_owned(may_be_absent=True)
     member_inputs = {}
     for m in card.members:
-        build_hls(Source.from_card(str(m.path)), retrain=retrain, projects_dir=projects_dir)
+        # The card as the ensemble trains it (its share, flow.ensemble_card.MemberTraining), not as the file says.
+        source = Source(m.name, card=m, built_by=f"make hls MODEL={card.name}" if _shared(card) else None)
+        build_hls(source, retrain=retrain, projects_dir=projects_dir)
         member_inputs[m.name] = read_json(Project.of(m.name, projects_dir).marker)[warm.HLS_FIELD]
     inputs = warm.inputs_digest(card=card.path.read_text(), members=member_inputs)
     if not force and warm.hls_up_to_date(final, inputs, OUTPUTS):
@@ -68,6 +70,11 @@ def build_ensemble(
         shutil.rmtree(stage, ignore_errors=True)
     print(summary(csim))
     return csim
+
+
+def _shared(card: EnsembleCard) -> bool:
+    """Whether the members train another way than their own cards say (then only the ensemble rebuilds them)."""
+    return card.member_training != MemberTraining()
 
 
 def _build(card: EnsembleCard, project: Project, projects_dir: Path | None) -> dict[str, Any]:

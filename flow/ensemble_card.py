@@ -13,17 +13,35 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from flow.card import Card, list_cards, load_card, load_raw, resolve_card_path
+from flow.card import Card, list_cards, load_card, load_merged, load_raw, parse_card, resolve_card_path
 from flow.card_schema import Where
 from flow.errors import FlowError
 from flow.features import FeatureStage
 from flow.layers.vote import VoteMethod
 
 ARRANGEMENTS = ("parallel_members", "serial_members")  # flow.rtl.ENSEMBLE_ARCHS generates them
-FIELDS = {"name", "description", "members", "voting", "features", "hardware"}
+FIELDS = {"name", "description", "members", "voting", "features", "hardware", "member_training"}
 FEATURE_FIELDS = {"count_width", "log1p_frac_bits"}
+MEMBER_TRAINING_FIELDS = {"share", "shares", "epochs", "dataset"}
 HARDWARE_FIELDS = {"arrangement"}
 MEMBER_FIELDS = ("count_width", "log1p_frac_bits")  # dataset fields of a member the feature stage must match
+
+
+@dataclass(frozen=True)
+class MemberTraining:
+    """How the ensemble trains its members: member i on share i of ``shares`` of the training spectra."""
+
+    share: str = "full"  # flow.data.shares.MODES
+    shares: int | None = None  # None: one share per member
+    epochs: int | None = None  # None: each member card's own training.epochs
+    dataset: tuple[tuple[str, Any], ...] = ()  # generator knobs for every member, over its card's (sorted pairs)
+
+    def dataset_fields(self, index: int, n_members: int) -> dict:
+        """The spectra dataset fields member ``index`` trains with: the ensemble's knobs and its share."""
+        knobs = dict(self.dataset)
+        if self.share == "full":
+            return knobs
+        return knobs | {"share": self.share, "share_index": index, "share_count": self.shares or n_members}
 
 
 @dataclass(frozen=True)
@@ -37,6 +55,7 @@ class EnsembleCard:
     stage: FeatureStage
     arrangement: str
     description: str = ""
+    member_training: MemberTraining = MemberTraining()
 
     @property
     def member_names(self) -> tuple[str, ...]:
@@ -86,9 +105,58 @@ def load_ensemble_card(name_or_path: str | Path) -> EnsembleCard:
         raise w.error(
             "hardware.arrangement", f"{arrangement!r} is not allowed; expected one of {', '.join(ARRANGEMENTS)}"
         )
-    cards = tuple(load_card(_member_path(path, m)) for m in members)
-    _check_members(w, cards, stage)
-    return EnsembleCard(name, path, cards, VoteMethod(voting), stage, arrangement, str(data.get("description", "")))
+    training = _member_training(w, data.get("member_training", {}), len(members))
+    paths = [_member_path(path, m) for m in members]
+    _check_members(w, tuple(load_card(p) for p in paths), stage)
+    cards = tuple(_trained_as_member(p, training, i, len(paths)) for i, p in enumerate(paths))
+    description = str(data.get("description", ""))
+    return EnsembleCard(name, path, cards, VoteMethod(voting), stage, arrangement, description, training)
+
+
+def _member_training(w: Where, value: Any, n_members: int) -> MemberTraining:
+    """The ``member_training`` mapping: share (full/disjoint/bootstrap), shares and epochs."""
+    from flow.data.shares import MAX_SHARES, MODES  # lazy: flow.data pulls in numpy and scipy
+
+    given = _mapping(w, "member_training", value, MEMBER_TRAINING_FIELDS)
+    share = given.get("share", "full")
+    if share not in MODES:
+        raise w.error("member_training.share", f"{share!r} is not allowed; expected one of {', '.join(MODES)}")
+    shares = given.get("shares")
+    if shares is not None:
+        _int(w, "member_training.shares", shares, n_members, MAX_SHARES)  # member i takes share i: one each at least
+    epochs = given.get("epochs")
+    if epochs is not None:
+        _int(w, "member_training.epochs", epochs, 1, 10000)
+    if share == "full" and shares is not None:
+        raise w.error("member_training.shares", "needs share disjoint or bootstrap (share full trains on every row)")
+    return MemberTraining(share, shares, epochs, _member_knobs(w, given.get("dataset", {})))
+
+
+def _member_knobs(w: Where, value: Any) -> tuple[tuple[str, Any], ...]:
+    """``member_training.dataset``: spectra generator knobs every member trains with (checked as a dataset)."""
+    from flow.data.dataset import SpecContext
+    from flow.data.spectra import FIELDS as SPECTRA_FIELDS
+    from flow.data.spectra import SHARE_FIELDS, check_spec
+
+    allowed = set(SPECTRA_FIELDS) - {"diagonal", *SHARE_FIELDS}
+    knobs = _mapping(w, "member_training.dataset", value, allowed)
+    try:
+        check_spec({"kind": "spectra", "diagonal": 0, **knobs}, SpecContext(w.path, files=False))
+    except FlowError as exc:  # the same check as a member's dataset, named as this card's field
+        raise FlowError(str(exc).replace(f"{w.path}: dataset.", f"{w.path}: member_training.dataset.", 1)) from None
+    return tuple(sorted(knobs.items()))
+
+
+def _trained_as_member(path: Path, training: MemberTraining, index: int, n_members: int) -> Card:
+    """The member card as the ensemble trains it: its share in its dataset, the ensemble's epochs in its training.
+
+    Both enter the member's dataset and training fingerprints, so a member built another way is trained again.
+    """
+    data, origins = load_merged(path)
+    data["dataset"] = {**data["dataset"], **training.dataset_fields(index, n_members)}
+    if training.epochs is not None:
+        data["training"] = {**(data.get("training") or {}), "epochs": training.epochs}
+    return parse_card(data, path, origins)
 
 
 def _member_path(card_path: Path, name: str) -> Path:
@@ -123,11 +191,15 @@ def _members(w: Where, value: Any) -> list[str]:
 def _check_members(w: Where, cards: tuple[Card, ...], stage: FeatureStage) -> None:
     """One test set of spectra for every member, each computing the ensemble's feature stage."""
     from flow.data import check_dataset  # lazy: flow.data pulls in numpy and scipy
+    from flow.data.spectra import SHARE_FIELDS
 
     for card in cards:
         if card.dataset.get("kind") != "spectra":
             kind = card.dataset.get("kind")
             raise w.error("members", f"{card.name} has dataset kind {kind!r}; members need kind spectra")
+        own = [f for f in SHARE_FIELDS if f in card.dataset]
+        if own:
+            raise w.error("members", f"{card.name} sets dataset.{own[0]}; the ensemble's member_training sets shares")
     checked = [check_dataset(c.dataset, card_path=c.path, files=False) for c in cards]
     first, first_ds = cards[0], checked[0]
     for card, ds in zip(cards, checked):

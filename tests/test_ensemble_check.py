@@ -7,7 +7,7 @@ import argparse
 import numpy as np
 import pytest
 
-from flow.data.ensemble_check import _diagonals, _knobs, error_overlap, hard_vote, soft_vote
+from flow.data.ensemble_check import _diagonals, _knobs, error_overlap, hard_vote, main, soft_vote
 
 
 def one_hot_logits(votes: list[list[int]], n_classes: int) -> np.ndarray:
@@ -47,3 +47,9 @@ def test_knobs_are_yaml_values():
     assert _knobs(["gain_drift=0.05", "shielding=[0, 1.5]"]) == {"gain_drift": 0.05, "shielding": [0, 1.5]}
     with pytest.raises(SystemExit, match="KNOB=VALUE"):
         _knobs(["gain_drift"])
+
+
+def test_too_few_shares_for_the_members_is_one_line(capsys):
+    with pytest.raises(SystemExit) as exc:
+        main(["--diagonals", "0-4", "--member-share", "disjoint", "--shares", "3"])
+    assert exc.value.code == 2 and "--shares 3: member i takes share i, so 5..1000" in capsys.readouterr().err

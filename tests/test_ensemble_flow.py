@@ -6,6 +6,7 @@ import json
 from pathlib import Path
 
 import pytest
+import yaml
 
 import flow.project
 from flow.cli import main
@@ -29,8 +30,14 @@ def test_hls_builds_members_and_one_graph(tiny_ens):
     assert set(csim["accuracy"]) == {"hard", "soft", "logit_sum"}
     assert all(set(a) == {"float", "qkeras", "csim", "reference"} for a in csim["accuracy"].values())
     assert csim["reference_vs_member_csim_mismatches"] == {"tiny_ens_0": 0, "tiny_ens_3": 0}
-    for name in csim["members"]:
+    for i, name in enumerate(csim["members"]):
         assert Project.of(name).ir_json.is_file()
+        copy = yaml.safe_load(Project.of(name).card.read_text())  # the card as the ensemble trained it
+        assert (copy["dataset"]["share"], copy["dataset"]["share_index"], copy["dataset"]["share_count"]) == (
+            "disjoint",
+            i,
+            2,
+        )
     before = {p: p.stat().st_mtime_ns for p in (tiny_ens.ir_json, Project.of("tiny_ens_0").keras)}
     assert main(["-q", "hls", str(CARDS / "tiny_ens.yaml")]) == 0  # everything reused: nothing rewritten
     assert {p: p.stat().st_mtime_ns for p in before} == before

@@ -12,13 +12,14 @@ import json
 import os
 import sys
 import time
-from dataclasses import asdict
+from dataclasses import asdict, replace
 
 import numpy as np
 
 from flow.card import Training  # the diag cards' defaults: shared by the members and the large model
 from flow.data.dataset import SpecContext
 from flow.data.kinds import load_dataset
+from flow.data.shares import MAX_SHARES, MODES
 from flow.data.spectra import CLASS_NAMES, N_DIAGONALS, check_spec, spectra_of
 
 
@@ -126,23 +127,34 @@ def check(
     training: Training,
     large: bool,
     knobs: dict | None = None,
+    share: str = "full",
+    n_shares: int | None = None,
+    member_seeds: bool = False,
     log=print,
 ) -> dict:
-    """Train the members (and the large model), return accuracies, voting and error overlap."""
+    """Train the members (and the large model), return accuracies, voting and error overlap.
+
+    Member ``i`` trains on share ``i`` of ``n_shares`` (default: one per member) of the training spectra;
+    ``member_seeds`` gives member ``i`` the training seed ``training.seed + i``.
+    """
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
     spec = {"kind": "spectra", "n_spectra": n_spectra, **(knobs or {})}
     logits, members = [], {}
     y_test = None
-    for k in diagonals:
+    count = 1 if share == "full" else n_shares or len(diagonals)
+    for i, k in enumerate(diagonals):
         t0 = time.perf_counter()
-        ds = load_dataset({**spec, "diagonal": k}, seed=data_seed)
+        shared = {"share": share, "share_index": i, "share_count": count} if share != "full" else {}
+        ds = load_dataset({**spec, "diagonal": k, **shared}, seed=data_seed)
         y_test = ds.y_test
         data = (ds.X_train, ds.y_train, ds.X_val, ds.y_val, ds.X_test)
-        out, epochs = fit_logits(member_model(ds.n_features, ds.n_outputs), data, training)
+        seeded = replace(training, seed=training.seed + i) if member_seeds else training
+        out, epochs = fit_logits(member_model(ds.n_features, ds.n_outputs), data, seeded)
         logits.append(out)
         acc = float(np.mean(out.argmax(axis=1) == y_test))
-        members[f"diag_{k:02d}"] = {"accuracy": round(acc, 4), "epochs": epochs}
-        log(f"diag_{k:02d}: accuracy {acc:.4f} ({epochs} epochs, {time.perf_counter() - t0:.0f} s)")
+        n_rows = len(data[1])
+        members[f"diag_{k:02d}"] = {"accuracy": round(acc, 4), "epochs": epochs, "n_train": n_rows}
+        log(f"diag_{k:02d}: accuracy {acc:.4f} ({epochs} epochs, {n_rows} spectra, {time.perf_counter() - t0:.0f} s)")
     stacked = np.stack(logits)
     n_classes = stacked.shape[-1]
     accs = [m["accuracy"] for m in members.values()]
@@ -150,6 +162,7 @@ def check(
         "n_spectra": n_spectra,
         "data_seed": data_seed,
         "knobs": knobs or {},
+        "member_share": {"mode": share, "count": count, "member_seeds": member_seeds},
         "training": asdict(training),
         "members": members,
         "member_accuracy_min": min(accs),
@@ -163,10 +176,11 @@ def check(
     result["hard_vote_top_confusions"] = top_confusions(y_test, hard_vote(stacked, n_classes))
     if large:
         t0 = time.perf_counter()
-        L = np.log1p(spectra_counts(spec, data_seed).astype(np.float32))
+        counts, labels = spectra_counts(spec, data_seed)
+        L = np.log1p(counts.astype(np.float32))
         L -= L.mean(axis=1, keepdims=True)  # the members' differences ignore the overall level; so does this
-        n_train, n_val = ds.meta["n_train"], ds.meta["n_val"]
-        data = (L[:n_train], ds.y_train, L[n_train : n_train + n_val], ds.y_val, L[n_train + n_val :])
+        n_train, n_val = ds.meta["n_train"], ds.meta["n_val"]  # the whole training set, whatever the members' share
+        data = (L[:n_train], labels[:n_train], L[n_train : n_train + n_val], ds.y_val, L[n_train + n_val :])
         out, epochs = fit_logits(large_model(L.shape[1], n_classes), data, training)
         acc = float(np.mean(out.argmax(axis=1) == y_test))
         result["large_model"] = {"accuracy": round(acc, 4), "epochs": epochs}
@@ -174,10 +188,10 @@ def check(
     return result
 
 
-def spectra_counts(spec: dict, data_seed: int) -> np.ndarray:
-    """The counts behind the diagonal datasets (same spectra, same order as their train/val/test cut)."""
+def spectra_counts(spec: dict, data_seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """The counts and labels behind the diagonal datasets (same spectra, same order as their train/val/test cut)."""
     checked = check_spec({**spec, "diagonal": 0}, SpecContext())
-    return spectra_of(checked, data_seed)[0]
+    return spectra_of(checked, data_seed)
 
 
 def _diagonals(text: str) -> tuple[int, ...]:
@@ -220,8 +234,15 @@ def main(argv: list[str] | None = None) -> int:
         metavar="KNOB=VALUE",
         help="a spectra dataset field or generator knob (YAML value), repeatable",
     )
+    parser.add_argument(
+        "--member-share", choices=list(MODES), default="full", help="training spectra per member (default full)"
+    )
+    parser.add_argument("--shares", type=int, help="number of shares (default: one per member); member i takes share i")
+    parser.add_argument("--member-seeds", action="store_true", help="member i trains with seed --seed + i")
     parser.add_argument("--out", help="also write the JSON here")
     args = parser.parse_args(argv)
+    if args.shares is not None and not len(args.diagonals) <= args.shares <= MAX_SHARES:
+        parser.error(f"--shares {args.shares}: member i takes share i, so {len(args.diagonals)}..{MAX_SHARES}")
     from flow.log import quiet_tensorflow
 
     quiet_tensorflow()
@@ -234,6 +255,9 @@ def main(argv: list[str] | None = None) -> int:
         training=training,
         large=not args.no_large,
         knobs=_knobs(args.set),
+        share=args.member_share,
+        n_shares=args.shares,
+        member_seeds=args.member_seeds,
         log=log,
     )
     text = json.dumps(result, indent=2)

@@ -13,11 +13,13 @@ from flow.data.dataset import (
     Dataset,
     SpecContext,
     check_bool,
+    check_choice,
     check_fields,
     check_float,
     check_int,
     check_knobs,
 )
+from flow.data.shares import MAX_SHARES, MODES, MemberShare
 from flow.features import FeatureStage
 
 N_CHANNELS = 1024
@@ -284,6 +286,9 @@ _SCALARS = {
 # Knobs added after version 2: left out of a checked spec while they are at their defaults, so the specs (and the
 # fingerprints) of every card trained on version 2 stay what they were.
 _LATER_KNOBS = ("pattern_width_error", "pattern_period")
+# An ensemble member's training share (flow.data.shares), set by the ensemble card's member_training; left out of
+# a checked spec at `full`, so the single cards' specs and fingerprints stay what they were.
+SHARE_FIELDS = ("share", "share_index", "share_count")
 FIELDS = {
     "diagonal": REQUIRED,
     "n_spectra": 30000,  # total, split train/val/test
@@ -292,6 +297,9 @@ FIELDS = {
     "log1p_frac_bits": 8,  # fraction bits of log1p (flow.features.log1p_type); the difference has as many
     "val_fraction": 0.15,
     "test_fraction": 0.15,
+    "share": "full",
+    "share_index": 0,
+    "share_count": 1,
     **{name: SpectraParams.__dataclass_fields__[name].default for name in (*_RANGES, *_SCALARS)},
 }
 
@@ -310,7 +318,20 @@ def check_spec(spec: dict, ctx: SpecContext) -> dict:
     if out["pattern_width_error"] == 0:
         for name in _LATER_KNOBS:
             del out[name]
+    out["share"] = check_choice(out["share"], "share", ctx, list(MODES))
+    out["share_count"] = check_int(out["share_count"], "share_count", ctx, 1, MAX_SHARES)
+    out["share_index"] = check_int(out["share_index"], "share_index", ctx, 0, out["share_count"] - 1)
+    if out["share"] == "full":
+        for name in SHARE_FIELDS:
+            del out[name]
     return out
+
+
+def member_share(checked: dict, seed: int) -> MemberShare:
+    """The training share a checked spec asks for (``full`` when it names none), drawn from the data seed."""
+    if "share" not in checked:
+        return MemberShare()
+    return MemberShare(checked["share"], checked["share_index"], checked["share_count"], seed)
 
 
 def params_from_spec(checked: dict) -> SpectraParams:
@@ -371,15 +392,23 @@ def build(checked: dict, seed: int, ctx: SpecContext) -> Dataset:
     cut = split(checked)
     n_train, n_val = cut[0].stop, cut[1].stop - cut[1].start
     y = labels.copy()
+    own = member_share(checked, seed).rows(y[cut[0]])  # an ensemble member's share of the training spectra
     return Dataset(
         name=f"spectra_diag{checked['diagonal']:02d}",
         task="classification",
-        X_train=X[cut[0]],
-        y_train=y[cut[0]],
+        X_train=X[cut[0]][own],
+        y_train=y[cut[0]][own],
         X_val=X[cut[1]],
         y_val=y[cut[1]],
         X_test=X[cut[2]],
         y_test=y[cut[2]],
         class_names=list(CLASS_NAMES),
-        meta={"n_channels": N_CHANNELS, "n_train": n_train, "n_val": n_val, "n_test": n - n_train - n_val},
+        # n_train: the training spectra of the set (the large model's); n_member_train: those this dataset holds
+        meta={
+            "n_channels": N_CHANNELS,
+            "n_train": n_train,
+            "n_member_train": int(own.size),
+            "n_val": n_val,
+            "n_test": n - n_train - n_val,
+        },
     )
