@@ -8,6 +8,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from _tools import use_own_cache
 
 from flow.cost import libs, tables, yosys
 from flow.errors import FlowError
@@ -29,11 +30,7 @@ needs_yosys = pytest.mark.skipif(not _have_yosys(), reason="yosys not installed"
 @pytest.fixture(autouse=True)
 def _own_cache(tmp_path, monkeypatch):
     """Yosys results go to a fresh cache per test; the fetched libraries stay where `make setup` put them."""
-    real_libs = libs.libs_dir()
-    monkeypatch.setenv("QFLOW_CACHE", str(tmp_path / "cache"))
-    (tmp_path / "cache").mkdir()
-    if real_libs.is_dir():
-        (tmp_path / "cache" / "libs").symlink_to(real_libs)
+    use_own_cache(tmp_path, monkeypatch)
 
 
 # ---------------------------------------------------------------------------------------------- parsers

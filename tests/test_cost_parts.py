@@ -6,8 +6,9 @@ import json
 from pathlib import Path
 
 import pytest
+from _tools import use_own_cache
 
-from flow.cost import libs, parts, yosys
+from flow.cost import parts, yosys
 from flow.errors import FlowError
 
 KERNEL = "module t_k (input [3:0] a, output [4:0] y);\n  assign y = a + (a << 1);\nendmodule\n"
@@ -34,11 +35,7 @@ def _rtl(folder: Path, layer_modules: list[str], texts: dict[str, str]) -> tuple
 @pytest.fixture(autouse=True)
 def _own_cache(tmp_path, monkeypatch):
     """Results go to a fresh cache per test; the fetched libraries stay where `make setup` put them."""
-    real_libs = libs.libs_dir()
-    monkeypatch.setenv("QFLOW_CACHE", str(tmp_path / "cache"))
-    (tmp_path / "cache").mkdir()
-    if real_libs.is_dir():
-        (tmp_path / "cache" / "libs").symlink_to(real_libs)
+    use_own_cache(tmp_path, monkeypatch)
 
 
 def test_a_kernel_instantiated_by_its_layer_is_not_a_part(tmp_path):

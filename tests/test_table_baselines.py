@@ -9,10 +9,10 @@ from fractions import Fraction
 
 import numpy as np
 import pytest
-from _tools import have
+from _tools import have, use_own_cache
 
 from flow import break_even, interp, interp_rtl, table_baselines
-from flow.cost import libs, yosys
+from flow.cost import yosys
 from flow.data.tables import builtin_table
 from flow.errors import FlowError
 
@@ -280,11 +280,7 @@ def test_break_even_sweep_without_synthesis(monkeypatch):
 @needs_yosys
 def test_interpolator_costs_through_the_yosys_flows(tmp_path, monkeypatch):
     """A tiny interpolator: the whole design (ROM logic) and its datapath alone, every flow ok."""
-    real_libs = libs.libs_dir()
-    monkeypatch.setenv("QFLOW_CACHE", str(tmp_path / "cache"))
-    (tmp_path / "cache").mkdir()
-    if real_libs.is_dir():
-        (tmp_path / "cache" / "libs").symlink_to(real_libs)
+    use_own_cache(tmp_path, monkeypatch)
     table = builtin_table("charge", (8, 8), 12)
     c = table_baselines.cost_interp(table, interp.Grid((8, 8), (2, 2)), 12, flows=(("asic",), ("xc7_nodsp",)))
     assert c["synth"]["full"]["asic"]["status"] == "ok" and c["synth"]["datapath"]["xc7_nodsp"]["status"] == "ok"

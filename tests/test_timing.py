@@ -6,7 +6,7 @@ import json
 from pathlib import Path
 
 import pytest
-from _tools import have
+from _tools import have, use_own_cache
 
 from flow import timing
 from flow.card import load_card
@@ -24,11 +24,7 @@ needs_osu = pytest.mark.skipif(libs.osu018() is None, reason="OSU018 not fetched
 @pytest.fixture(autouse=True)
 def _own_cache(tmp_path, monkeypatch):
     """Results go to a fresh cache per test; the fetched libraries stay where `make setup` put them."""
-    real_libs = libs.libs_dir()
-    monkeypatch.setenv("QFLOW_CACHE", str(tmp_path / "cache"))
-    (tmp_path / "cache").mkdir()
-    if real_libs.is_dir():
-        (tmp_path / "cache" / "libs").symlink_to(real_libs)
+    use_own_cache(tmp_path, monkeypatch)
 
 
 def _rtl(folder: Path, source: Path, top: str) -> Path:
