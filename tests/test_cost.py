@@ -8,7 +8,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from _tools import use_own_cache
+from _tools import have, use_own_cache
 
 from flow.cost import libs, tables, yosys
 from flow.errors import FlowError
@@ -16,15 +16,7 @@ from flow.errors import FlowError
 DATA = Path(__file__).parent / "data" / "yosys"
 
 
-def _have_yosys() -> bool:
-    try:
-        yosys.find_yosys()
-    except FlowError:
-        return False
-    return True
-
-
-needs_yosys = pytest.mark.skipif(not _have_yosys(), reason="yosys not installed")
+needs_yosys = pytest.mark.skipif(not have("yosys"), reason="yosys not installed")
 
 
 @pytest.fixture(autouse=True)

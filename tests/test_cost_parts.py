@@ -6,9 +6,9 @@ import json
 from pathlib import Path
 
 import pytest
-from _tools import use_own_cache
+from _tools import have, use_own_cache
 
-from flow.cost import parts, yosys
+from flow.cost import parts
 from flow.errors import FlowError
 
 KERNEL = "module t_k (input [3:0] a, output [4:0] y);\n  assign y = a + (a << 1);\nendmodule\n"
@@ -63,15 +63,7 @@ def test_total_sums_only_figures_every_part_has():
     assert got == {"figures": {"LUT": 7}, "status": "not finished"}
 
 
-def _have_yosys() -> bool:
-    try:
-        yosys.find_yosys()
-    except FlowError:
-        return False
-    return True
-
-
-@pytest.mark.skipif(not _have_yosys(), reason="yosys not installed")
+@pytest.mark.skipif(not have("yosys"), reason="yosys not installed")
 def test_parts_cost_live_and_sum_to_the_whole(tmp_path):
     rtl, design = _rtl(tmp_path / "rtl", ["t_conv1", "t_fc1", "t_k"], {"t_k": KERNEL, "t_conv1": CONV, "t_fc1": FC})
     got = parts.cost_parts(rtl, parts.layer_parts(rtl, design), jobs=2, flows=("xc7",))
