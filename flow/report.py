@@ -437,8 +437,13 @@ def render_md(d: dict) -> str:
                 fail.append(f"- {arch}: {NOT_RUN}")
                 continue
             for flow, r in cost.items():
-                if isinstance(r, dict) and r.get("status") not in ("ok", None):
-                    tail = (r.get("log_tail") or r.get("error") or "").strip().splitlines()[-3:]
+                if isinstance(r, dict) and r.get("ecp5_placed"):
+                    fail.append(
+                        f"- {arch} / {flow}: **routing stopped at the {r.get('timed_out_s', 0):g} s limit**: its "
+                        "post-placement timing is in the Timing section"
+                    )
+                elif isinstance(r, dict) and r.get("status") not in ("ok", None):
+                    tail = [ln for ln in (r.get("log_tail") or r.get("error") or "").strip().splitlines() if ln][-3:]
                     fail.append(f"- {arch} / {flow}: **synthesis {r.get('status')}** — " + " / ".join(tail))
             f = arch_figures(e)
             fpga_rows.append([arch] + [f.get(k) for k, _ in FPGA_COLUMNS])

@@ -392,3 +392,15 @@ def test_routing_stopped_at_the_limit_keeps_the_placement_estimate(tmp_path, mon
     fresh = yosys.cost_rtl(rtl, flows=("ecp5",), timeout_s=25)["ecp5"]
     assert fresh["status"] == "failed" and "ecp5_placed" not in fresh
     assert timing.design_timing({"ecp5": fresh}, 5, 1, timing.CardClock(5.0))["ecp5"] == {"status": "failed"}
+
+
+def test_the_cost_section_says_routing_stopped_not_synthesis_failed():
+    """A run stopped while routing is named for what it is in the report's cost section; a real failure too."""
+    from flow import report
+
+    placed = {"status": "failed", "timed_out_s": 1500.0, "ecp5_placed": nextpnr.placement_estimate(PLACED_LOG)}
+    broken = {"status": "failed", "log_tail": "ERROR: netlist is broken\n\n"}
+    d = {"model": "m", "created": "now", "archs": {"shiftadd": {"cost": {"ecp5": placed, "xc7": broken}, "sim": {}}}}
+    md = report.render_md(d)
+    assert "shiftadd / ecp5: **routing stopped at the 1500 s limit**" in md
+    assert "shiftadd / xc7: **synthesis failed** — ERROR: netlist is broken" in md
