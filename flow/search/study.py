@@ -77,7 +77,7 @@ class Evaluator:
             _fit(model, self.ds, fcard, [])
             weights = model.get_weights()
             self.warm_dir.mkdir(parents=True, exist_ok=True)
-            tmp = path.with_name(f".{path.stem}.tmp.npz")
+            tmp = path.with_name(f".{path.stem}.{os.getpid()}.tmp.npz")  # workers may train the same shape at once
             np.savez(tmp, **{f"w{i}": w for i, w in enumerate(weights)})
             tmp.replace(path)
             info(
@@ -422,7 +422,8 @@ def run_study(
 
     children = []
     if worker_index == 0 and remaining > 1 and n_workers > 1:
-        # The float warm start of the card's own shape, trained once here, is what every worker loads.
+        # The float warm start of the card's own shape, trained once here, is what every worker loads (starting
+        # the workers first, to overlap their start with it, measured slower: 0.78x against 0.71x on lut_charge).
         ev.warm_weights(variant(card, space, space.defaults, epochs=space.epochs_per_trial))
         env = workers.thread_env(n_workers) | {"QFLOW_PROJECTS": str(search_dir.parent.parent)}  # this project
         argv = [*worker_argv, "--storage", url]
