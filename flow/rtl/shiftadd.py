@@ -48,11 +48,12 @@ def card_knobs(card_reuse: dict[str, int], override: dict[str, int] | None = Non
 
 
 def check_knobs(knobs: dict) -> None:
-    """A FlowError unless the knobs a user set are valid values."""
+    """A FlowError unless the knobs given (a user's, or ``emit``'s arguments) are valid values."""
     cmvm.check_solver(knobs.get("solver", "auto"), knobs.get("solver_budget_s", cmvm.DEFAULT_BUDGET_S))
     for name, low in (("adder_depth_cut", 0), ("conv_ii", 1)):
-        if knobs.get(name, low) < low:
-            raise FlowError(f"shiftadd knob {name} must be an integer >= {low}, got {knobs[name]}")
+        v = knobs.get(name, low)
+        if not isinstance(v, int) or isinstance(v, bool) or v < low:
+            raise FlowError(f"shiftadd knob {name} must be an integer >= {low}, got {v!r}")
 
 
 def rate_knobs(ir: IR, period_ns: float, rate_mhz: float | None) -> dict:
@@ -90,11 +91,9 @@ def emit(
     ``conv_ii = P``: each convolution kernel instance computes P output pixels, one per cycle (II = P when the
     network has a convolution); the dense layers stay fully parallel.
     """
-    if not isinstance(adder_depth_cut, int) or adder_depth_cut < 0:
-        raise FlowError(f"adder_depth_cut must be an integer >= 0, got {adder_depth_cut!r}")
-    if not isinstance(conv_ii, int) or isinstance(conv_ii, bool) or conv_ii < 1:
-        raise FlowError(f"conv_ii must be an integer >= 1 (output pixels per kernel instance), got {conv_ii!r}")
-    cmvm.check_solver(solver, solver_budget_s)
+    check_knobs(
+        {"adder_depth_cut": adder_depth_cut, "solver": solver, "solver_budget_s": solver_budget_s, "conv_ii": conv_ii}
+    )
     graphs: dict[str, dict] = {}
     kernels: dict[str, str] = {}  # convolution kernel module -> its text
     segs = segments(ir, "shiftadd", full_dense=False)
