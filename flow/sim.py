@@ -419,26 +419,30 @@ def select_vectors(data: dict, n: int) -> np.ndarray:
     return np.sort(np.asarray(picked, dtype=np.int64))
 
 
-def _card_rate(project: Project, ir) -> tuple[float, float | None]:
-    """The clock period (as hls4ml applied it) and the sample rate the project's card asks for."""
+def _project_card(project: Project) -> dict:
+    """The project's copy of its card as data (empty without a card: a user's model)."""
+    card = yaml.safe_load(project.card.read_text()) if project.card.is_file() else {}
+    return card if isinstance(card, dict) else {}
+
+
+def _card_rate(card: dict, ir) -> tuple[float, float | None]:
+    """The clock period (as hls4ml applied it) and the sample rate the card asks for."""
     from flow.timing import card_clock
 
-    card = yaml.safe_load(project.card.read_text()) if project.card.is_file() else {}
-    clock = card_clock(card if isinstance(card, dict) else {}, ir.hardware)
+    clock = card_clock(card, ir.hardware)
     return clock.period_ns, clock.rate_mhz
 
 
-def _card_knobs(project: Project, arch: str) -> dict:
-    """The knobs the project's card sets for ``arch`` (``hardware.knobs.<arch>``; none without a card)."""
-    card = yaml.safe_load(project.card.read_text()) if project.card.is_file() else {}
-    hw = card.get("hardware") if isinstance(card, dict) else None
+def _card_knobs(card: dict, arch: str, where: Path) -> dict:
+    """The knobs the card sets for ``arch`` (``hardware.knobs.<arch>``); ``where`` names the card in errors."""
+    hw = card.get("hardware")
     given = (hw.get("knobs") or {}).get(arch) if isinstance(hw, dict) else None
     if not given:
         return {}
     try:
         return user_knobs(arch, given)
     except FlowError as exc:
-        raise FlowError(f"{project.card}: hardware.knobs.{arch}: {exc}") from None
+        raise FlowError(f"{where}: hardware.knobs.{arch}: {exc}") from None
 
 
 def _check_verified(project: Project, digest: str) -> None:
@@ -501,8 +505,9 @@ def run_stage(
     data = read_npz(vectors_path, ("inputs", "outputs"))
     check_same_ir(vectors_path, str(data.get("ir_sha256", "")), digest, f"make verify MODEL={model}")
     knobs = get_arch(arch).card_knobs(ir.reuse_factors(), reuse)
-    knobs |= rate_knobs(arch, ir, *_card_rate(project, ir))
-    knobs |= _card_knobs(project, arch) | user_knobs(arch, knob_args or {})
+    card = _project_card(project)
+    knobs |= rate_knobs(arch, ir, *_card_rate(card, ir))
+    knobs |= _card_knobs(card, arch, project.card) | user_knobs(arch, knob_args or {})
     if in_beat is not None:
         knobs["in_beat"] = in_beat  # the generator says which architectures take it
     sim_json = project.root / "sim.json"
