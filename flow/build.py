@@ -196,7 +196,7 @@ def _with_input_quantizer(model, ds: Dataset, source: Source):
 
 
 HLS_OUTPUTS = ("card.yaml", "data.npz", "model.h5", "train.json", "hls", "ir.json", "csim.json", "test_outputs.npz")
-REUSED = ("model.h5", "train.json", "float_test.npz")  # a trained model is reused when its fingerprint matches
+REUSED = ("model.h5", "train.json", "float_test.npz", "float_weights.npz")  # reused while the fingerprint matches
 TEST_OUTPUTS = "test_outputs.npz"  # float (when kept), QKeras and C-sim outputs on the test set: ensembles vote them
 DOWNSTREAM = ("verify.json", "vectors.npz", "rtl", "sim", "sim.json", "report")  # describe one IR
 

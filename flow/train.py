@@ -16,6 +16,7 @@ from flow.model import build_model
 from flow.project import Project, read_json, write_json, write_npz
 
 FLOAT_TEST = "float_test.npz"  # the float baseline's test-set outputs, kept with the trained model
+FLOAT_WEIGHTS = "float_weights.npz"  # the float baseline's weights and fingerprint: the search's warm start
 
 
 def seed_everything(seed: int) -> None:
@@ -70,6 +71,35 @@ def fit_quantized(model, ds: Dataset, card: Card, *, seed: int | None = None, la
     return epochs
 
 
+def train_float(card: Card, ds: Dataset, *, label: str | None = None):
+    """The float baseline of ``card`` (its own epochs and seed); returns (model, epochs run).
+
+    The search's float warm start of the card's shape is this same model, so it can load the project's instead.
+    """
+    seed_everything(card.training.seed)  # before building: the initial weights come from the seeded generator
+    model = build_model(card, ds.n_features, ds.n_outputs, quantized=False, image_shape=ds.meta.get("image_shape"))
+    return model, fit(model, ds, card, seed=card.training.seed, label=label)
+
+
+def write_float_weights(project: Project, weights: list[np.ndarray], fingerprint: str) -> None:
+    """The float baseline's weights, with the training fingerprint they belong to."""
+    arrays = {f"w{i}": w for i, w in enumerate(weights)}
+    write_npz(project.root / FLOAT_WEIGHTS, fingerprint=np.array(fingerprint), **arrays)
+
+
+def read_float_weights(project: Project, fingerprint: str) -> list[np.ndarray] | None:
+    """The project's float baseline weights if they were trained for ``fingerprint`` (and train.json says so)."""
+    path = project.root / FLOAT_WEIGHTS
+    if not (path.is_file() and project.train_json.is_file()):
+        return None
+    if read_json(project.train_json).get("fingerprint") != fingerprint:
+        return None
+    with np.load(path) as z:
+        if str(z["fingerprint"]) != fingerprint:  # written before a train.json that was never replaced
+            return None
+        return [z[f"w{i}"] for i in range(len(z.files) - 1)]
+
+
 def train(
     card: Card, ds: Dataset, project: Project, dataset_fingerprint: str, *, force: bool = False
 ) -> dict[str, Any]:
@@ -82,10 +112,8 @@ def train(
             return summary
     seed = card.training.seed
     t0 = time.perf_counter()
-    seed_everything(seed)  # before building: the initial weights come from the seeded generator
     shape = ds.meta.get("image_shape")
-    float_model = build_model(card, ds.n_features, ds.n_outputs, quantized=False, image_shape=shape)
-    float_epochs = fit(float_model, ds, card, seed=seed, label="float")
+    float_model, float_epochs = train_float(card, ds, label="float")
     float_test = float_model.predict(ds.X_test, verbose=0, batch_size=4096)
     float_metrics = score(ds, float_test)
     t1 = time.perf_counter()
@@ -103,6 +131,7 @@ def train(
     qmodel.save(tmp, save_format="h5")
     tmp.replace(project.keras)
     write_npz(project.root / FLOAT_TEST, logits=float_test)  # the float baseline's test outputs (ensembles vote them)
+    write_float_weights(project, float_model.get_weights(), fingerprint)
     metric = primary_metric(ds.task, ds.meta)
     summary = {
         "model": card.name,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import io
 import json
 
@@ -12,10 +13,13 @@ import flow.project
 from flow.card import load_card, parse_card
 from flow.cli import main
 from flow.errors import FlowError
+from flow.build import Source, load_data
 from flow.search import run_search
 from flow.search.pareto import best_vs_default, pareto_front
 from flow.search.proxy import DenseShape, proxy_cost
 from flow.search.space import parse_space
+from flow.search.study import Evaluator, variant
+from flow.train import read_float_weights, train
 
 TINY = """\
 name: tiny_search
@@ -187,6 +191,31 @@ def test_killed_search_resumes_where_it_stopped(env):
     again = []
     run_search(str(card_path), trials=4, generated_dir=gen, callbacks=[lambda st, t: again.append(t.number)])
     assert again == [] and len(_trial_states(db)) == 4
+
+
+def test_the_cards_own_warm_start_is_its_built_float_baseline(env, tmp_path, monkeypatch):
+    card_path, _ = env
+    card_path.write_text(TINY.replace("float_epochs: 2", "float_epochs: 3"))  # = training.epochs
+    card = load_card(card_path)
+    space = parse_space(card)
+    ds, fp = load_data(Source(name=card.name, card=card))
+    project = flow.project.Project.of(card.name)
+    train(card, ds, project, fp)
+    built = read_float_weights(project, card.training_fingerprint(fp))
+    assert built is not None and read_float_weights(project, "0" * 16) is None  # another training's: not used
+    trial = variant(card, space, space.defaults, epochs=1)
+    own = Evaluator(card, space, ds, tmp_path / "warm_own", fp).warm_weights(trial)  # no project: trained here
+    assert len(own) == len(built) and all(np.array_equal(a, b) for a, b in zip(own, built))  # the same recipe
+
+    def no_training(*args, **kwargs):
+        raise AssertionError("the built float baseline should have been loaded")
+
+    monkeypatch.setattr("flow.train.fit", no_training)
+    loaded = Evaluator(card, space, ds, tmp_path / "warm_built", fp, project=project).warm_weights(trial)
+    assert all(np.array_equal(a, b) for a, b in zip(loaded, built))
+    other = dataclasses.replace(card, training=dataclasses.replace(card.training, seed=4))
+    with pytest.raises(AssertionError, match="should have been loaded"):  # its fingerprint differs: trains
+        Evaluator(other, space, ds, tmp_path / "warm_other", fp, project=project).warm_weights(trial)
 
 
 def test_changed_space_needs_fresh(env):

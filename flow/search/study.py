@@ -29,6 +29,7 @@ from flow.project import Project
 from flow.search import workers
 from flow.search.proxy import proxy_cost, shapes_from_model
 from flow.search.space import SearchSpace, parse_space, variant_data
+from flow.train import read_float_weights, train_float
 
 
 def variant(card: Card, space: SearchSpace, values: dict[str, Any], *, epochs: int | None = None) -> Card:
@@ -47,10 +48,15 @@ class Evaluator:
     dataset_fp: str
     default_badness: float | None = None
     pruner_study: Any = None  # prune method hyperband: the companion study (open_pruner_study)
+    project: Project | None = None  # the card's built project, whose float baseline is a warm start
     _warm: dict = dataclasses.field(default_factory=dict)
 
     def warm_weights(self, cv: Card) -> list[np.ndarray] | None:
-        """Float weights for ``cv``'s architecture (trained once, kept in ``search/warm/``); None if disabled."""
+        """Float weights for ``cv``'s architecture (trained once, kept in ``search/warm/``); None if disabled.
+
+        For the card's own shape trained for the card's own epochs this is the card's float baseline: the
+        project's (`make hls`) when its training fingerprint matches, so the search does not train it again.
+        """
         if self.space.float_epochs == 0:
             return None
         units = weight_shape(cv)
@@ -58,23 +64,23 @@ class Evaluator:
         if key in self._warm:
             return self._warm[key]
         path = self.warm_dir / f"float_{key}.npz"
-        if path.exists():
+        baseline = units == weight_shape(self.card) and self.space.float_epochs == self.card.training.epochs
+        built = None
+        if baseline and self.project is not None:
+            built = read_float_weights(self.project, self.card.training_fingerprint(self.dataset_fp))
+        if built is not None:
+            weights = built
+            info(f"{self.card.name}: float warm start for units {units}: the built model's float baseline")
+        elif path.exists():
             with np.load(path) as z:
                 weights = [z[f"w{i}"] for i in range(len(z.files))]
         else:
-            from flow.model import build_model
+            import tensorflow as tf
 
             fcard = dataclasses.replace(cv, training=dataclasses.replace(cv.training, epochs=self.space.float_epochs))
-            _clear_keras(self.card.training.seed)
-            model = build_model(
-                fcard,
-                self.ds.n_features,
-                self.ds.n_outputs,
-                quantized=False,
-                image_shape=self.ds.meta.get("image_shape"),
-            )
+            tf.keras.backend.clear_session()
             t0 = time.perf_counter()
-            _fit(model, self.ds, fcard, [])
+            model, _ = train_float(fcard, self.ds)  # the train stage's recipe: the same weights as its baseline
             weights = model.get_weights()
             self.warm_dir.mkdir(parents=True, exist_ok=True)
             tmp = path.with_name(f".{path.stem}.{os.getpid()}.tmp.npz")  # workers may train the same shape at once
@@ -366,7 +372,7 @@ def run_study(
     study, n_done = open_study(
         url, f"{card.name}-search", space, digest, fresh=fresh and worker_index == 0, seed_offset=worker_index
     )
-    ev = Evaluator(card, space, ds, search_dir / "warm", fp)
+    ev = Evaluator(card, space, ds, search_dir / "warm", fp, project=Project(card.name, search_dir.parent))
     if space.prune_method == "hyperband":
         ev.pruner_study = open_pruner_study(url, f"{card.name}-search", space, fresh=fresh and worker_index == 0)
     if worker_index == 0 and not _has_default(study):
