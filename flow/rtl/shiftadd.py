@@ -10,10 +10,12 @@ as its value range (and no wider than the accumulator needs: the sum is only nee
 
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 
 from flow.errors import FlowError
-from flow.fixed import FixedType
+from flow.fixed import FixedType, Rounding
 from flow.ir import IR, DenseLayer, LayerKind
 from flow.rtl import cmvm, shiftadd_conv, value_ranges
 from flow.rtl.adder_graph import AdderGraph, Term
@@ -198,6 +200,10 @@ def dense_module(
     cap = aw - shift  # the sum is only needed modulo 2**cap
     iw = in_t.width
     biases = aligned_biases(layer)
+    fold = _rounding_fold(acc_t, layer.result_t, post, acc_ranges)
+    if fold is not None:  # the rounding cast's half LSB joins the bias constant, so the cast only truncates
+        biases = [b + (1 << (fold.drop - 1)) for b in biases]
+        post = fold.post
     outputs: list[Term | None] = graph.outputs if cap > 0 else [None] * n_out
 
     live = _live_nodes(graph, outputs)
@@ -248,6 +254,12 @@ def dense_module(
         total = f"{{sum{j}, {shift}'d0}}" if shift else f"sum{j}"
         lines.append(f"    wire [{aw - 1}:0] {acc} = {bias + ' + ' + total if biases[j] else total};")
         accs.append(acc)
+    if fold is not None and fold.to_even:  # a tie (dropped bits 100..0, now 000..0) rounded up to odd goes down
+        d = fold.drop
+        for j, acc in enumerate(accs):
+            even = f"{acc}[{d}] & |{acc}[{d - 1}:0]"
+            lines.append(f"    wire [{aw - 1}:0] t{j} = {{{acc}[{aw - 1}:{d + 1}], {even}, {acc}[{d - 1}:0]}};")
+            accs[j] = f"t{j}"
 
     used_inputs = sum(1 for k in live if k < n_in)
     text = f"// {name}: dense layer {layer.name} ({n_in} -> {n_out}) as shift-add terms ({graph.solver}: "
@@ -280,19 +292,65 @@ def dense_module(
     if sig.regs:
         text += "    always @(posedge clk) begin\n        if (en) begin\n" + "\n".join(sig.regs)
         text += "\n        end\n    end\n"
-    res_t = layer.result_t
+    res_t = fold.result_t if fold is not None else layer.result_t
     if acc_t.width < layer.accum_t.width and res_t.frac_bits == acc_t.frac_bits and _fits(acc_ranges, res_t):
         casts, outs, res_t = "", accs, acc_t  # (result_t) acc changes no value: the narrow sum goes on
     else:
         casts, outs = elem_casts("r", accs, False, acc_t, res_t)
     chain, packed = elementwise_chain("e", res_t, post, outs)
-    if not post and res_t is not layer.result_t:  # the port carries result_t: sign-extend the narrow sums
+    if not post and res_t.width != layer.result_t.width:  # the port carries result_t: sign-extend narrow sums
         packed = "{" + ", ".join(ext(o, res_t.width, layer.result_t.width, True) for o in reversed(outs)) + "}"
     text += casts + chain
     if not registered:
         return text + f"    assign y = {packed};\nendmodule\n", last
     text += f"    always @(posedge clk) begin\n        if (en) y <= {packed};\n    end\nendmodule\n"
     return text, 1 + last
+
+
+@dataclasses.dataclass(frozen=True)
+class _RoundingFold:
+    """The first cast after the accumulator that rounds, done as ``floor((acc + half) / 2**drop)``."""
+
+    drop: int  # accumulator fraction bits that cast drops
+    to_even: bool  # RND_CONV: a tie rounded up to an odd value is taken one down
+    result_t: FixedType  # the layer's result type as emitted (truncating when it is the rounding cast)
+    post: list  # the elementwise layers as emitted (a leading ReLU's cast truncating when it is the rounding one)
+
+
+FOLDED_ROUNDING = (Rounding.RND, Rounding.RND_CONV)  # round half up, half to even: floor after adding half
+
+
+def _rounding_fold(acc_t: FixedType, result_t: FixedType, post: list, acc_ranges) -> _RoundingFold | None:
+    """Where the layer's first lossy cast rounds half up or to even, that rounding as a floor after the bias.
+
+    The cast is either the result cast or, after a lossless result cast, a leading ReLU's: rounding is monotone
+    and keeps 0, so ``round(max(x, 0)) = max(round(x), 0)`` and the ReLU may see ``x + half``. Needs accumulator
+    ranges (the sum never wraps) with room for the half; None when the layer has no such cast.
+    """
+    if acc_ranges is None:
+        return None
+    to_trn = lambda t: dataclasses.replace(t, rounding=Rounding.TRN)  # noqa: E731
+    drop = acc_t.frac_bits - result_t.frac_bits
+    if drop > 0:
+        if post or result_t.rounding not in FOLDED_ROUNDING:
+            return None  # (a result cast that rounds before other layers: rare, left as it is)
+        fold = _RoundingFold(drop, result_t.rounding is Rounding.RND_CONV, to_trn(result_t), [])
+    elif drop == 0 and post and post[0].kind is LayerKind.RELU:
+        relu_t = post[0].result_t
+        drop = result_t.frac_bits - relu_t.frac_bits
+        if drop <= 0 or relu_t.rounding not in FOLDED_ROUNDING:
+            return None
+        relu = dataclasses.replace(post[0], result_t=to_trn(relu_t))
+        fold = _RoundingFold(drop, relu_t.rounding is Rounding.RND_CONV, result_t, [relu, *post[1:]])
+    else:
+        return None
+    half = 1 << (fold.drop - 1)
+    room = FixedType(acc_t.width, acc_t.int_bits, acc_t.signed)
+    if fold.drop + 1 >= acc_t.width or not _fits([(lo, hi + half) for lo, hi in acc_ranges], room):
+        return None
+    if fold.post and not _fits([(lo, hi + half) for lo, hi in acc_ranges], result_t):
+        return None  # the lossless result cast must stay lossless for acc + half
+    return fold
 
 
 def _fits(ranges: value_ranges.Ranges | None, t: FixedType) -> bool:
