@@ -189,6 +189,33 @@ def design_timing(cost: Any, latency: int | None, ii: int | None, card: CardCloc
     return out
 
 
+FAMILIES = ("ecp5", "asic")  # the timing figures of a design: ECP5 place and route, OSU018 delay
+
+
+def modules_timing(per_module: dict, latency: int | None, ii: int | None, card: CardClock) -> dict:
+    """A design timed module by module (:func:`flow.cost.parts.time_parts`): each module's figures, and per family
+    the design's from its worst module (each layer registers its output and reads registers, so the critical path
+    is within one module). A layer module not timed makes the figure a lower bound (a kernel's is one of its
+    layer's): then the card's clock is known missed when the bound exceeds it, and unknown otherwise."""
+    modules = {m: design_timing(r, None, None, card) | {"inside": r.get("inside")} for m, r in per_module.items()}
+    out: dict = {"latency_cycles": latency, "ii_cycles": ii, "modules": modules}
+    for fam in FAMILIES:
+        done = {m: t[fam]["period_ns"] for m, t in modules.items() if "period_ns" in t[fam]}
+        untimed = [m for m, t in modules.items() if t["inside"] is None and "period_ns" not in t[fam]]
+        if not done:
+            out[fam] = {"status": "not run" if not modules else "no module timed"}
+            continue
+        worst = max(done, key=lambda m: done[m])
+        f = at_clock(done[worst], latency, ii, card) | {"worst_module": worst}
+        if untimed:  # an untimed module may be slower: only a miss is certain
+            f |= {"lower_bound": True, "untimed_modules": untimed}
+            for key in ("card_clock_met", "rate_met"):
+                if f.get(key):
+                    f[key] = None
+        out[fam] = f
+    return out
+
+
 def report_timing(d: dict, card: dict, applied: AppliedHardware | None = None) -> dict:
     """The report's ``timing`` block: the clock (``card_clock``), then each architecture's and the table ROM's."""
     clock = card_clock(card, applied)
@@ -196,6 +223,9 @@ def report_timing(d: dict, card: dict, applied: AppliedHardware | None = None) -
     archs = d.get("archs") if isinstance(d.get("archs"), dict) else {}
     for arch, entry in archs.items():
         lat, ii, source = cycles(entry)
+        if isinstance(entry.get("layer_timing"), dict):  # --per-layer: each module timed as its own top
+            out["archs"][arch] = modules_timing(entry["layer_timing"], lat, ii, clock) | {"cycles_from": source}
+            continue
         out["archs"][arch] = design_timing(entry.get("cost"), lat, ii, clock) | {"cycles_from": source}
     synth = (d.get("table") or {}).get("synth")
     if isinstance(synth, dict) and ("ecp5" in synth or "asic_timing" in synth):
@@ -229,19 +259,76 @@ def _row(name: str, t: dict, fam: str, card: CardClock) -> list[str]:
     f = t.get(fam) or {}
     if "period_ns" not in f:
         return [name, f"**{f.get('status', 'not run')}**"] + ["–"] * 8
-    rate = _num(f.get("rate_met")) if card.rate_mhz else "–"
+    rate = _met(f.get("rate_met")) if card.rate_mhz else "–"
+    at_least, at_most = ("≥ ", "≤ ") if f.get("lower_bound") else ("", "")  # an untimed module may be slower
+    worst = f" (worst module `{f['worst_module']}`)" if f.get("worst_module") else ""
     return [
-        name,
-        _num(f["fmax_mhz"], 4) + (" (placed, not routed)" if f.get("estimate") else ""),
-        _num(f["period_ns"]),
-        _num(f["card_clock_met"]),
+        name + worst,
+        at_most + _num(f["fmax_mhz"], 4) + (" (placed, not routed)" if f.get("estimate") else ""),
+        at_least + _num(f["period_ns"]),
+        _met(f["card_clock_met"]),
         _num(t.get("latency_cycles")),
-        _num(f.get("latency_ns")),
+        at_least + _num(f.get("latency_ns")),
         _num(t.get("ii_cycles")),
-        _num(f.get("ii_ns")),
-        _num(f.get("max_sample_rate_mhz"), 4),
+        at_least + _num(f.get("ii_ns")),
+        at_most + _num(f.get("max_sample_rate_mhz"), 4),
         rate,
     ]
+
+
+def _met(v: bool | None) -> str:
+    """A check's answer; None: unknown (a figure that is only a bound)."""
+    return "unknown" if v is None else _num(v)
+
+
+def _modules_lines(designs: list[tuple[str, dict]], card: CardClock) -> list[str]:
+    """``--per-layer``: each module's OSU018 delay and ECP5 figures, and what the worst module means for the card."""
+    L: list[str] = []
+    clock = f"{card.period_ns:g} ns"
+    for name, t in designs:
+        if not isinstance(t.get("modules"), dict):
+            continue
+        L += [
+            f"{name}, module by module (`--per-layer`: each layer module synthesised and timed as its own top, its "
+            "ports registered for ECP5; the layers are registered at their boundaries, so the design's critical path "
+            "is its worst module's; the top's handshake, stall fan-out and argmax are not included; a kernel's path "
+            "is part of its layer's, so alone it is a lower bound of that layer's):",
+            "",
+        ]
+        rows = []
+        for m, r in t["modules"].items():
+            a, e = r.get("asic") or {}, r.get("ecp5") or {}
+            path = e.get("critical_path") or {}
+            rows.append(
+                [
+                    f"`{m}`",
+                    f"kernel of {r['inside']}" if r.get("inside") else "layer",
+                    _num(a["period_ns"]) if "period_ns" in a else f"**{a.get('status', 'not run')}**",
+                    _met(a.get("card_clock_met")) if "period_ns" in a else "–",
+                    _num(e["fmax_mhz"], 4) + (" (placed, not routed)" if e.get("estimate") else "")
+                    if "period_ns" in e
+                    else f"**{e.get('status', 'not run')}**",
+                    _met(e.get("card_clock_met")) if "period_ns" in e else "–",
+                    f"{path['logic_ns']} logic + {path['routing_ns']} routing" if path else "–",
+                ]
+            )
+        header = ["module", "is", "OSU018 delay ns", f"meets {clock}", "ECP5 Fmax MHz", f"meets {clock}", "ECP5 path"]
+        L += _table(header, rows) + [""]
+        for fam, label in (("asic", "OSU018 delay"), ("ecp5", "ECP5")):
+            f = t.get(fam) or {}
+            if "period_ns" not in f:
+                continue
+            bound = "at least " if f.get("lower_bound") else ""
+            untimed = f", {', '.join(f['untimed_modules'])} not timed" if f.get("untimed_modules") else ""
+            text = f"{name} ({label}): critical path {bound}{f['period_ns']:g} ns in `{f['worst_module']}`{untimed}; "
+            text += f"the card's {clock} clock met: {_met(f['card_clock_met'])}"
+            if f.get("ii_ns") is not None and card.rate_mhz:
+                text += (
+                    f"; II {t.get('ii_cycles')} × {bound}{f['run_period_ns']:g} ns = {bound}{f['run_ii_ns']:g} ns, "
+                    f"{card.rate_mhz:g} MHz sustained: {_met(f.get('rate_met'))}"
+                )
+            L += [text + ".", ""]
+    return L
 
 
 def _table(header: list[str], rows: list[list[str]]) -> list[str]:
@@ -319,4 +406,4 @@ def render_md(d: dict) -> list[str]:
         "",
     ]
     L += _table([h.replace("Fmax", "clock ≤") for h in header], [_row(n, t, "asic", card) for n, t in designs])
-    return [ln for ln in L] + [""]
+    return L + [""] + _modules_lines(designs, card)
