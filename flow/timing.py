@@ -192,26 +192,52 @@ def design_timing(cost: Any, latency: int | None, ii: int | None, card: CardCloc
 FAMILIES = ("ecp5", "asic")  # the timing figures of a design: ECP5 place and route, OSU018 delay
 
 
+def _bounded_asic(row: dict, result: Any, module: str, card: CardClock) -> dict:
+    """A layer timed with its kernel kept as a module (mapped once): ABC times each module on its own, so a path
+    from the layer's input through the kernel to its register is at most 2 × the layer's own longest segment + the
+    kernel's, and at least the longest of them. The row's figure is that upper bound, with the lower one."""
+    delays = (((result or {}).get("asic_timing") or {}).get("module_delay_ps")) or {}
+    if module not in delays or len(delays) < 2 or "period_ns" not in row:
+        return row
+    own, inner = delays[module], max(v for k, v in delays.items() if k != module)
+    lo, hi = max(own, inner) / 1000.0, (2 * own + inner) / 1000.0
+    met = True if hi <= card.period_ns else False if lo > card.period_ns else None
+    return at_clock(hi, None, None, card) | {"lower_ns": round(lo, 3), "card_clock_met": met, "upper_bound": True}
+
+
 def modules_timing(per_module: dict, latency: int | None, ii: int | None, card: CardClock) -> dict:
-    """A design timed module by module (:func:`flow.cost.parts.time_parts`): each module's figures, and per family
-    the design's from its worst module (each layer registers its output and reads registers, so the critical path
-    is within one module). A layer module not timed makes the figure a lower bound (a kernel's is one of its
-    layer's): then the card's clock is known missed when the bound exceeds it, and unknown otherwise."""
-    modules = {m: design_timing(r, None, None, card) | {"inside": r.get("inside")} for m, r in per_module.items()}
+    """A design timed module by module (:func:`flow.cost.parts.cost_and_time_parts`): each module's figures, and
+    per family the design's from its worst module (each layer registers its output and reads registers, so the
+    critical path is within one layer). A layer not timed makes the design's figure a lower bound, a layer timed in
+    parts (its kernel kept) an upper bound: a clock counts as met only when every bound is below it, as missed
+    when a lower bound exceeds it, and as unknown otherwise."""
+    modules = {}
+    for m, r in per_module.items():
+        row = design_timing(r, None, None, card) | {"inside": r.get("inside")}
+        row["asic"] = _bounded_asic(row["asic"], r.get("asic_timing"), m, card)
+        modules[m] = row
     out: dict = {"latency_cycles": latency, "ii_cycles": ii, "modules": modules}
     for fam in FAMILIES:
-        done = {m: t[fam]["period_ns"] for m, t in modules.items() if "period_ns" in t[fam]}
+        done = {m: t[fam] for m, t in modules.items() if "period_ns" in t[fam]}
         untimed = [m for m, t in modules.items() if t["inside"] is None and "period_ns" not in t[fam]]
         if not done:
             out[fam] = {"status": "not run" if not modules else "no module timed"}
             continue
-        worst = max(done, key=lambda m: done[m])
-        f = at_clock(done[worst], latency, ii, card) | {"worst_module": worst}
-        if untimed:  # an untimed module may be slower: only a miss is certain
+        worst = max(done, key=lambda m: done[m]["period_ns"])
+        lower = max(t.get("lower_ns", t["period_ns"]) for t in done.values())
+        mets = [t["card_clock_met"] for t in done.values()]
+        met = False if False in mets else None if untimed or None in mets else True
+        f = at_clock(lower if untimed else done[worst]["period_ns"], latency, ii, card) | {"worst_module": worst}
+        f["card_clock_met"] = met
+        if f.get("rate_met") is not None:
+            bounded = untimed or any(t.get("upper_bound") for t in done.values())
+            missed = ii * max(card.period_ns, lower) > (card.max_ii_ns or 0) + 1e-9  # at the fastest it may run
+            held = f["rate_met"] and not untimed  # at the card's clock, or at an upper bound of the period
+            f["rate_met"] = False if missed else True if held else None if met is None or bounded else False
+        if untimed:  # an untimed layer may be slower
             f |= {"lower_bound": True, "untimed_modules": untimed}
-            for key in ("card_clock_met", "rate_met"):
-                if f.get(key):
-                    f[key] = None
+        elif any(t.get("upper_bound") for t in done.values()):
+            f |= {"upper_bound": True, "lower_ns": round(lower, 3)}
         out[fam] = f
     return out
 
@@ -260,7 +286,8 @@ def _row(name: str, t: dict, fam: str, card: CardClock) -> list[str]:
     if "period_ns" not in f:
         return [name, f"**{f.get('status', 'not run')}**"] + ["–"] * 8
     rate = _met(f.get("rate_met")) if card.rate_mhz else "–"
-    at_least, at_most = ("≥ ", "≤ ") if f.get("lower_bound") else ("", "")  # an untimed module may be slower
+    # a lower bound (an untimed module may be slower) or an upper one (a layer timed in parts)
+    at_least, at_most = ("≥ ", "≤ ") if f.get("lower_bound") else ("≤ ", "≥ ") if f.get("upper_bound") else ("", "")
     worst = f" (worst module `{f['worst_module']}`)" if f.get("worst_module") else ""
     return [
         name + worst,

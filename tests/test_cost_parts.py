@@ -41,7 +41,7 @@ def _own_cache(tmp_path, monkeypatch):
 def test_a_kernel_instantiated_by_its_layer_is_not_a_part(tmp_path):
     rtl, design = _rtl(tmp_path / "rtl", ["t_conv1", "t_fc1", "t_k"], {"t_k": KERNEL, "t_conv1": CONV, "t_fc1": FC})
     got = parts.layer_parts(rtl, design)
-    assert [(p.name, p.modules) for p in got] == [("conv1", ("t_conv1",)), ("fc1", ("t_fc1",))]
+    assert [(p.name, p.modules, p.keep) for p in got] == [("conv1", ("t_conv1",), ("t_k",)), ("fc1", ("t_fc1",), ())]
 
 
 def test_layer_parts_refuse_a_design_without_layer_modules_or_files(tmp_path):
@@ -160,13 +160,46 @@ def test_the_worst_module_sets_the_design_clock_and_a_slow_one_misses_the_card()
 
 
 @pytest.mark.skipif(not (have("yosys") and libs.osu018() is not None), reason="yosys or OSU018 missing")
-def test_cost_and_time_live_a_kernel_alone_is_faster_than_its_layer(tmp_path, monkeypatch):
+def test_cost_and_time_live_every_module_and_each_module_of_a_layer(tmp_path, monkeypatch):
     rtl, design = _rtl(tmp_path / "rtl", ["t_conv1", "t_fc1", "t_k"], {"t_k": KERNEL, "t_conv1": CONV, "t_fc1": FC})
     monkeypatch.setattr(parts, "ECP5_LUT4", 0)  # every layer too large for the device: only the kernel is placed
     costs, timed = parts.cost_and_time_parts(rtl, design, 2, ("asic_timing", "ecp5"))
     assert set(costs) == {"conv1", "fc1"} and all(c["status"] == "ok" for c in costs.values())
     delay = {m: t["asic_timing"]["asic_timing"]["delay_ps"] for m, t in timed.items()}
-    assert delay["t_k"] < delay["t_conv1"]  # the layer's path holds its kernel's
+    per = timed["t_conv1"]["asic_timing"]["asic_timing"]["module_delay_ps"]  # its kernel kept, mapped once
+    assert set(per) == {"t_conv1", "t_k"} and delay["t_k"] > 0 and delay["t_conv1"] == max(per.values())
+    assert costs["conv1"]["figures"]["osu018_um2"] > costs["fc1"]["figures"]["osu018_um2"]  # both kernel instances
     assert timed["t_conv1"]["ecp5"]["status"].startswith("not run: ") and "LUT4s" in timed["t_conv1"]["ecp5"]["status"]
     if have("nextpnr-ecp5"):
         assert timed["t_k"]["ecp5"]["status"] == "ok"  # a combinational kernel, its ports registered by the wrapper
+
+
+def test_a_layer_timed_in_parts_is_bounded_and_met_only_below_its_upper_bound():
+    """A layer whose kernel is kept: its path lies between max(own, kernel) and 2 × own + kernel."""
+    from flow import timing
+
+    card = timing.CardClock(5.0, rate_mhz=40.0)
+
+    def layer(own_ps: float, kernel_ps: float) -> dict:
+        res = _timed(max(own_ps, kernel_ps))
+        res["asic_timing"]["module_delay_ps"] = {"t_conv1": own_ps, "t_k": kernel_ps}
+        return {"inside": None, "asic_timing": res}
+
+    def design(conv1: dict) -> dict:
+        per = {
+            "t_conv1": conv1,
+            "t_k": {
+                "inside": "conv1",
+                "asic_timing": _timed(conv1["asic_timing"]["asic_timing"]["module_delay_ps"]["t_k"]),
+            },
+        }
+        return timing.modules_timing(per, 14, 5, card)
+
+    t = design(layer(1000.0, 2500.0))  # at most 4.5 ns: met
+    row = t["modules"]["t_conv1"]["asic"]
+    assert row["period_ns"] == 4.5 and row["lower_ns"] == 2.5 and row["card_clock_met"] is True
+    assert t["asic"]["card_clock_met"] is True and t["asic"]["rate_met"] is True and t["asic"]["upper_bound"] is True
+    u = design(layer(1500.0, 3000.0))["asic"]  # between 3 and 6 ns: unknown, never "met"
+    assert u["period_ns"] == 6.0 and u["card_clock_met"] is None and u["rate_met"] is None
+    m = design(layer(1000.0, 5500.0))["asic"]  # the kernel alone is over 5 ns: missed
+    assert m["card_clock_met"] is False and m["rate_met"] is False  # II 5 × more than 5.5 ns > 25 ns

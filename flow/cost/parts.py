@@ -32,6 +32,7 @@ class Part:
 
     name: str
     modules: tuple[str, ...]
+    keep: tuple[str, ...] = ()  # modules it instantiates that the ASIC flows keep and map once (its kernels)
 
 
 def _instantiates(text: str, module: str) -> bool:
@@ -51,7 +52,11 @@ def layer_parts(rtl: Path, design: dict) -> list[Part]:
         raise FlowError(f"{rtl}: no Verilog file for layer module(s) {', '.join(missing)}; run `make sim` again")
     inner = {m for m in modules for other in modules if other != m and _instantiates(texts[other], m)}
     top = design.get("top", "")
-    return [Part(m.removeprefix(f"{top}_"), (m,)) for m in modules if m not in inner]
+    return [
+        Part(m.removeprefix(f"{top}_"), (m,), tuple(k for k in sorted(inner) if _instantiates(texts[m], k)))
+        for m in modules
+        if m not in inner
+    ]
 
 
 def module_ports(text: str, module: str) -> dict[str, dict]:
@@ -67,13 +72,17 @@ def module_ports(text: str, module: str) -> dict[str, dict]:
     return ports
 
 
-def run_modules(rtl: Path, wanted: dict[str, tuple[str, ...]], jobs: int | None) -> dict[str, dict[str, dict]]:
+def run_modules(
+    rtl: Path, wanted: dict[str, tuple[str, ...]], jobs: int | None, keep: dict[str, tuple[str, ...]] | None = None
+) -> dict[str, dict[str, dict]]:
     """Each module of ``wanted`` as its own top through its flows, in one batch: ``{module: {flow: result}}``
-    (an ECP5 flow's module wrapped in registers on every port, so that its paths from and to them are timed)."""
+    (an ECP5 flow's module wrapped in registers on every port, so that its paths from and to them are timed; the
+    ASIC flows keep a module's ``keep`` submodules and map each once, as the whole-design flow keeps layers)."""
     sources = yosys.read_files_txt(rtl)
+    keep = keep or {}
     pairs = [(m, f) for m, flows in wanted.items() for f in flows]
     ports = {m: module_ports((rtl / f"{m}.v").read_text(), m) for m, f in pairs if f in yosys.ECP5_FLOWS}
-    plans = [yosys.plan(f, rtl, sources, m, ports=ports.get(m) if f in yosys.ECP5_FLOWS else None) for m, f in pairs]
+    plans = [yosys.plan(f, rtl, sources, m, ports=ports.get(m), layer_modules=keep.get(m, ())) for m, f in pairs]
     out: dict[str, dict[str, dict]] = {m: {} for m in wanted}
     for (m, f), r in zip(pairs, yosys.run_all(plans, jobs)):
         out[m][f] = r
@@ -84,7 +93,8 @@ def cost_parts(
     rtl: Path, part_list: list[Part], jobs: int | None, flows: tuple[str, ...] = PART_FLOWS
 ) -> dict[str, dict]:
     """Each part's figures summed over its modules (``status``: ok, or what did not finish)."""
-    return _part_costs(part_list, run_modules(rtl, {m: flows for p in part_list for m in p.modules}, jobs))
+    wanted = {m: flows for p in part_list for m in p.modules}
+    return _part_costs(part_list, run_modules(rtl, wanted, jobs, {m: p.keep for p in part_list for m in p.modules}))
 
 
 def _part_costs(part_list: list[Part], by_module: dict[str, dict[str, dict]]) -> dict[str, dict]:
@@ -134,7 +144,9 @@ def cost_and_time_parts(
     part_list = layer_parts(rtl, design)
     inside = timing_modules(rtl, design)
     asic = tuple(f for f in timing_flows if f not in yosys.ECP5_FLOWS)
-    by_module = run_modules(rtl, {m: (PART_FLOWS if where is None else ()) + asic for m, where in inside.items()}, jobs)
+    keep = {m: p.keep for p in part_list for m in p.modules}
+    wanted = {m: (PART_FLOWS if where is None else ()) + asic for m, where in inside.items()}
+    by_module = run_modules(rtl, wanted, jobs, keep)
     costs = _part_costs(part_list, {m: {f: by_module[m][f] for f in PART_FLOWS} for p in part_list for m in p.modules})
     luts = {p.modules[0]: (by_module[p.modules[0]]["xc7"].get("fpga") or {}).get("LUT") for p in part_list}
     skip = {m for m, n in luts.items() if n is None or n > ECP5_LUT4}
