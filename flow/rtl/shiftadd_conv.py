@@ -92,6 +92,9 @@ def conv_module(
     p = dataclasses.replace(p, kernel_stages=k_stages)
     details = graph.to_dict() | {"instances": p.instances, "pixels": p.pixels, "conv_ii": ii, "kernel": kname}
     details["kernel_delay_cycles"] = p.kernel_delay
+    # A kernel's output is a wire: registered by the delay line when there is one, else the layer's path runs
+    # from its window through the kernel into the bank and the whole-image layers (what the timing bounds need).
+    details["kernel_output_registered"] = p.kernel_delay > k_stages
     return _layer_text(name, kname, p), ii + p.kernel_delay, (kname, k_text), details
 
 
