@@ -192,19 +192,19 @@ def design_timing(cost: Any, latency: int | None, ii: int | None, card: CardCloc
 FAMILIES = ("ecp5", "asic")  # the timing figures of a design: ECP5 place and route, OSU018 delay
 
 
-def _bounded_asic(row: dict, result: Any, module: str, card: CardClock, registered: bool) -> dict:
+def _bounded_asic(row: dict, result: Any, module: str, card: CardClock, ends: dict) -> dict:
     """A layer timed with its kernel kept as a module (mapped once): ABC times each module on its own, so a path
-    from the layer's input through the kernel to a register is at most the layer's own longest segment + the
-    kernel's (twice the layer's when the kernel's output is not ``registered`` in the layer: the path goes on into
-    the bank and the whole-image layers), and at least the longest of them. The row's figure is that upper
-    bound, with the lower one."""
+    through the kernel is at most the kernel's longest segment plus the layer's own on each side that is not a
+    register (``ends``: ``input``, ``output`` registered), and at least the longest of them. The row's figure is
+    that upper bound, with the lower one."""
     delays = (((result or {}).get("asic_timing") or {}).get("module_delay_ps")) or {}
     if module not in delays or len(delays) < 2 or "period_ns" not in row:
         return row
     own, inner = delays[module], max(v for k, v in delays.items() if k != module)
-    lo, hi = max(own, inner) / 1000.0, ((1 if registered else 2) * own + inner) / 1000.0
+    lo = max(own, inner) / 1000.0
+    hi = max(lo, (inner + own * sum(not ends.get(side) for side in ("input", "output"))) / 1000.0)
     met = True if hi <= card.period_ns else False if lo > card.period_ns else None
-    return at_clock(hi, None, None, card) | {"lower_ns": round(lo, 3), "card_clock_met": met, "upper_bound": True}
+    return at_clock(hi, None, None, card) | {"lower_ns": round(lo, 3), "card_clock_met": met, "upper_bound": hi > lo}
 
 
 def modules_timing(per_module: dict, latency: int | None, ii: int | None, card: CardClock) -> dict:
@@ -216,7 +216,7 @@ def modules_timing(per_module: dict, latency: int | None, ii: int | None, card: 
     modules = {}
     for m, r in per_module.items():
         row = design_timing(r, None, None, card) | {"inside": r.get("inside")}
-        row["asic"] = _bounded_asic(row["asic"], r.get("asic_timing"), m, card, bool(r.get("kernels_registered")))
+        row["asic"] = _bounded_asic(row["asic"], r.get("asic_timing"), m, card, r.get("kernel_ends_registered") or {})
         modules[m] = row
     out: dict = {"latency_cycles": latency, "ii_cycles": ii, "modules": modules}
     for fam in FAMILIES:

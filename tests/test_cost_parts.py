@@ -203,5 +203,9 @@ def test_a_layer_timed_in_parts_is_bounded_and_met_only_below_its_upper_bound():
     assert u["period_ns"] == 6.0 and u["card_clock_met"] is None and u["rate_met"] is None
     m = design(layer(1000.0, 5500.0))["asic"]  # the kernel alone is over 5 ns: missed
     assert m["card_clock_met"] is False and m["rate_met"] is False  # II 5 × more than 5.5 ns > 25 ns
-    r = design(layer(1500.0, 3000.0) | {"kernels_registered": True})  # its output registered: at most own + kernel
+    ends = {"input": False, "output": True}
+    r = design(layer(1500.0, 3000.0) | {"kernel_ends_registered": ends})  # output registered: own + kernel
     assert r["modules"]["t_conv1"]["asic"]["period_ns"] == 4.5 and r["asic"]["card_clock_met"] is True
+    both = {"input": True, "output": True}
+    b = design(layer(1500.0, 4800.0) | {"kernel_ends_registered": both})["modules"]["t_conv1"]["asic"]
+    assert b["period_ns"] == b["lower_ns"] == 4.8 and b["upper_bound"] is False  # every path in one module

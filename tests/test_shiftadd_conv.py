@@ -139,7 +139,7 @@ def test_adder_depth_cut_registers_a_time_multiplexed_kernel_in_whole_beats(tmp_
     cut = generate(ir, "shiftadd", tmp_path / "cut", solver="csd", conv_ii=5, adder_depth_cut=1)
     convs = {k: v for k, v in cut.details["cmvm"].items() if "kernel" in v}
     assert convs and all(v["kernel_delay_cycles"] % 5 == 0 and v["kernel_delay_cycles"] > 0 for v in convs.values())
-    assert all(v["kernel_output_registered"] == (v["kernel_delay_cycles"] > (v["depth"] - 1)) for v in convs.values())
+    assert all(v["kernel_input_registered"] for v in convs.values())  # the window multiplexer has its own stage
     assert all(v["kernel_delay_cycles"] == 0 for k, v in flat.details["cmvm"].items() if "kernel" in v)
     grown = sum(v["kernel_delay_cycles"] for v in convs.values())
     dense_cuts = cut.latency_cycles_expected - flat.latency_cycles_expected - grown

@@ -152,17 +152,17 @@ def cost_and_time_parts(
     skip = {m for m, n in luts.items() if n is None or n > ECP5_LUT4}
     ecp5 = tuple(f for f in timing_flows if f in yosys.ECP5_FLOWS)
     placed = run_modules(rtl, {m: ecp5 for m in inside if m not in skip}, jobs) if ecp5 else {}
-    registered = {
-        c.get("kernel")
-        for c in ((design.get("details") or {}).get("cmvm") or {}).values()
-        if isinstance(c, dict) and c.get("kernel_output_registered")
-    }
+    convs = [c for c in ((design.get("details") or {}).get("cmvm") or {}).values() if isinstance(c, dict)]
     timing = {}
     for m, where in inside.items():
         timing[m] = {"inside": where} | {f: by_module[m][f] for f in asic} | placed.get(m, {})
-        if keep.get(m):  # whether the kept kernels' outputs end at a register of the layer (the timing bound)
-            timing[m]["kernels_registered"] = all(k in registered for k in keep[m])
         if ecp5 and m in skip:
             why = f"{luts[m]:,} xc7 LUTs > the {nextpnr.DEVICE}'s {ECP5_LUT4:,} LUT4s" if luts[m] else "xc7 unfinished"
             timing[m][ecp5[0]] = {"status": f"not run: {why}"}
+        if keep.get(m):  # which ends of its kept kernels are registers of the layer (the timing bound needs it)
+            ends = [c for c in convs if c.get("kernel") in keep[m]]
+            timing[m]["kernel_ends_registered"] = {
+                side: bool(ends) and all(c.get(f"kernel_{side}_registered") for c in ends)
+                for side in ("input", "output")
+            }
     return costs, timing

@@ -32,11 +32,18 @@ class ConvPlan:
     rest_post: list  # the layers from the first whole-image one (max pooling, flatten) on
     ii: int  # pixels per instance (the beat's cycles)
     kernel_stages: int = 0  # the kernel's adder-level registers
+    window_registered: bool = False  # a register between the window's phase multiplexer and the kernel
 
     @property
     def kernel_delay(self) -> int:
-        """Cycles from a window to its kernel output as the layer reads it: the kernel's registers, whole beats."""
-        return -(-self.kernel_stages // self.ii) * self.ii
+        """Cycles from a window to its kernel output as the layer reads it: the window register and the kernel's
+        registers, padded to whole beats."""
+        return -(-(self.kernel_stages + self.window_registered) // self.ii) * self.ii
+
+    @property
+    def pad(self) -> int:
+        """The delay line's registers on each kernel output."""
+        return self.kernel_delay - self.kernel_stages - self.window_registered
 
     @property
     def pixels(self) -> int:
@@ -89,12 +96,15 @@ def conv_module(
     k_text, k_stages = dense_module(
         kname, kernel, in_t, p.pixel_post, p.pixel_t, graph, shift, cut, k_ranges, registered=False
     )
-    p = dataclasses.replace(p, kernel_stages=k_stages)
+    # Pipelined (cut) and time-multiplexed: the window multiplexer gets its own stage, so every path of the layer
+    # lies within the layer or within the kernel.
+    p = dataclasses.replace(p, kernel_stages=k_stages, window_registered=bool(cut) and ii > 1)
     details = graph.to_dict() | {"instances": p.instances, "pixels": p.pixels, "conv_ii": ii, "kernel": kname}
     details["kernel_delay_cycles"] = p.kernel_delay
     # A kernel's output is a wire: registered by the delay line when there is one, else the layer's path runs
-    # from its window through the kernel into the bank and the whole-image layers (what the timing bounds need).
-    details["kernel_output_registered"] = p.kernel_delay > k_stages
+    # through the kernel into the bank and the whole-image layers (what the timing bounds need; so for its input).
+    details["kernel_output_registered"] = p.pad > 0
+    details["kernel_input_registered"] = p.window_registered
     return _layer_text(name, kname, p), ii + p.kernel_delay, (kname, k_text), details
 
 
@@ -125,7 +135,7 @@ def _layer_text(name: str, kname: str, p: ConvPlan) -> str:
         return "{" + ", ".join(reversed(parts)) + "}"
 
     read = _read_pixels(p)
-    pad = p.kernel_delay - p.kernel_stages
+    pad = p.pad
     lines: list[str] = []
     regs: list[str] = []
     for i in range(p.instances):
@@ -136,7 +146,11 @@ def _layer_text(name: str, kname: str, p: ConvPlan) -> str:
         for ph in range(ii - 2, -1, -1):  # the last phase's window is the default
             if choices[ph] != expr:
                 expr = f"(ph == {pw}'d{ph}) ? {choices[ph]} : {expr}"
-        lines.append(f"    wire [{k_in * iw - 1}:0] w{i} = {expr};")
+        if p.window_registered:
+            lines.append(f"    reg [{k_in * iw - 1}:0] w{i};")
+            regs.append(f"        if (en) w{i} <= {expr};")
+        else:
+            lines.append(f"    wire [{k_in * iw - 1}:0] w{i} = {expr};")
         lines.append(f"    wire [{f * pt.width - 1}:0] k{i};")
         out = f"k{i}_d0" if pad else f"k{i}"
         if pad:  # the kernel's output delayed to a whole number of beats
