@@ -178,9 +178,13 @@ def collect(
         if synth and per_layer and design.get("layer_modules"):
             layer_list = parts.layer_parts(rtl, design)
             info(f"{proj.name}: Yosys cost of rtl/{rtl.name}, layer by layer ({len(layer_list)} modules: xc7, ASIC)")
-            entry["layer_costs"] = parts.cost_parts(rtl, layer_list, jobs)
+            if timed:
+                info(f"{proj.name}: and each layer module's timing: {', '.join(timed)}")
+                entry["layer_costs"], entry["layer_timing"] = parts.cost_and_time_parts(rtl, design, jobs, timed)
+            else:
+                entry["layer_costs"] = parts.cost_parts(rtl, layer_list, jobs)
             entry["layer_total"] = parts.total(entry["layer_costs"])
-            whole = timed  # the area figures are the layers'; only timing needs the whole design
+            whole = ()  # area and timing are the modules': no whole-design run
         if synth and whole:
             info(f"{proj.name}: Yosys cost of rtl/{rtl.name}: {', '.join(whole)}")
             try:

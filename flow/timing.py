@@ -189,6 +189,61 @@ def design_timing(cost: Any, latency: int | None, ii: int | None, card: CardCloc
     return out
 
 
+FAMILIES = ("ecp5", "asic")  # the timing figures of a design: ECP5 place and route, OSU018 delay
+
+
+def _bounded_asic(row: dict, result: Any, module: str, card: CardClock, ends: dict) -> dict:
+    """A layer timed with its kernel kept as a module (mapped once): ABC times each module on its own, so a path
+    through the kernel is at most the kernel's longest segment plus the layer's own on each side that is not a
+    register (``ends``: ``input``, ``output`` registered), and at least the longest of them. The row's figure is
+    that upper bound, with the lower one."""
+    delays = (((result or {}).get("asic_timing") or {}).get("module_delay_ps")) or {}
+    if module not in delays or len(delays) < 2 or "period_ns" not in row:
+        return row
+    own, inner = delays[module], max(v for k, v in delays.items() if k != module)
+    lo = max(own, inner) / 1000.0
+    hi = max(lo, (inner + own * sum(not ends.get(side) for side in ("input", "output"))) / 1000.0)
+    met = True if hi <= card.period_ns else False if lo > card.period_ns else None
+    return at_clock(hi, None, None, card) | {"lower_ns": round(lo, 3), "card_clock_met": met, "upper_bound": hi > lo}
+
+
+def modules_timing(per_module: dict, latency: int | None, ii: int | None, card: CardClock) -> dict:
+    """A design timed module by module (:func:`flow.cost.parts.cost_and_time_parts`): each module's figures, and
+    per family the design's from its worst module (each layer registers its output and reads registers, so the
+    critical path is within one layer). A layer not timed makes the design's figure a lower bound, a layer timed in
+    parts (its kernel kept) an upper bound: a clock counts as met only when every bound is below it, as missed
+    when a lower bound exceeds it, and as unknown otherwise."""
+    modules = {}
+    for m, r in per_module.items():
+        row = design_timing(r, None, None, card) | {"inside": r.get("inside")}
+        row["asic"] = _bounded_asic(row["asic"], r.get("asic_timing"), m, card, r.get("kernel_ends_registered") or {})
+        modules[m] = row
+    out: dict = {"latency_cycles": latency, "ii_cycles": ii, "modules": modules}
+    for fam in FAMILIES:
+        done = {m: t[fam] for m, t in modules.items() if "period_ns" in t[fam]}
+        untimed = [m for m, t in modules.items() if t["inside"] is None and "period_ns" not in t[fam]]
+        if not done:
+            out[fam] = {"status": "not run" if not modules else "no module timed"}
+            continue
+        worst = max(done, key=lambda m: done[m]["period_ns"])
+        lower = max(t.get("lower_ns", t["period_ns"]) for t in done.values())
+        mets = [t["card_clock_met"] for t in done.values()]
+        met = False if False in mets else None if untimed or None in mets else True
+        f = at_clock(lower if untimed else done[worst]["period_ns"], latency, ii, card) | {"worst_module": worst}
+        f["card_clock_met"] = met
+        if f.get("rate_met") is not None:
+            bounded = untimed or any(t.get("upper_bound") for t in done.values())
+            missed = ii * max(card.period_ns, lower) > (card.max_ii_ns or 0) + 1e-9  # at the fastest it may run
+            held = f["rate_met"] and not untimed  # at the card's clock, or at an upper bound of the period
+            f["rate_met"] = False if missed else True if held else None if met is None or bounded else False
+        if untimed:  # an untimed layer may be slower
+            f |= {"lower_bound": True, "untimed_modules": untimed}
+        elif any(t.get("upper_bound") for t in done.values()):
+            f |= {"upper_bound": True, "lower_ns": round(lower, 3)}
+        out[fam] = f
+    return out
+
+
 def report_timing(d: dict, card: dict, applied: AppliedHardware | None = None) -> dict:
     """The report's ``timing`` block: the clock (``card_clock``), then each architecture's and the table ROM's."""
     clock = card_clock(card, applied)
@@ -196,6 +251,9 @@ def report_timing(d: dict, card: dict, applied: AppliedHardware | None = None) -
     archs = d.get("archs") if isinstance(d.get("archs"), dict) else {}
     for arch, entry in archs.items():
         lat, ii, source = cycles(entry)
+        if isinstance(entry.get("layer_timing"), dict):  # --per-layer: each module timed as its own top
+            out["archs"][arch] = modules_timing(entry["layer_timing"], lat, ii, clock) | {"cycles_from": source}
+            continue
         out["archs"][arch] = design_timing(entry.get("cost"), lat, ii, clock) | {"cycles_from": source}
     synth = (d.get("table") or {}).get("synth")
     if isinstance(synth, dict) and ("ecp5" in synth or "asic_timing" in synth):
@@ -229,19 +287,77 @@ def _row(name: str, t: dict, fam: str, card: CardClock) -> list[str]:
     f = t.get(fam) or {}
     if "period_ns" not in f:
         return [name, f"**{f.get('status', 'not run')}**"] + ["–"] * 8
-    rate = _num(f.get("rate_met")) if card.rate_mhz else "–"
+    rate = _met(f.get("rate_met")) if card.rate_mhz else "–"
+    # a lower bound (an untimed module may be slower) or an upper one (a layer timed in parts)
+    at_least, at_most = ("≥ ", "≤ ") if f.get("lower_bound") else ("≤ ", "≥ ") if f.get("upper_bound") else ("", "")
+    worst = f" (worst module `{f['worst_module']}`)" if f.get("worst_module") else ""
     return [
-        name,
-        _num(f["fmax_mhz"], 4) + (" (placed, not routed)" if f.get("estimate") else ""),
-        _num(f["period_ns"]),
-        _num(f["card_clock_met"]),
+        name + worst,
+        at_most + _num(f["fmax_mhz"], 4) + (" (placed, not routed)" if f.get("estimate") else ""),
+        at_least + _num(f["period_ns"]),
+        _met(f["card_clock_met"]),
         _num(t.get("latency_cycles")),
-        _num(f.get("latency_ns")),
+        at_least + _num(f.get("latency_ns")),
         _num(t.get("ii_cycles")),
-        _num(f.get("ii_ns")),
-        _num(f.get("max_sample_rate_mhz"), 4),
+        at_least + _num(f.get("ii_ns")),
+        at_most + _num(f.get("max_sample_rate_mhz"), 4),
         rate,
     ]
+
+
+def _met(v: bool | None) -> str:
+    """A check's answer; None: unknown (a figure that is only a bound)."""
+    return "unknown" if v is None else _num(v)
+
+
+def _modules_lines(designs: list[tuple[str, dict]], card: CardClock) -> list[str]:
+    """``--per-layer``: each module's OSU018 delay and ECP5 figures, and what the worst module means for the card."""
+    L: list[str] = []
+    clock = f"{card.period_ns:g} ns"
+    for name, t in designs:
+        if not isinstance(t.get("modules"), dict):
+            continue
+        L += [
+            f"{name}, module by module (`--per-layer`: each layer module synthesised and timed as its own top, its "
+            "ports registered for ECP5; the layers are registered at their boundaries, so the design's critical path "
+            "is its worst module's; the top's handshake, stall fan-out and argmax are not included; a kernel's path "
+            "is part of its layer's, so alone it is a lower bound of that layer's):",
+            "",
+        ]
+        rows = []
+        for m, r in t["modules"].items():
+            a, e = r.get("asic") or {}, r.get("ecp5") or {}
+            path = e.get("critical_path") or {}
+            rows.append(
+                [
+                    f"`{m}`",
+                    f"kernel of {r['inside']}" if r.get("inside") else "layer",
+                    _num(a["period_ns"]) if "period_ns" in a else f"**{a.get('status', 'not run')}**",
+                    _met(a.get("card_clock_met")) if "period_ns" in a else "–",
+                    _num(e["fmax_mhz"], 4) + (" (placed, not routed)" if e.get("estimate") else "")
+                    if "period_ns" in e
+                    else f"**{e.get('status', 'not run')}**",
+                    _met(e.get("card_clock_met")) if "period_ns" in e else "–",
+                    f"{path['logic_ns']} logic + {path['routing_ns']} routing" if path else "–",
+                ]
+            )
+        header = ["module", "is", "OSU018 delay ns", f"meets {clock}", "ECP5 Fmax MHz", f"meets {clock}", "ECP5 path"]
+        L += _table(header, rows) + [""]
+        for fam, label in (("asic", "OSU018 delay"), ("ecp5", "ECP5")):
+            f = t.get(fam) or {}
+            if "period_ns" not in f:
+                continue
+            bound = "at least " if f.get("lower_bound") else ""
+            untimed = f", {', '.join(f['untimed_modules'])} not timed" if f.get("untimed_modules") else ""
+            text = f"{name} ({label}): critical path {bound}{f['period_ns']:g} ns in `{f['worst_module']}`{untimed}; "
+            text += f"the card's {clock} clock met: {_met(f['card_clock_met'])}"
+            if f.get("ii_ns") is not None and card.rate_mhz:
+                text += (
+                    f"; II {t.get('ii_cycles')} × {bound}{f['run_period_ns']:g} ns = {bound}{f['run_ii_ns']:g} ns, "
+                    f"{card.rate_mhz:g} MHz sustained: {_met(f.get('rate_met'))}"
+                )
+            L += [text + ".", ""]
+    return L
 
 
 def _table(header: list[str], rows: list[list[str]]) -> list[str]:
@@ -319,4 +435,4 @@ def render_md(d: dict) -> list[str]:
         "",
     ]
     L += _table([h.replace("Fmax", "clock ≤") for h in header], [_row(n, t, "asic", card) for n, t in designs])
-    return [ln for ln in L] + [""]
+    return L + [""] + _modules_lines(designs, card)

@@ -130,3 +130,18 @@ def test_conv_ii_from_the_cards_clock_and_rate():
     assert rate_knobs("shiftadd", cnn, 5.0, None) == {}
     assert rate_knobs("shiftadd", mlp_ir("m", [3, 2]), 5.0, 40.0) == {}
     assert rate_knobs("parallel", cnn, 5.0, 40.0) == {}
+
+
+def test_adder_depth_cut_registers_a_time_multiplexed_kernel_in_whole_beats(tmp_path):
+    """At conv_ii = P the kernel's cut registers are padded to a multiple of P cycles; latency grows by that."""
+    ir = random_cnn_ir(2, mode_offset=2)
+    flat = generate(ir, "shiftadd", tmp_path / "flat", solver="csd", conv_ii=5)
+    cut = generate(ir, "shiftadd", tmp_path / "cut", solver="csd", conv_ii=5, adder_depth_cut=1)
+    convs = {k: v for k, v in cut.details["cmvm"].items() if "kernel" in v}
+    assert convs and all(v["kernel_delay_cycles"] % 5 == 0 and v["kernel_delay_cycles"] > 0 for v in convs.values())
+    assert all(v["kernel_input_registered"] for v in convs.values())  # the window multiplexer has its own stage
+    assert all(v["kernel_delay_cycles"] == 0 for k, v in flat.details["cmvm"].items() if "kernel" in v)
+    grown = sum(v["kernel_delay_cycles"] for v in convs.values())
+    dense_cuts = cut.latency_cycles_expected - flat.latency_cycles_expected - grown
+    assert dense_cuts >= 0 and cut.ii_cycles == flat.ii_cycles == 5
+    assert lint(cut) == []

@@ -78,6 +78,13 @@ def parse_abc_stime(log: str) -> dict:
         "abc_runs": len(runs),
         "path_cells": [c for c in cells if c != "pi"],
     }
+    named = [[m for m in _MODULE.finditer(log) if m.start() < f.start()] for f in found]
+    if all(named):  # each module's own longest path (a path through a kept submodule is timed in parts)
+        by_module: dict[str, float] = {}
+        for mods, (_, _, delay) in zip(named, runs):
+            name = mods[-1].group(1)
+            by_module[name] = max(by_module.get(name, 0.0), delay)
+        out["module_delay_ps"] = by_module
     if points:
         out["start"], out["end"] = points.group(1), points.group(2)
     if modules:

@@ -6,10 +6,14 @@ the result cast and the pixel-wise layers after it, e.g. ReLU) is one module. Th
 a P-cycle beat (the top's phase counter ``ph`` picks the window), the first P - 1 pixels' values held in a bank.
 On the beat's last cycle the layers that need the whole image (max pooling, flatten and what follows) take every
 pixel and the layer's output register loads. A window tap outside the image (``same`` padding) is a constant 0.
+``adder_depth_cut`` registers the kernel's adder graph (``shiftadd.py``); with ``conv_ii = P`` its outputs are then
+delayed to a whole number of beats, so a kernel output still belongs to the phase ``ph`` shows (the window it was
+computed from was chosen that many beats earlier, from the input then held) and the layer's output stays beat-aligned.
 """
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 
 from flow.fixed import FixedType
@@ -27,6 +31,19 @@ class ConvPlan:
     pixel_post: list  # the layers after the convolution computed per pixel, inside the kernel
     rest_post: list  # the layers from the first whole-image one (max pooling, flatten) on
     ii: int  # pixels per instance (the beat's cycles)
+    kernel_stages: int = 0  # the kernel's adder-level registers
+    window_registered: bool = False  # a register between the window's phase multiplexer and the kernel
+
+    @property
+    def kernel_delay(self) -> int:
+        """Cycles from a window to its kernel output as the layer reads it: the window register and the kernel's
+        registers, padded to whole beats."""
+        return -(-(self.kernel_stages + self.window_registered) // self.ii) * self.ii
+
+    @property
+    def pad(self) -> int:
+        """The delay line's registers on each kernel output."""
+        return self.kernel_delay - self.kernel_stages - self.window_registered
 
     @property
     def pixels(self) -> int:
@@ -66,8 +83,8 @@ def conv_module(
     """The layer module of one convolution, its register stages (``ii`` cycles when time-multiplexed), the
     kernel module (name, text) and design.json's figures for the layer.
 
-    ``dense_module`` is shiftadd's (the kernel is its dense layer, unregistered); adder-level registers (``cut``)
-    are used only at ``ii == 1``, where the kernel is a plain pipeline.
+    ``dense_module`` is shiftadd's (the kernel is its dense layer, its output a wire); its adder-level registers
+    (``cut``) delay a kernel output by whole beats (``ConvPlan.kernel_delay``), so the layer takes ``ii`` plus that.
     """
     p = plan(seg, ii)
     conv, in_t = p.conv, p.in_t
@@ -77,10 +94,18 @@ def conv_module(
     graph = cmvm.solve(kernel.weights, in_t, solver, budget_s, k_ranges)
     kname = f"{name}_kernel"
     k_text, k_stages = dense_module(
-        kname, kernel, in_t, p.pixel_post, p.pixel_t, graph, shift, cut if ii == 1 else 0, k_ranges, registered=False
+        kname, kernel, in_t, p.pixel_post, p.pixel_t, graph, shift, cut, k_ranges, registered=False
     )
+    # Pipelined (cut) and time-multiplexed: the window multiplexer gets its own stage, so every path of the layer
+    # lies within the layer or within the kernel.
+    p = dataclasses.replace(p, kernel_stages=k_stages, window_registered=bool(cut) and ii > 1)
     details = graph.to_dict() | {"instances": p.instances, "pixels": p.pixels, "conv_ii": ii, "kernel": kname}
-    return _layer_text(name, kname, p), (k_stages + 1 if ii == 1 else ii), (kname, k_text), details
+    details["kernel_delay_cycles"] = p.kernel_delay
+    # A kernel's output is a wire: registered by the delay line when there is one, else the layer's path runs
+    # through the kernel into the bank and the whole-image layers (what the timing bounds need; so for its input).
+    details["kernel_output_registered"] = p.pad > 0
+    details["kernel_input_registered"] = p.window_registered
+    return _layer_text(name, kname, p), ii + p.kernel_delay, (kname, k_text), details
 
 
 def _read_pixels(p: ConvPlan) -> set[int]:
@@ -110,7 +135,9 @@ def _layer_text(name: str, kname: str, p: ConvPlan) -> str:
         return "{" + ", ".join(reversed(parts)) + "}"
 
     read = _read_pixels(p)
-    lines = []
+    pad = p.pad
+    lines: list[str] = []
+    regs: list[str] = []
     for i in range(p.instances):
         if not any(p.pixel_of(i, ph) in read for ph in range(ii)):
             continue  # every pixel of this instance is one a max pool drops
@@ -119,10 +146,19 @@ def _layer_text(name: str, kname: str, p: ConvPlan) -> str:
         for ph in range(ii - 2, -1, -1):  # the last phase's window is the default
             if choices[ph] != expr:
                 expr = f"(ph == {pw}'d{ph}) ? {choices[ph]} : {expr}"
-        lines.append(f"    wire [{k_in * iw - 1}:0] w{i} = {expr};")
+        if p.window_registered:
+            lines.append(f"    reg [{k_in * iw - 1}:0] w{i};")
+            regs.append(f"        if (en) w{i} <= {expr};")
+        else:
+            lines.append(f"    wire [{k_in * iw - 1}:0] w{i} = {expr};")
         lines.append(f"    wire [{f * pt.width - 1}:0] k{i};")
-        lines.append(f"    {kname} u_k{i} (.clk(clk), .en(en), .x(w{i}), .y(k{i}));")
-    regs = []
+        out = f"k{i}_d0" if pad else f"k{i}"
+        if pad:  # the kernel's output delayed to a whole number of beats
+            lines.append(f"    wire [{f * pt.width - 1}:0] {out};")
+            lines += [f"    reg [{f * pt.width - 1}:0] k{i}_d{j};" for j in range(1, pad + 1)]
+            lines.append(f"    assign k{i} = k{i}_d{pad};")
+            regs += [f"        if (en) k{i}_d{j} <= k{i}_d{j - 1};" for j in range(1, pad + 1)]
+        lines.append(f"    {kname} u_k{i} (.clk(clk), .en(en), .x(w{i}), .y({out}));")
     elems: list[str] = []
     for q in range(p.pixels):
         ph, i = divmod(q, p.instances)
@@ -140,7 +176,9 @@ def _layer_text(name: str, kname: str, p: ConvPlan) -> str:
     unused = len({t for q in read for t in taps[q] if t is not None}) < n_in
     text = f"// {name}: conv2d layer {conv.name} {list(conv.in_shape)} -> {list(conv.shape)} ({conv.padding.value}), "
     text += f"generated by qflow. Do not edit.\n// {p.pixels} pixels: {p.instances} instance(s) of {kname}, "
-    text += f"{ii} pixel(s) each (one per phase); then" + "".join(f" {q.kind.value}" for q in p.rest_post)
+    text += f"{ii} pixel(s) each (one per phase"
+    text += f", {p.kernel_delay} cycle(s) from a window to its output" if p.kernel_delay else ""
+    text += "); then" + "".join(f" {q.kind.value}" for q in p.rest_post)
     text += f" and a register (y: {n_y} x {out_t}).\n`timescale 1ns / 1ps\n"
     if unused:
         text += "/* verilator lint_off UNUSEDSIGNAL */\n// Reason: inputs no window reads are not connected.\n"
