@@ -108,7 +108,7 @@ def test_ensemble_card_loads(tmp_path):
     assert card.arrangement == "serial_members" and str(card.stage.log1p_t) == "ufixed<12,4,RND_CONV,SAT>"
     shipped = load_ensemble_card("diag_ensemble")
     assert shipped.member_names == tuple(f"diag_{k:02d}" for k in range(7, 20))
-    assert shipped.member_training.share == "disjoint" and shipped.members[0].dataset["share_count"] == 200
+    assert shipped.member_training.share == "disjoint" and shipped.members[0].dataset["share_count"] == 180
 
 
 @pytest.mark.parametrize(
