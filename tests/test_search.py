@@ -10,10 +10,10 @@ import numpy as np
 import pytest
 
 import flow.project
+from flow.build import Source, load_data
 from flow.card import load_card, parse_card
 from flow.cli import main
 from flow.errors import FlowError
-from flow.build import Source, load_data
 from flow.search import run_search
 from flow.search.pareto import best_vs_default, pareto_front
 from flow.search.proxy import DenseShape, proxy_cost
