@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import io
 import json
+import shutil
 
 import numpy as np
 import pytest
@@ -19,7 +20,7 @@ from flow.search.pareto import best_vs_default, pareto_front
 from flow.search.proxy import DenseShape, proxy_cost
 from flow.search.space import parse_space
 from flow.search.study import Evaluator, variant
-from flow.train import read_float_weights, train
+from flow.train import read_float_weights, train, write_float_weights
 
 TINY = """\
 name: tiny_search
@@ -203,6 +204,11 @@ def test_the_cards_own_warm_start_is_its_built_float_baseline(env, tmp_path, mon
     train(card, ds, project, fp)
     built = read_float_weights(project, card.training_fingerprint(fp))
     assert built is not None and read_float_weights(project, "0" * 16) is None  # another training's: not used
+    stale = tmp_path / "stale" / card.name
+    stale.mkdir(parents=True)
+    shutil.copy2(project.train_json, stale / "train.json")  # train.json current, the weights of another training
+    write_float_weights(flow.project.Project(card.name, stale), built, "0" * 16)
+    assert read_float_weights(flow.project.Project(card.name, stale), card.training_fingerprint(fp)) is None
     trial = variant(card, space, space.defaults, epochs=1)
     own = Evaluator(card, space, ds, tmp_path / "warm_own", fp).warm_weights(trial)  # no project: trained here
     assert len(own) == len(built) and all(np.array_equal(a, b) for a, b in zip(own, built))  # the same recipe

@@ -345,10 +345,10 @@ def _rounding_fold(acc_t: FixedType, result_t: FixedType, post: list, acc_ranges
     else:
         return None
     half = 1 << (fold.drop - 1)
-    room = FixedType(acc_t.width, acc_t.int_bits, acc_t.signed)
-    if fold.drop + 1 >= acc_t.width or not _fits([(lo, hi + half) for lo, hi in acc_ranges], room):
+    shifted = [(lo, hi + half) for lo, hi in acc_ranges]
+    if fold.drop + 1 >= acc_t.width or not _fits(shifted, FixedType(acc_t.width, acc_t.int_bits, acc_t.signed)):
         return None
-    if fold.post and not _fits([(lo, hi + half) for lo, hi in acc_ranges], result_t):
+    if fold.post and not _fits(shifted, result_t):
         return None  # the lossless result cast must stay lossless for acc + half
     return fold
 
